@@ -1,0 +1,51 @@
+//! Small statistics shared by the probe and the analysis: percentiles of sorted samples.
+
+/// The `p`th percentile (0–100) of already sorted values, linearly interpolated between
+/// closest ranks (the "R-7" definition used by numpy and spreadsheets). `None` when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
+}
+
+/// Sorts a copy of `values` (NaNs dropped) and takes several percentiles.
+pub fn percentiles<const N: usize>(values: impl IntoIterator<Item = f64>, ps: [f64; N]) -> [Option<f64>; N] {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    ps.map(|p| percentile(&v, p))
+}
+
+pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_numpy_linear_percentiles() {
+        // numpy.percentile([1, 2, 3, 4], [0, 25, 50, 95, 100]) = [1, 1.75, 2.5, 3.85, 4]
+        let v = [1.0, 2.0, 3.0, 4.0];
+        let got: Vec<f64> = [0.0, 25.0, 50.0, 95.0, 100.0].iter().map(|p| percentile(&v, *p).unwrap()).collect();
+        let want = [1.0, 1.75, 2.5, 3.85, 4.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
+    }
+
+    #[test]
+    fn percentiles_sort_and_skip_nan() {
+        let [p50, p100] = percentiles([3.0, f64::NAN, 1.0, 2.0], [50.0, 100.0]);
+        assert_eq!((p50, p100), (Some(2.0), Some(3.0)));
+        assert_eq!(mean([1.0, 2.0, 6.0]), Some(3.0));
+        assert_eq!(mean([]), None);
+    }
+}

@@ -1,0 +1,489 @@
+//! The OpenAI-compatible adapter: `POST {url}/v1/chat/completions`, streamed (SSE) or not.
+//!
+//! Streams are read through `eventsource-stream` (comment lines and keepalives, `[DONE]`,
+//! close-delimited HTTP/1.0 bodies), under `guard::Guarded`'s stall and line limits. Extra
+//! fields the server sends — llama.cpp `timings`, LM Studio `stats`, `usage` — are kept.
+//!
+//! Pooled connections and llama-server: after a streamed reply llama-server closes the
+//! connection, and a client that pooled it may send the next request into the closing socket
+//! ("connection closed before message completed") although the server is healthy. When the
+//! first attempt fails that way before any response byte, the request is sent once more on a
+//! new connection and `attempts = 2` is recorded; a server that is really gone then fails the
+//! second attempt (`connect_refused`), so no failure is hidden.
+
+use super::chunk::{Body, ToolCalls, error_text};
+use super::guard::{Guarded, StreamFault};
+use super::{Backend, BackendError, ChatRequest, Exchange, Failure};
+use crate::config::BackendConfig;
+use crate::probe::outcome::{Outcome, is_crash_text};
+use crate::probe::timeline::{Delta, Timeline};
+use crate::schedule::Timeouts;
+use crate::shutdown::Shutdown;
+use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Client, Response, Url};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A pooled connection found closed this soon after sending is the reuse race, not a crash.
+const STALE_WINDOW: Duration = Duration::from_millis(250);
+
+/// The most of a non-streamed body soakd reads before calling it malformed.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct OpenAi {
+    endpoint: Url,
+    model: Option<String>,
+    pooled: Client,
+    fresh: Client,
+    reuse: bool,
+    auth: Option<HeaderValue>,
+    timeouts: Timeouts,
+}
+
+impl OpenAi {
+    pub fn new(config: &BackendConfig, timeouts: &Timeouts) -> Result<Self, BackendError> {
+        let auth = match &config.api_key_env {
+            None => None,
+            Some(var) => {
+                let key = std::env::var(var)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| BackendError::MissingKey { backend: config.name.clone(), var: var.clone() })?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| BackendError::BadKey { backend: config.name.clone(), var: var.clone() })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        let build = |pool: bool| {
+            let b = Client::builder()
+                .connect_timeout(timeouts.connect)
+                .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")))
+                .no_proxy();
+            let b = if pool { b.pool_idle_timeout(Duration::from_secs(30)) } else { b.pool_max_idle_per_host(0) };
+            b.build().map_err(|err| BackendError::Client { backend: config.name.clone(), err })
+        };
+        let mut endpoint = config.url.clone();
+        let path = format!("{}/v1/chat/completions", endpoint.path().trim_end_matches('/'));
+        endpoint.set_path(&path);
+        Ok(OpenAi {
+            endpoint,
+            model: config.model.clone(),
+            pooled: build(true)?,
+            fresh: build(false)?,
+            reuse: config.reuse_connections,
+            auth,
+            timeouts: *timeouts,
+        })
+    }
+
+    /// The JSON body for one request.
+    pub fn body(&self, req: ChatRequest<'_>) -> Value {
+        let w = req.workload;
+        let mut messages = Vec::new();
+        if let Some(system) = &w.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.push(json!({"role": "user", "content": req.prompt.text}));
+        let mut body = json!({"messages": messages, "max_tokens": w.max_tokens, "stream": w.stream});
+        if let Some(model) = &self.model {
+            body["model"] = json!(model);
+        }
+        if w.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if let Some(t) = w.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(p) = w.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(tools) = &w.tools {
+            body["tools"] = tools.clone();
+        }
+        body
+    }
+
+    async fn exchange(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Exchange {
+        let body = self.body(req);
+        let mut attempts = 1;
+        let mut first_error = None;
+        loop {
+            let client = if self.reuse && attempts == 1 { &self.pooled } else { &self.fresh };
+            let mut calls = ToolCalls::default();
+            let mut http_status = None;
+            let result = self.attempt(client, &body, req, tl, shutdown, &mut calls, &mut http_status).await;
+            if let Err(Attempt::StaleConnection(f)) = &result
+                && attempts == 1
+                && self.reuse
+                && tl.start().elapsed() < STALE_WINDOW
+            {
+                attempts = 2;
+                first_error = Some(f.error.clone());
+                tl.restart(std::time::Instant::now());
+                continue;
+            }
+            let result = result
+                .map_err(|a| {
+                    let mut f = a.into_failure();
+                    if let Some(first) = &first_error {
+                        f.error = bounded(&format!("{} (first attempt: {first})", f.error), MAX_ERROR_BYTES);
+                    }
+                    f
+                })
+                .and_then(|()| empty_check(tl, &calls));
+            return Exchange {
+                http_status,
+                attempts,
+                tool_call_seen: calls.seen(),
+                tool_call_valid: calls.valid(req.workload.tools.as_ref()),
+                result,
+            };
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        client: &Client,
+        body: &Value,
+        req: ChatRequest<'_>,
+        tl: &mut Timeline,
+        shutdown: &Shutdown,
+        calls: &mut ToolCalls,
+        http_status: &mut Option<u16>,
+    ) -> Result<(), Attempt> {
+        let start = Instant::from_std(tl.start());
+        let total = start + self.timeouts.total;
+        // A non-streamed reply's first byte comes when generation ends: only `total` bounds it.
+        let first_byte = if req.workload.stream { start + self.timeouts.first_byte } else { total };
+        let mut request = client.post(self.endpoint.clone()).json(body);
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let response = match race(request.send(), first_byte.min(total), shutdown).await {
+            Err(Stop::Deadline) => {
+                let waited = first_byte.min(total).saturating_duration_since(start).as_millis();
+                return Err(fail(Outcome::NoFirstByte, format!("no response byte within {waited} ms")));
+            }
+            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
+            Ok(Err(e)) => return Err(send_error(&e)),
+            Ok(Ok(r)) => r,
+        };
+        tl.first_byte(std::time::Instant::now());
+        let status = response.status();
+        *http_status = Some(status.as_u16());
+        if !status.is_success() {
+            let text = match race(read_bounded(response, MAX_OUTPUT_BYTES), total, shutdown).await {
+                Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
+                _ => String::new(),
+            };
+            let error = bounded(&format!("HTTP {}: {}", status.as_u16(), text.trim()), MAX_ERROR_BYTES);
+            let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::HttpError };
+            return Err(fail(outcome, error));
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if is_sse {
+            self.read_stream(response, tl, total, shutdown, calls).await
+        } else {
+            read_whole(response, tl, total, shutdown, calls).await
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        response: Response,
+        tl: &mut Timeline,
+        total: Instant,
+        shutdown: &Shutdown,
+        calls: &mut ToolCalls,
+    ) -> Result<(), Attempt> {
+        let mut events = std::pin::pin!(Guarded::new(response.bytes_stream(), self.timeouts.stall).eventsource());
+        loop {
+            let event = match race(events.next(), total, shutdown).await {
+                Err(Stop::Deadline) => {
+                    return Err(fail(
+                        Outcome::Timeout,
+                        format!("still streaming after {} ms", self.timeouts.total.as_millis()),
+                    ));
+                }
+                Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
+                Ok(None) if tl.finish_reason.is_some() || tl.done_marker => return Ok(()),
+                Ok(None) => {
+                    return Err(fail(
+                        Outcome::Truncated,
+                        format!("the stream ended after {} tokens without a finish reason or [DONE]", tl.deltas()),
+                    ));
+                }
+                Ok(Some(Err(e))) => return Err(stream_error(e, tl)),
+                Ok(Some(Ok(event))) => event,
+            };
+            let now = std::time::Instant::now();
+            let data = event.data.trim();
+            if data == "[DONE]" {
+                tl.done_marker = true;
+                return Ok(());
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let chunk: Body = serde_json::from_str(data).map_err(|e| {
+                fail(Outcome::Malformed, format!("a stream event is not JSON ({e}): {}", bounded(data, 512)))
+            })?;
+            take_chunk(chunk, tl, calls, now)?;
+        }
+    }
+}
+
+impl Backend for OpenAi {
+    fn chat<'a>(
+        &'a self,
+        request: ChatRequest<'a>,
+        timeline: &'a mut Timeline,
+        shutdown: &'a Shutdown,
+    ) -> BoxFuture<'a, Exchange> {
+        self.exchange(request, timeline, shutdown).boxed()
+    }
+}
+
+/// What one attempt ended in: a failure, or a stale pooled connection worth one retry.
+enum Attempt {
+    Failed(Failure),
+    StaleConnection(Failure),
+}
+
+impl Attempt {
+    fn into_failure(self) -> Failure {
+        match self {
+            Attempt::Failed(f) | Attempt::StaleConnection(f) => f,
+        }
+    }
+}
+
+fn fail(outcome: Outcome, error: impl Into<String>) -> Attempt {
+    Attempt::Failed(Failure::new(outcome, error))
+}
+
+/// Folds one streamed chunk into the timeline; an error object in it ends the request.
+fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: std::time::Instant) -> Result<(), Attempt> {
+    if let Some(err) = &chunk.error {
+        let text = error_text(err);
+        let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::StreamError };
+        return Err(fail(outcome, bounded(&text, MAX_ERROR_BYTES)));
+    }
+    keep_server_fields(&chunk, tl);
+    for choice in &chunk.choices {
+        if let Some(delta) = &choice.delta {
+            if let Some(r) = delta.reasoning() {
+                tl.delta(Delta::Reasoning, r, now);
+            }
+            if let Some(c) = delta.content() {
+                tl.delta(Delta::Content, c, now);
+            }
+            if let Some(parts) = delta.tool_calls.as_deref().filter(|p| !p.is_empty()) {
+                calls.add(parts);
+                tl.delta(Delta::ToolCall, "", now);
+            }
+        }
+        if let Some(reason) = &choice.finish_reason {
+            tl.finish_reason = Some(reason.clone());
+        }
+    }
+    Ok(())
+}
+
+fn keep_server_fields(body: &Body, tl: &mut Timeline) {
+    if let Some(u) = &body.usage
+        && let Some(c) = u.completion_tokens
+    {
+        tl.usage(u.prompt_tokens, c);
+    }
+    if let Some(m) = &body.model {
+        tl.server_model = Some(bounded(m, 256));
+    }
+    let mut server = serde_json::Map::new();
+    for (key, value) in [("timings", &body.timings), ("stats", &body.stats)] {
+        if let Some(v) = value.as_ref().filter(|v| v.is_object()) {
+            server.insert(key.to_string(), v.clone());
+        }
+    }
+    if !server.is_empty() {
+        tl.server_timings = Some(Value::Object(server));
+    }
+}
+
+/// A non-streamed reply (or a server that answered a streamed request with plain JSON).
+async fn read_whole(
+    response: Response,
+    tl: &mut Timeline,
+    total: Instant,
+    shutdown: &Shutdown,
+    calls: &mut ToolCalls,
+) -> Result<(), Attempt> {
+    let (bytes, complete) = match race(read_bounded(response, MAX_BODY_BYTES), total, shutdown).await {
+        Err(Stop::Deadline) => return Err(fail(Outcome::Timeout, "the response body did not finish in time")),
+        Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
+        Ok(Err(e)) => return Err(fail(Outcome::ResetMidStream, error_chain(&e))),
+        Ok(Ok(read)) => read,
+    };
+    if !complete {
+        return Err(fail(Outcome::Malformed, format!("the response body is over {MAX_BODY_BYTES} bytes")));
+    }
+    let body: Body = serde_json::from_slice(&bytes).map_err(|e| {
+        fail(
+            Outcome::Malformed,
+            format!("the response is not JSON ({e}): {}", bounded(&String::from_utf8_lossy(&bytes), 512)),
+        )
+    })?;
+    if let Some(err) = &body.error {
+        let text = error_text(err);
+        let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::StreamError };
+        return Err(fail(outcome, bounded(&text, MAX_ERROR_BYTES)));
+    }
+    keep_server_fields(&body, tl);
+    let Some(choice) = body.choices.first() else {
+        return Err(fail(Outcome::Malformed, "the response has no choices"));
+    };
+    if let Some(m) = &choice.message {
+        if m.reasoning().is_some() {
+            tl.reasoning_seen = true;
+        }
+        if let Some(c) = m.content() {
+            tl.whole_reply(c);
+        }
+        if let Some(parts) = &m.tool_calls {
+            calls.add(parts);
+        }
+    }
+    tl.finish_reason = choice.finish_reason.clone();
+    Ok(())
+}
+
+/// A reply with nothing in it is the `empty` outcome.
+fn empty_check(tl: &Timeline, calls: &ToolCalls) -> Result<(), Failure> {
+    let no_tokens = tl.deltas() == 0 && tl.output().is_empty() && !tl.reasoning_seen && !calls.seen();
+    if no_tokens {
+        let reason = tl.finish_reason.as_deref().unwrap_or("none");
+        return Err(Failure::new(
+            Outcome::Empty,
+            format!("no content, reasoning or tool call (finish_reason: {reason})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads at most `max` bytes of a body; `complete` is false when there was more.
+async fn read_bounded(mut response: Response, max: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if buf.len() + chunk.len() > max {
+            buf.extend_from_slice(&chunk[..max - buf.len()]);
+            return Ok((buf, false));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, true))
+}
+
+enum Stop {
+    Deadline,
+    Aborted,
+}
+
+/// Runs `fut` until it ends, the deadline passes, or shutdown aborts in-flight work.
+async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdown) -> Result<F::Output, Stop> {
+    tokio::select! {
+        out = fut => Ok(out),
+        _ = tokio::time::sleep_until(deadline) => Err(Stop::Deadline),
+        _ = shutdown.aborted() => Err(Stop::Aborted),
+    }
+}
+
+/// Every message in an error's source chain, joined: reqwest's own message alone hides the cause.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        source = s.source();
+    }
+    bounded(&parts.join(": "), MAX_ERROR_BYTES)
+}
+
+/// Classifies a failure to get response headers.
+fn send_error(e: &reqwest::Error) -> Attempt {
+    let text = error_chain(e);
+    if e.is_connect() {
+        let outcome = if e.is_timeout() {
+            Outcome::ConnectTimeout
+        } else if io_kind(e) == Some(std::io::ErrorKind::ConnectionRefused) {
+            Outcome::ConnectRefused
+        } else {
+            Outcome::ConnectError
+        };
+        return fail(outcome, text);
+    }
+    let closed = is_incomplete_message(e)
+        || matches!(
+            io_kind(e),
+            Some(
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        );
+    let failure =
+        Failure::new(Outcome::ResetMidStream, format!("the connection closed before the response began: {text}"));
+    if closed { Attempt::StaleConnection(failure) } else { Attempt::Failed(failure) }
+}
+
+fn stream_error(e: EventStreamError<StreamFault>, tl: &Timeline) -> Attempt {
+    match e {
+        EventStreamError::Transport(StreamFault::Stalled(d)) => {
+            fail(Outcome::Stall, format!("no data for {} ms mid-stream, after {} tokens", d.as_millis(), tl.deltas()))
+        }
+        EventStreamError::Transport(f @ StreamFault::LineTooLong) => fail(Outcome::Malformed, f.to_string()),
+        EventStreamError::Transport(f @ StreamFault::Transport(_)) => {
+            fail(Outcome::ResetMidStream, format!("the stream broke after {} tokens: {f}", tl.deltas()))
+        }
+        EventStreamError::Utf8(e) => fail(Outcome::Malformed, format!("the stream is not UTF-8: {e}")),
+        EventStreamError::Parser(e) => {
+            fail(Outcome::Malformed, bounded(&format!("the stream is not valid SSE: {e}"), 512))
+        }
+    }
+}
+
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = s.source();
+    }
+    None
+}
+
+fn is_incomplete_message(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message() || h.is_canceled()) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}

@@ -1,0 +1,69 @@
+//! Command-line definitions (clap). Behaviour lives in `commands`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "soakd",
+    version,
+    about = "Soak-tests local LLM servers: cron-scheduled workloads, every request and memory sample in SQLite.",
+    long_about = "soakd fires cron-scheduled workloads at every configured LLM server (LM Studio, mlx_lm.server, \
+        Ollama, llama.cpp, vLLM — anything OpenAI-compatible), records each request's outcome, timings and the \
+        server's memory into SQLite, and prints comparison tables.\n\n\
+        Start with `soakd demo` (no LLM server needed). Config: --config PATH, else $SOAKD_CONFIG, else \
+        ~/Library/Application Support/soakd/config.toml (macOS) or ~/.config/soakd/config.toml (Linux).",
+    after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error, 78 invalid configuration or schedules."
+)]
+pub struct Cli {
+    /// The config file (default: $SOAKD_CONFIG, else the platform's config folder).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter, e.g. `info`, `debug`, `soakd=trace` (default: info for `run`, warn otherwise; or $RUST_LOG).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: fire every schedule until SIGINT/SIGTERM, then finish in-flight requests
+    /// within the grace period, record the rest as `cancelled`, and exit 0.
+    Run,
+
+    /// Run one job now, with a progress bar, and print a per-backend summary. Exits 0 whatever
+    /// the servers did: their failures are data.
+    Once {
+        /// The job's name (see `soakd check`).
+        job: String,
+        /// Only these backends (repeatable; default: the job's own).
+        #[arg(long = "backend", value_name = "NAME")]
+        backends: Vec<String>,
+    },
+
+    /// Validate the config and every schedule file, and print each job's next fire times.
+    /// Reports every problem (file, entry, field) and exits 78 if there is any.
+    Check {
+        /// How many upcoming fire times to show per job.
+        #[arg(long, default_value_t = 3)]
+        next: usize,
+    },
+
+    /// Serve a simulated OpenAI-compatible LLM on 127.0.0.1, with settable speed, memory growth,
+    /// crashes and faults (for the demo and fault tests).
+    Sim(crate::sim::SimArgs),
+
+    /// Soak two simulated backends that mirror the seed report (one fast but crashing under rapid
+    /// requests, one slower and steady) for about a minute, and print the comparison.
+    Demo {
+        /// Where to write the database.
+        #[arg(long, default_value = "soakd-demo.db", value_name = "PATH")]
+        db: PathBuf,
+        /// How long to soak, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        seconds: u64,
+    },
+}

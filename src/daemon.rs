@@ -1,0 +1,168 @@
+//! The daemon: every enabled job on tokio-cron-scheduler, each firing run at the job's
+//! backends (one after another, or in parallel), until shutdown.
+//!
+//! A firing that finds the same job still running (or queued) at a backend is skipped and
+//! recorded as a `skipped` run, never stacked. After a sleep or a clock jump the scheduler
+//! fires a missed job once, not once per missed tick. On stop: no new firings, in-flight
+//! requests get the grace period, then are cancelled; everything is flushed.
+
+use crate::config::BackendConfig;
+use crate::probe::runner::{self, RunSpec};
+use crate::schedule::Job;
+use crate::session::Session;
+use crate::store::rows::{RunStart, RunStatus};
+use crate::time::now_ms;
+use chrono::Local;
+use futures_util::future::join_all;
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler, JobSchedulerError};
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the scheduler failed: {0}")]
+    Scheduler(#[from] JobSchedulerError),
+    #[error("job \"{job}\": the scheduler rejected its cron expression \"{cron}\"")]
+    Cron { job: String, cron: String },
+}
+
+/// Runs the schedules inside `session` until its shutdown is triggered.
+pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Result<(), DaemonError> {
+    let enabled: Vec<Job> = jobs.into_iter().filter(|j| j.enabled).collect();
+    let inner = Arc::new(Inner {
+        jobs: enabled,
+        backends: session.config.backends.clone(),
+        session_parts: Parts::of(session),
+        trigger,
+        claimed: Mutex::new(HashSet::new()),
+        tracker: TaskTracker::new(),
+    });
+    session.event(
+        "daemon_start",
+        json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(), "trigger": trigger}),
+    );
+    let scheduler = JobScheduler::new().await?;
+    for (index, job) in inner.jobs.iter().enumerate() {
+        let fire = inner.clone();
+        let cron_job = CronJob::new_async_tz(job.cron.normalised.as_str(), Local, move |_id, _scheduler| {
+            let fire = fire.clone();
+            Box::pin(async move { fire.fire(index).await })
+        })
+        .map_err(|_| DaemonError::Cron { job: job.name.clone(), cron: job.cron.written.clone() })?;
+        scheduler.add(cron_job).await?;
+    }
+    scheduler.start().await?;
+    tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
+
+    session.shutdown.stopping().await;
+    tracing::info!("stopping: no new firings; in-flight requests get the grace period");
+    let mut scheduler = scheduler;
+    if let Err(e) = scheduler.shutdown().await {
+        tracing::warn!("the scheduler did not stop cleanly: {e}");
+    }
+    inner.tracker.close();
+    inner.tracker.wait().await;
+    session.event("daemon_stop", json!({"pid": std::process::id()}));
+    Ok(())
+}
+
+/// What a firing needs from the session (handles are cheap clones).
+struct Parts {
+    writer: crate::store::WriterHandle,
+    samplers: Vec<(String, crate::probe::sampler::SamplerHandle)>,
+    shutdown: crate::shutdown::Shutdown,
+}
+
+impl Parts {
+    fn of(session: &Session) -> Parts {
+        Parts {
+            writer: session.writer(),
+            samplers: session.config.backends.iter().map(|b| (b.name.clone(), session.sampler(&b.name))).collect(),
+            shutdown: session.shutdown.clone(),
+        }
+    }
+}
+
+struct Inner {
+    jobs: Vec<Job>,
+    backends: Vec<BackendConfig>,
+    session_parts: Parts,
+    trigger: &'static str,
+    /// (job index, backend) pairs running or queued.
+    claimed: Mutex<HashSet<(usize, String)>>,
+    tracker: TaskTracker,
+}
+
+impl Inner {
+    async fn fire(self: Arc<Self>, index: usize) {
+        let parts = &self.session_parts;
+        if parts.shutdown.is_stopping() {
+            return;
+        }
+        let job = &self.jobs[index];
+        let now = Local::now();
+        let planned_at = job.cron.latest_at_or_before(now).unwrap_or(now).timestamp_millis();
+        let mut targets = Vec::new();
+        for backend in self.backends.iter().filter(|b| job.backends.includes(&b.name)) {
+            let fresh = self.claimed.lock().expect("claims").insert((index, backend.name.clone()));
+            if fresh {
+                targets.push(backend.clone());
+            } else {
+                tracing::info!(job = %job.name, backend = %backend.name, "skipped: still running from an earlier firing");
+                self.record_skip(job, backend, planned_at).await;
+            }
+        }
+        if targets.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            let job = &this.jobs[index];
+            if job.sequential {
+                for backend in &targets {
+                    this.run_one(index, backend, planned_at).await;
+                }
+            } else {
+                join_all(targets.iter().map(|b| this.run_one(index, b, planned_at))).await;
+            }
+        });
+    }
+
+    async fn run_one(&self, index: usize, backend: &BackendConfig, planned_at: i64) {
+        let parts = &self.session_parts;
+        if !parts.shutdown.is_stopping() {
+            let sampler = parts.samplers.iter().find(|(n, _)| *n == backend.name).map(|(_, s)| s).expect("sampler");
+            let spec = RunSpec { job: &self.jobs[index], backend, trigger: self.trigger, planned_at };
+            runner::run(spec, &parts.writer, sampler, &parts.shutdown, None).await;
+        }
+        self.claimed.lock().expect("claims").remove(&(index, backend.name.clone()));
+    }
+
+    async fn record_skip(&self, job: &Job, backend: &BackendConfig, planned_at: i64) {
+        let w = &job.workload;
+        let writer = &self.session_parts.writer;
+        let now = now_ms();
+        let run = RunStart {
+            job: job.name.clone(),
+            backend: backend.name.clone(),
+            trigger: self.trigger,
+            planned_at,
+            started_at: now,
+            requests_planned: w.requests,
+            concurrency: w.concurrency,
+            delay_ms: w.delay.as_millis() as u64,
+            stream: w.stream,
+            max_tokens: w.max_tokens,
+            backend_kind: backend.kind.as_str(),
+            base_url: backend.url.to_string(),
+            model: backend.model.clone(),
+            server_pid: None,
+            detail: json!({"reason": "the previous firing of this job is still running (or queued) at this backend"}),
+        };
+        if let Ok(id) = writer.begin_run(run).await {
+            writer.end_run(id, RunStatus::Skipped, now, 0);
+        }
+    }
+}

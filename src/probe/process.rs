@@ -1,0 +1,236 @@
+//! A backend's process: finding it (by pid, by the port it listens on, or by a name regex) and
+//! measuring its whole tree — LM Studio and Ollama run the model in a child process.
+//!
+//! Memory per tree: RSS summed over the processes, and a footprint that counts what RSS
+//! misses — on macOS the physical footprint (`proc_pid_rusage`, no root needed for one's own
+//! processes; it includes compressed and Metal-wired memory), on Linux RssAnon + VmSwap from
+//! `/proc/PID/status` (Ollama #18106: growth invisible in RSS).
+
+use crate::config::ProcessSelector;
+use std::collections::HashSet;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+/// A process, told apart from a later one that reuses its pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub pid: u32,
+    /// Unix seconds.
+    pub started_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeMemory {
+    pub root: Identity,
+    pub processes: u32,
+    pub rss_bytes: u64,
+    pub footprint_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemMemory {
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+    pub swap_used_bytes: u64,
+}
+
+/// Finds and measures one backend's process tree. Not shared: each sampler owns one.
+pub struct Processes {
+    selector: ProcessSelector,
+    sys: System,
+    root: Option<Identity>,
+    tree: Vec<Pid>,
+}
+
+impl Processes {
+    pub fn new(selector: ProcessSelector) -> Self {
+        // `System::new` only fails where sysinfo has no support; then nothing can be sampled.
+        let sys = System::new().unwrap_or_else(|_| System::new_with_specifics(Default::default()).expect("sysinfo"));
+        Processes { selector, sys, root: None, tree: Vec::new() }
+    }
+
+    pub fn selector(&self) -> &ProcessSelector {
+        &self.selector
+    }
+
+    /// Looks the backend's process up again from scratch (all processes are refreshed).
+    pub fn resolve(&mut self) -> Option<Identity> {
+        let with_cmd = matches!(self.selector, ProcessSelector::Name(_));
+        let kind = ProcessRefreshKind::nothing().with_memory();
+        let kind = if with_cmd { kind.with_cmd(UpdateKind::OnlyIfNotSet) } else { kind };
+        self.sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+        let pid = match &self.selector {
+            ProcessSelector::None => None,
+            ProcessSelector::Pid(p) => Some(Pid::from_u32(*p)).filter(|p| self.sys.process(*p).is_some()),
+            ProcessSelector::Port(port) => self.listening_root(*port),
+            ProcessSelector::Name(re) => self
+                .sys
+                .processes()
+                .iter()
+                .filter(|(pid, p)| {
+                    **pid != Pid::from_u32(std::process::id())
+                        && (re.is_match(&p.name().to_string_lossy())
+                            || re.is_match(&p.cmd().iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")))
+                })
+                .min_by_key(|(pid, p)| (p.start_time(), pid.as_u32()))
+                .map(|(pid, _)| *pid),
+        };
+        self.root = pid.and_then(|pid| self.identity(pid));
+        self.tree = match self.root {
+            Some(root) => descendants(&self.sys, Pid::from_u32(root.pid)),
+            None => Vec::new(),
+        };
+        self.root
+    }
+
+    /// The process listening on `port`; of several (forked workers share a socket), the one
+    /// whose parent is not among them.
+    fn listening_root(&self, port: u16) -> Option<Pid> {
+        let listeners = listeners::get_all().ok()?;
+        let pids: HashSet<u32> = listeners
+            .iter()
+            .filter(|l| {
+                l.socket.port() == port
+                    && l.protocol == listeners::Protocol::TCP
+                    && l.state == listeners::SocketState::Listen
+            })
+            .map(|l| l.process.pid)
+            .collect();
+        pids.iter()
+            .copied()
+            .find(|pid| {
+                let parent = self.sys.process(Pid::from_u32(*pid)).and_then(|p| p.parent());
+                !parent.is_some_and(|pp| pids.contains(&pp.as_u32()))
+            })
+            .map(Pid::from_u32)
+    }
+
+    fn identity(&self, pid: Pid) -> Option<Identity> {
+        self.sys.process(pid).map(|p| Identity { pid: pid.as_u32(), started_at: p.start_time() })
+    }
+
+    /// Measures the tree found by the last `resolve`. With `rescan`, all processes are
+    /// refreshed so new children are found; otherwise only the known members are read.
+    /// `None` when the root is gone (or was never found).
+    pub fn measure(&mut self, rescan: bool) -> Option<TreeMemory> {
+        let root = self.root?;
+        let kind = ProcessRefreshKind::nothing().with_memory();
+        if rescan {
+            self.sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+            self.tree = descendants(&self.sys, Pid::from_u32(root.pid));
+        } else {
+            self.sys.refresh_processes_specifics(ProcessesToUpdate::Some(&self.tree), true, kind);
+        }
+        if self.identity(Pid::from_u32(root.pid)) != Some(root) {
+            self.root = None;
+            return None;
+        }
+        let members: Vec<Pid> = self.tree.iter().copied().filter(|p| self.sys.process(*p).is_some()).collect();
+        let rss_bytes = members.iter().filter_map(|p| self.sys.process(*p)).map(|p| p.memory()).sum();
+        let footprints: Vec<Option<u64>> = members.iter().map(|p| footprint(p.as_u32())).collect();
+        let footprint_bytes = footprints.iter().all(Option::is_some).then(|| footprints.iter().flatten().sum());
+        Some(TreeMemory { root, processes: members.len() as u32, rss_bytes, footprint_bytes })
+    }
+
+    pub fn system(&mut self) -> SystemMemory {
+        self.sys.refresh_memory();
+        SystemMemory {
+            used_bytes: self.sys.used_memory(),
+            available_bytes: self.sys.available_memory(),
+            swap_used_bytes: self.sys.used_swap(),
+        }
+    }
+}
+
+/// `root` and every process below it.
+fn descendants(sys: &System, root: Pid) -> Vec<Pid> {
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(sys.processes().iter().filter(|(_, p)| p.parent() == Some(parent)).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    tree
+}
+
+/// The memory RSS misses, in bytes (see the module docs).
+#[cfg(target_os = "linux")]
+pub fn footprint(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)
+    };
+    Some(field("RssAnon:")? + field("VmSwap:").unwrap_or(0))
+}
+
+#[cfg(target_os = "macos")]
+pub fn footprint(pid: u32) -> Option<u64> {
+    let mut info: libc::rusage_info_v2 = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable rusage_info_v2 and the flavor matches its layout.
+    let rc = unsafe {
+        libc::proc_pid_rusage(pid as libc::c_int, libc::RUSAGE_INFO_V2, &mut info as *mut _ as *mut libc::rusage_info_t)
+    };
+    (rc == 0).then_some(info.ri_phys_footprint)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn footprint(_pid: u32) -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    #[test]
+    fn finds_a_child_by_pid_and_measures_it() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let mut p = Processes::new(ProcessSelector::Pid(child.id()));
+        let id = p.resolve().expect("found");
+        assert_eq!(id.pid, child.id());
+        let m = p.measure(false).expect("measured");
+        assert_eq!(m.processes, 1);
+        assert!(m.rss_bytes > 0);
+        #[cfg(target_os = "linux")]
+        assert!(m.footprint_bytes.is_some());
+        child.kill().ok();
+        child.wait().ok();
+        assert!(p.measure(false).is_none(), "a dead process is gone");
+    }
+
+    #[test]
+    fn finds_the_listener_on_a_port_and_its_children() {
+        // The test process itself listens; a child of it is part of its tree.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let mut p = Processes::new(ProcessSelector::Port(port));
+        let id = p.resolve().expect("the listener is found");
+        assert_eq!(id.pid, std::process::id());
+        let m = p.measure(true).expect("measured");
+        assert!(m.processes >= 2, "the tree includes the child: {m:?}");
+        child.kill().ok();
+        child.wait().ok();
+    }
+
+    #[test]
+    fn finds_by_name_but_never_itself() {
+        let mut child = std::process::Command::new("sleep").arg("31.5").spawn().expect("sleep runs");
+        let mut p = Processes::new(ProcessSelector::Name(Regex::new(r"sleep 31\.5").unwrap()));
+        assert_eq!(p.resolve().map(|i| i.pid), Some(child.id()));
+        child.kill().ok();
+        child.wait().ok();
+        let mut none = Processes::new(ProcessSelector::Name(Regex::new("no-such-process-xyz").unwrap()));
+        assert!(none.resolve().is_none());
+    }
+
+    #[test]
+    fn system_memory_is_read() {
+        let mut p = Processes::new(ProcessSelector::None);
+        let s = p.system();
+        assert!(s.used_bytes > 0 && s.available_bytes > 0);
+        assert!(p.resolve().is_none());
+    }
+}

@@ -1,0 +1,245 @@
+//! The workload runner: one firing of one job at one backend. `concurrency` workers share the
+//! job's `requests`; each either waits `delay` after its previous request (closed loop) or
+//! starts on a fixed timetable of `rate_per_s` (open loop, where `intended_at` shows how late a
+//! busy server made a request start). Bounded by the request count and `max_duration`.
+//!
+//! Every request is written when it starts (`in_flight`) and completed when it ends, so a
+//! soakd that dies mid-run leaves a trace that the next start marks `interrupted`.
+
+use super::outcome::Outcome;
+use super::sampler::SamplerHandle;
+use super::timeline::Timeline;
+use crate::backend::{self, Backend, ChatRequest, Exchange};
+use crate::config::BackendConfig;
+use crate::schedule::Job;
+use crate::shutdown::Shutdown;
+use crate::store::WriterHandle;
+use crate::store::rows::{Event, RequestEnd, RequestStart, RunStart, RunStatus};
+use crate::text::{MAX_ERROR_BYTES, bounded, signature};
+use crate::time::{Stamp, ms_between, now_ms};
+use futures_util::future::join_all;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Called with each finished request's outcome (progress bars).
+pub type OnOutcome = Arc<dyn Fn(Outcome) + Send + Sync>;
+
+/// What to run.
+pub struct RunSpec<'a> {
+    pub job: &'a Job,
+    pub backend: &'a BackendConfig,
+    /// `cron`, `once` or `demo`.
+    pub trigger: &'static str,
+    /// The instant the schedule fired (unix ms).
+    pub planned_at: i64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    pub run_id: Option<i64>,
+    pub status: RunStatus,
+    pub requests_done: u32,
+}
+
+/// Runs one workload to its end (or until shutdown) and records everything.
+pub async fn run(
+    spec: RunSpec<'_>,
+    writer: &WriterHandle,
+    sampler: &SamplerHandle,
+    shutdown: &Shutdown,
+    on_outcome: Option<OnOutcome>,
+) -> RunResult {
+    let w = &spec.job.workload;
+    let adapter = match backend::connect(spec.backend, &w.timeouts) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(job = %spec.job.name, backend = %spec.backend.name, "{e}");
+            writer.event(Event {
+                backend: Some(spec.backend.name.clone()),
+                kind: "run_failed",
+                at: now_ms(),
+                detail: json!({"job": spec.job.name, "error": e.to_string()}),
+            });
+            return RunResult { run_id: None, status: RunStatus::Skipped, requests_done: 0 };
+        }
+    };
+    let started = now_ms();
+    let run_id = match writer
+        .begin_run(RunStart {
+            job: spec.job.name.clone(),
+            backend: spec.backend.name.clone(),
+            trigger: spec.trigger,
+            planned_at: spec.planned_at,
+            started_at: started,
+            requests_planned: w.requests,
+            concurrency: w.concurrency,
+            delay_ms: w.delay.as_millis() as u64,
+            stream: w.stream,
+            max_tokens: w.max_tokens,
+            backend_kind: spec.backend.kind.as_str(),
+            base_url: spec.backend.url.to_string(),
+            model: spec.backend.model.clone(),
+            server_pid: sampler.pid(),
+            detail: json!({
+                "file": spec.job.file.display().to_string(),
+                "cron": spec.job.cron.written,
+                "rate_per_s": w.rate,
+                "temperature": w.temperature,
+                "prompts": w.prompts.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "tools": w.tools.is_some(),
+                "timeouts_ms": {
+                    "connect": w.timeouts.connect.as_millis() as u64,
+                    "first_byte": w.timeouts.first_byte.as_millis() as u64,
+                    "stall": w.timeouts.stall.as_millis() as u64,
+                    "total": w.timeouts.total.as_millis() as u64,
+                },
+            }),
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(job = %spec.job.name, backend = %spec.backend.name, "cannot record the run: {e}");
+            return RunResult { run_id: None, status: RunStatus::Skipped, requests_done: 0 };
+        }
+    };
+    tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, requests = w.requests, "run started");
+
+    let ctx = Worker {
+        spec: &spec,
+        run_id,
+        adapter: adapter.as_ref(),
+        writer,
+        sampler,
+        shutdown,
+        on_outcome,
+        next: AtomicU32::new(0),
+        done: AtomicU32::new(0),
+        begin: Instant::now(),
+    };
+    join_all((0..w.concurrency).map(|i| ctx.work(i))).await;
+    let done = ctx.done.load(Ordering::SeqCst);
+    let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
+    writer.end_run(run_id, status, now_ms(), done);
+    tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, done, status = status.as_str(), "run ended");
+    RunResult { run_id: Some(run_id), status, requests_done: done }
+}
+
+struct Worker<'a> {
+    spec: &'a RunSpec<'a>,
+    run_id: i64,
+    adapter: &'a dyn Backend,
+    writer: &'a WriterHandle,
+    sampler: &'a SamplerHandle,
+    shutdown: &'a Shutdown,
+    on_outcome: Option<OnOutcome>,
+    /// The next request index to claim.
+    next: AtomicU32,
+    done: AtomicU32,
+    begin: Instant,
+}
+
+impl Worker<'_> {
+    async fn work(&self, worker: u32) {
+        let w = &self.spec.job.workload;
+        let deadline = self.begin + w.max_duration;
+        let mut previous_end: Option<Instant> = None;
+        loop {
+            let seq = self.next.fetch_add(1, Ordering::SeqCst);
+            if seq >= w.requests || self.shutdown.is_stopping() {
+                return;
+            }
+            // When this request should start: on the timetable (open loop), or after the pause.
+            let intended = match w.rate {
+                Some(rate) => self.begin + Duration::from_secs_f64(f64::from(seq) / rate),
+                None => previous_end.map_or_else(Instant::now, |end| end + w.delay),
+            };
+            if intended >= deadline {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(intended.into()) => {}
+                _ = self.shutdown.stopping() => return,
+            }
+            let end = self.one(worker, seq, intended, previous_end).await;
+            self.done.fetch_add(1, Ordering::SeqCst);
+            previous_end = Some(end);
+            if Instant::now() >= deadline {
+                return;
+            }
+        }
+    }
+
+    /// Sends request `seq` and records it; returns when it ended.
+    async fn one(&self, worker: u32, seq: u32, intended: Instant, previous_end: Option<Instant>) -> Instant {
+        let w = &self.spec.job.workload;
+        let prompt = &w.prompts[seq as usize % w.prompts.len()];
+        let position = self.sampler.request_starting(self.run_id).await;
+        let start = Stamp::now();
+        let key = self.writer.next_request_key();
+        self.writer.request_started(RequestStart {
+            key,
+            run_id: self.run_id,
+            backend: self.spec.backend.name.clone(),
+            job: self.spec.job.name.clone(),
+            worker,
+            seq,
+            intended_at: start.wall_ms - ms_between(intended, start.mono).round() as i64,
+            started_at: start.wall_ms,
+            stream: w.stream,
+            concurrency: w.concurrency,
+            prompt_name: prompt.name.clone(),
+            prompt_chars: prompt.text.chars().count() as u32,
+            max_tokens: w.max_tokens,
+            gap_ms: previous_end.map(|end| ms_between(end, start.mono)),
+            server_pid: position.pid,
+            server_seq: position.seq,
+        });
+        let mut timeline = Timeline::new(start.mono);
+        let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;
+        let end = Instant::now();
+        let record = finished(key, &timeline, exchange, end);
+        let outcome = record.outcome;
+        if !outcome.is_ok() {
+            tracing::debug!(backend = %self.spec.backend.name, seq, %outcome, error = ?record.error, "request failed");
+        }
+        self.writer.request_finished(record);
+        self.sampler.request_finished();
+        if let Some(f) = &self.on_outcome {
+            f(outcome);
+        }
+        end
+    }
+}
+
+/// The row for a finished request.
+fn finished(key: u64, tl: &Timeline, ex: Exchange, end: Instant) -> RequestEnd {
+    let (outcome, error) = match ex.result {
+        Ok(()) => (Outcome::Ok, None),
+        Err(f) => (f.outcome, Some(bounded(&f.error, MAX_ERROR_BYTES))),
+    };
+    let timings = tl.server_timings.as_ref();
+    let number = |path: &str| timings.and_then(|t| t.pointer(path)).and_then(serde_json::Value::as_f64);
+    RequestEnd {
+        key,
+        outcome,
+        http_status: ex.http_status,
+        attempts: ex.attempts,
+        measured: tl.finish(end),
+        finish_reason: tl.finish_reason.clone(),
+        reasoning_seen: tl.reasoning_seen,
+        tool_call_seen: ex.tool_call_seen,
+        tool_call_valid: ex.tool_call_valid,
+        server_model: tl.server_model.clone(),
+        server_prompt_ms: number("/timings/prompt_ms")
+            .or_else(|| number("/stats/time_to_first_token").map(|s| s * 1000.0)),
+        server_decode_tps: number("/timings/predicted_per_second").or_else(|| number("/stats/tokens_per_second")),
+        server_timings: timings.map(|t| bounded(&t.to_string(), MAX_ERROR_BYTES)),
+        output: tl.output().to_string(),
+        error_signature: error.as_deref().map(signature),
+        error,
+    }
+}

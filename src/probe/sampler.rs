@@ -1,0 +1,313 @@
+//! The memory sampler: one task per backend that samples the backend's process tree and the
+//! machine — before and after requests (when none other is in flight), every few seconds while
+//! a workload runs, and on an idle cadence — and turns a changed pid or start time into a
+//! `restart` event.
+//!
+//! It also keeps the backend's "requests since the server started" counter (`server_seq`),
+//! seeded from the database when a process is first seen, so a soakd restart does not reset it.
+
+use super::process::{Identity, Processes};
+use crate::config::{ProcessSelector, SamplerConfig};
+use crate::shutdown::Shutdown;
+use crate::store::WriterHandle;
+use crate::store::rows::{Event, MemorySample, Phase};
+use crate::time::now_ms;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Full process rescans (to find new children) at most this often.
+const RESCAN_EVERY: Duration = Duration::from_secs(10);
+/// Looking for a missing process at most this often.
+const RESOLVE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the runner and the sampler share about one backend's server.
+#[derive(Debug, Default)]
+struct Shared {
+    in_flight: AtomicU32,
+    /// The run whose requests are in flight (for `memory_samples.run_id`); 0 when none.
+    run_id: AtomicI64,
+    server: Mutex<ServerCount>,
+}
+
+#[derive(Debug, Default)]
+struct ServerCount {
+    identity: Option<Identity>,
+    requests: u64,
+}
+
+enum Cmd {
+    Sample(Phase, Option<oneshot::Sender<()>>),
+}
+
+/// A running sampler.
+pub struct Sampler {
+    handle: SamplerHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The runner's side of a sampler.
+#[derive(Clone)]
+pub struct SamplerHandle {
+    tx: Option<mpsc::UnboundedSender<Cmd>>,
+    shared: Arc<Shared>,
+}
+
+impl Sampler {
+    /// Starts sampling `backend`. With `ProcessSelector::None` nothing is sampled, but the
+    /// handle still works.
+    pub fn start(
+        backend: String,
+        selector: ProcessSelector,
+        config: SamplerConfig,
+        writer: WriterHandle,
+        db: PathBuf,
+        shutdown: Shutdown,
+    ) -> Sampler {
+        let shared = Arc::new(Shared::default());
+        if matches!(selector, ProcessSelector::None) {
+            let task = tokio::spawn(async {});
+            return Sampler { handle: SamplerHandle { tx: None, shared }, task };
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = State {
+            backend,
+            processes: Some(Processes::new(selector)),
+            config,
+            writer,
+            db,
+            shared: shared.clone(),
+            last_known: None,
+            missing_reported: false,
+            last_rescan: None,
+            last_resolve: None,
+        };
+        let task = tokio::spawn(state.run(rx, shutdown));
+        Sampler { handle: SamplerHandle { tx: Some(tx), shared }, task }
+    }
+
+    pub fn handle(&self) -> SamplerHandle {
+        self.handle.clone()
+    }
+
+    /// Waits for the sampler to stop (after shutdown's stop signal).
+    pub async fn join(self) {
+        drop(self.handle);
+        let _ = self.task.await;
+    }
+}
+
+/// What the runner learns when a request begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerPosition {
+    pub pid: Option<u32>,
+    /// The nth request soakd sent to this server process (1 = first).
+    pub seq: Option<u64>,
+}
+
+impl SamplerHandle {
+    /// A request is about to start: takes a `before` sample first when nothing else is in
+    /// flight, and returns the server's pid and this request's position in its life.
+    pub async fn request_starting(&self, run_id: i64) -> ServerPosition {
+        if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.shared.run_id.store(run_id, Ordering::Relaxed);
+            self.sample_and_wait(Phase::Before).await;
+        }
+        let mut server = self.shared.server.lock().expect("sampler state");
+        match server.identity {
+            Some(id) => {
+                server.requests += 1;
+                ServerPosition { pid: Some(id.pid), seq: Some(server.requests) }
+            }
+            None => ServerPosition { pid: None, seq: None },
+        }
+    }
+
+    /// A request ended: takes an `after` sample when none is left in flight.
+    pub fn request_finished(&self) {
+        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.send(Cmd::Sample(Phase::After, None));
+        }
+    }
+
+    /// The server's pid as last sampled.
+    pub fn pid(&self) -> Option<u32> {
+        self.shared.server.lock().expect("sampler state").identity.map(|i| i.pid)
+    }
+
+    /// Takes a sample now and waits for it to be taken.
+    pub async fn sample_and_wait(&self, phase: Phase) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Sample(phase, Some(tx))) {
+            let _ = rx.await;
+        }
+    }
+
+    fn send(&self, cmd: Cmd) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
+    }
+}
+
+struct State {
+    backend: String,
+    processes: Option<Processes>,
+    config: SamplerConfig,
+    writer: WriterHandle,
+    db: PathBuf,
+    shared: Arc<Shared>,
+    last_known: Option<Identity>,
+    missing_reported: bool,
+    last_rescan: Option<Instant>,
+    last_resolve: Option<Instant>,
+}
+
+impl State {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>, shutdown: Shutdown) {
+        self.sample(Phase::Idle).await;
+        let mut next_tick = Instant::now() + self.cadence();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Sample(phase, ack)) => {
+                        self.sample(phase).await;
+                        if let Some(ack) = ack {
+                            let _ = ack.send(());
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(next_tick.into()) => {
+                    let phase = if self.shared.in_flight.load(Ordering::SeqCst) > 0 { Phase::During } else { Phase::Idle };
+                    self.sample(phase).await;
+                    next_tick = Instant::now() + self.cadence();
+                }
+                _ = shutdown.stopping() => break,
+            }
+            // A workload starting shortens the wait; `During` ticks follow at their cadence.
+            next_tick = next_tick.min(Instant::now() + self.cadence());
+        }
+    }
+
+    fn cadence(&self) -> Duration {
+        if self.shared.in_flight.load(Ordering::SeqCst) > 0 {
+            self.config.during_interval
+        } else {
+            self.config.idle_interval
+        }
+    }
+
+    async fn sample(&mut self, phase: Phase) {
+        let Some(mut processes) = self.processes.take() else { return };
+        let now = Instant::now();
+        let rescan = self.last_rescan.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY);
+        let resolve = self.last_resolve.is_none_or(|t| now.duration_since(t) >= RESOLVE_EVERY);
+        let known = self.last_known.is_some() && !self.missing_reported;
+        let (processes, tree, system) = tokio::task::spawn_blocking(move || {
+            let mut tree = if known { processes.measure(rescan) } else { None };
+            if tree.is_none() && (resolve || known) && processes.resolve().is_some() {
+                tree = processes.measure(false);
+            }
+            let system = processes.system();
+            (processes, tree, system)
+        })
+        .await
+        .expect("the sampling thread does not panic");
+        self.processes = Some(processes);
+        if rescan || tree.is_none() {
+            self.last_rescan = Some(now);
+        }
+        if tree.is_none() {
+            self.last_resolve = Some(now);
+        }
+        let identity = tree.as_ref().map(|t| t.root);
+        self.note_identity(identity).await;
+        let run_id = self.shared.run_id.load(Ordering::Relaxed);
+        let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
+        self.writer.sample(MemorySample {
+            backend: self.backend.clone(),
+            pid: identity.map(|i| i.pid),
+            proc_started_at: identity.map(|i| i.started_at),
+            taken_at: now_ms(),
+            phase,
+            in_flight,
+            processes: tree.as_ref().map(|t| t.processes),
+            rss_bytes: tree.as_ref().map(|t| t.rss_bytes),
+            footprint_bytes: tree.as_ref().and_then(|t| t.footprint_bytes),
+            sys_used_bytes: system.used_bytes,
+            sys_available_bytes: system.available_bytes,
+            swap_used_bytes: system.swap_used_bytes,
+            run_id: (run_id > 0 && (in_flight > 0 || phase == Phase::After)).then_some(run_id),
+        });
+    }
+
+    /// Records restarts and a process going missing; keeps the per-server request count.
+    async fn note_identity(&mut self, identity: Option<Identity>) {
+        let event = |kind: &'static str, detail: serde_json::Value| Event {
+            backend: Some(self.backend.clone()),
+            kind,
+            at: now_ms(),
+            detail,
+        };
+        match (self.last_known, identity) {
+            (_, None) => {
+                if !self.missing_reported {
+                    self.missing_reported = true;
+                    let detail = json!({"last_pid": self.last_known.map(|i| i.pid), "selector": self.processes.as_ref().map(|p| p.selector().describe())});
+                    self.writer.event(event("process_missing", detail));
+                    self.shared.server.lock().expect("sampler state").identity = None;
+                }
+            }
+            (Some(old), Some(new)) if old != new => {
+                self.writer.event(event(
+                    "restart",
+                    json!({"old_pid": old.pid, "new_pid": new.pid, "old_started_at": old.started_at, "new_started_at": new.started_at}),
+                ));
+                self.adopt(new, 0);
+            }
+            (None, Some(new)) => {
+                let before = self.requests_already_sent(new).await;
+                self.writer.event(event("process_found", json!({"pid": new.pid, "started_at": new.started_at})));
+                self.adopt(new, before);
+            }
+            (Some(_), Some(new)) => {
+                if self.missing_reported {
+                    let requests = self.shared.server.lock().expect("sampler state").requests;
+                    self.adopt(new, requests);
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, identity: Identity, requests: u64) {
+        self.last_known = Some(identity);
+        self.missing_reported = false;
+        let mut server = self.shared.server.lock().expect("sampler state");
+        if server.identity != Some(identity) {
+            server.requests = requests;
+        }
+        server.identity = Some(identity);
+    }
+
+    /// Requests earlier soakd runs sent to this same server process.
+    async fn requests_already_sent(&self, id: Identity) -> u64 {
+        let db = self.db.clone();
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+            conn.query_row(
+                "SELECT count(*) FROM requests WHERE backend = ?1 AND server_pid = ?2 AND started_at >= ?3",
+                rusqlite::params![backend, id.pid, id.started_at as i64 * 1000],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0) as u64
+    }
+}

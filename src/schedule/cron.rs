@@ -1,0 +1,96 @@
+//! Cron expressions, parsed exactly as tokio-cron-scheduler parses them (croner, seconds
+//! required, day-of-month AND day-of-week), so `soakd check` reports what the daemon will do.
+//!
+//! Accepted: 6 fields `sec min hour day-of-month month day-of-week`, an optional 7th `year`,
+//! 5-field standard cron (run at second 0), and `@hourly`, `@daily`, `@weekly`, `@monthly`,
+//! `@yearly`. Times are local.
+
+use chrono::{DateTime, Local};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+
+/// A validated cron expression in the 6/7-field form the scheduler takes.
+#[derive(Debug, Clone)]
+pub struct CronExpr {
+    /// As written in the schedule file.
+    pub written: String,
+    /// With seconds, as handed to the scheduler.
+    pub normalised: String,
+    cron: Cron,
+}
+
+impl CronExpr {
+    pub fn parse(written: &str) -> Result<CronExpr, String> {
+        let trimmed = written.trim();
+        let fields = trimmed.split_whitespace().count();
+        let normalised = match fields {
+            _ if trimmed.starts_with('@') => trimmed.to_string(),
+            5 => format!("0 {trimmed}"),
+            6 | 7 => trimmed.split_whitespace().collect::<Vec<_>>().join(" "),
+            n => {
+                return Err(format!(
+                    "\"{written}\" has {n} fields; write 6 (sec min hour day-of-month month day-of-week), 5 (standard cron, at second 0), or @hourly/@daily"
+                ));
+            }
+        };
+        let cron =
+            parser().parse(&normalised).map_err(|e| format!("\"{written}\" is not a valid cron expression: {e}"))?;
+        // The scheduler is handed the expanded pattern, so nicknames behave the same there.
+        let normalised = cron.pattern.to_string();
+        if cron.find_next_occurrence(&Local::now(), false).is_err() {
+            return Err(format!("\"{written}\" never fires"));
+        }
+        Ok(CronExpr { written: written.to_string(), normalised, cron })
+    }
+
+    /// The latest fire time at or before `at` — the instant a firing seen at `at` was planned for.
+    pub fn latest_at_or_before(&self, at: DateTime<Local>) -> Option<DateTime<Local>> {
+        use chrono::Timelike;
+        let whole_second = at.with_nanosecond(0).unwrap_or(at);
+        self.cron.find_previous_occurrence(&whole_second, true).ok()
+    }
+
+    /// The next `n` fire times after `after`.
+    pub fn next_after(&self, after: DateTime<Local>, n: usize) -> Vec<DateTime<Local>> {
+        self.cron.iter_after(after).take(n).collect()
+    }
+}
+
+fn parser() -> CronParser {
+    CronParser::builder().seconds(Seconds::Required).dom_and_dow(true).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Timelike};
+
+    #[test]
+    fn accepts_five_six_and_nicknames() {
+        assert_eq!(CronExpr::parse("*/5 * * * *").unwrap().normalised.split(' ').count(), 6);
+        assert!(CronExpr::parse("0 */5 * * * *").is_ok());
+        assert!(CronExpr::parse("@hourly").is_ok());
+        assert!(CronExpr::parse("0 0 7 * * MON-FRI").is_ok());
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        let e = CronExpr::parse("* *").unwrap_err();
+        assert!(e.contains("has 2 fields"), "{e}");
+        let e = CronExpr::parse("0 61 * * * *").unwrap_err();
+        assert!(e.contains("not a valid cron expression"), "{e}");
+    }
+
+    #[test]
+    fn next_fire_times_follow_the_expression() {
+        let c = CronExpr::parse("30 */15 * * * *").unwrap();
+        let start = Local.with_ymd_and_hms(2026, 1, 1, 10, 7, 0).single().expect("unambiguous");
+        let next = c.next_after(start, 3);
+        assert_eq!(next.len(), 3);
+        assert_eq!((next[0].minute(), next[0].second()), (15, 30));
+        assert_eq!((next[1].minute(), next[1].second()), (30, 30));
+        assert_eq!((next[2].minute(), next[2].second()), (45, 30));
+        let planned = c.latest_at_or_before(next[1] + chrono::Duration::milliseconds(400)).unwrap();
+        assert_eq!(planned, next[1]);
+    }
+}

@@ -1,0 +1,73 @@
+//! A soak session: the database writer and one memory sampler per backend, started together
+//! and stopped together. The daemon, `once` and `demo` each run their workloads inside one.
+
+use crate::config::Config;
+use crate::probe::sampler::{Sampler, SamplerHandle};
+use crate::shutdown::Shutdown;
+use crate::store::rows::Event;
+use crate::store::{self, StoreError, Writer, WriterHandle};
+use crate::time::now_ms;
+use std::collections::BTreeMap;
+
+pub struct Session {
+    pub config: Config,
+    pub shutdown: Shutdown,
+    writer: Writer,
+    samplers: BTreeMap<String, Sampler>,
+}
+
+impl Session {
+    /// Opens the database (recovering what a dead soakd left in flight) and starts sampling
+    /// every configured backend. Must be called inside a tokio runtime.
+    pub fn open(config: Config, shutdown: Shutdown) -> Result<Session, StoreError> {
+        let conn = store::open(&config.db)?;
+        let recovered = store::recover_interrupted(&conn, &config.db)?;
+        if recovered.runs > 0 {
+            tracing::warn!(
+                runs = recovered.runs,
+                requests = recovered.requests,
+                "an earlier soakd stopped mid-run; its unfinished requests are recorded as `interrupted`"
+            );
+        }
+        let writer = Writer::start(conn, config.db.clone());
+        let samplers = config
+            .backends
+            .iter()
+            .map(|b| {
+                let s = Sampler::start(
+                    b.name.clone(),
+                    b.process.clone(),
+                    config.sampler.clone(),
+                    writer.handle(),
+                    config.db.clone(),
+                    shutdown.clone(),
+                );
+                (b.name.clone(), s)
+            })
+            .collect();
+        Ok(Session { config, shutdown, writer, samplers })
+    }
+
+    pub fn writer(&self) -> WriterHandle {
+        self.writer.handle()
+    }
+
+    pub fn sampler(&self, backend: &str) -> SamplerHandle {
+        self.samplers.get(backend).expect("a sampler for every configured backend").handle()
+    }
+
+    /// Records a daemon-level event.
+    pub fn event(&self, kind: &'static str, detail: serde_json::Value) {
+        self.writer.handle().event(Event { backend: None, kind, at: now_ms(), detail });
+    }
+
+    /// Stops the samplers and commits everything recorded.
+    pub async fn close(self) -> store::writer::WriterStats {
+        self.shutdown.stop();
+        for (_, s) in self.samplers {
+            s.join().await;
+        }
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.finish()).await.unwrap_or_default()
+    }
+}

@@ -1,0 +1,135 @@
+//! The rows soakd writes, as values the writer thread takes. Column meanings: `db/README.md`.
+
+use crate::probe::outcome::Outcome;
+use crate::probe::timeline::Measured;
+
+/// A run beginning (`runs`, status `running`).
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub job: String,
+    pub backend: String,
+    pub trigger: &'static str,
+    pub planned_at: i64,
+    pub started_at: i64,
+    pub requests_planned: u32,
+    pub concurrency: u32,
+    pub delay_ms: u64,
+    pub stream: bool,
+    pub max_tokens: u32,
+    pub backend_kind: &'static str,
+    pub base_url: String,
+    pub model: Option<String>,
+    pub server_pid: Option<u32>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Completed,
+    Cancelled,
+    Skipped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// A request leaving soakd (`requests`, outcome `in_flight`).
+#[derive(Debug, Clone)]
+pub struct RequestStart {
+    /// Unique within this process: pairs the start with its end.
+    pub key: u64,
+    pub run_id: i64,
+    pub backend: String,
+    pub job: String,
+    pub worker: u32,
+    pub seq: u32,
+    pub intended_at: i64,
+    pub started_at: i64,
+    pub stream: bool,
+    pub concurrency: u32,
+    pub prompt_name: String,
+    pub prompt_chars: u32,
+    pub max_tokens: u32,
+    pub gap_ms: Option<f64>,
+    pub server_pid: Option<u32>,
+    pub server_seq: Option<u64>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone)]
+pub struct RequestEnd {
+    pub key: u64,
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    pub measured: Measured,
+    pub finish_reason: Option<String>,
+    pub reasoning_seen: bool,
+    pub tool_call_seen: bool,
+    pub tool_call_valid: Option<bool>,
+    pub server_model: Option<String>,
+    pub server_prompt_ms: Option<f64>,
+    pub server_decode_tps: Option<f64>,
+    pub server_timings: Option<String>,
+    pub output: String,
+    pub error: Option<String>,
+    pub error_signature: Option<String>,
+}
+
+/// One sample of a backend's process tree and the machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySample {
+    pub backend: String,
+    pub pid: Option<u32>,
+    pub proc_started_at: Option<u64>,
+    pub taken_at: i64,
+    pub phase: Phase,
+    pub in_flight: u32,
+    pub processes: Option<u32>,
+    pub rss_bytes: Option<u64>,
+    pub footprint_bytes: Option<u64>,
+    pub sys_used_bytes: u64,
+    pub sys_available_bytes: u64,
+    pub swap_used_bytes: u64,
+    pub run_id: Option<i64>,
+}
+
+/// When a memory sample was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// On the idle cadence, no workload running.
+    Idle,
+    /// Just before a request, none in flight.
+    Before,
+    /// Just after a request, none left in flight.
+    After,
+    /// While requests are in flight.
+    During,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Before => "before",
+            Phase::After => "after",
+            Phase::During => "during",
+        }
+    }
+}
+
+/// Something that happened (`events`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub backend: Option<String>,
+    pub kind: &'static str,
+    pub at: i64,
+    pub detail: serde_json::Value,
+}

@@ -1,0 +1,529 @@
+//! The one writer: a thread that owns the write connection and applies everything soakd
+//! records in batched transactions. Senders never wait for the disk — a thousand-request burst
+//! queues its rows and the thread commits whatever has accumulated in one transaction.
+
+use super::StoreError;
+use super::rows::{Event, MemorySample, RequestEnd, RequestStart, RunStart, RunStatus};
+use rusqlite::{Connection, Transaction, params};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most operations applied in one transaction.
+const MAX_BATCH: usize = 2048;
+
+enum Op {
+    BeginRun(Box<RunStart>, oneshot::Sender<Result<i64, String>>),
+    EndRun {
+        id: i64,
+        status: RunStatus,
+        finished_at: i64,
+        requests_done: u32,
+    },
+    RequestStarted(Box<RequestStart>),
+    RequestFinished(Box<RequestEnd>),
+    Sample(Box<MemorySample>),
+    Event(Box<Event>),
+    Flush(oneshot::Sender<()>),
+    /// Commit what came before, then stop.
+    Close,
+}
+
+/// What the writer did, for benchmarks and the closing log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    pub operations: u64,
+    pub transactions: u64,
+    pub failed_transactions: u64,
+}
+
+/// The writer thread; `finish` waits for it to commit everything sent before.
+pub struct Writer {
+    handle: WriterHandle,
+    thread: std::thread::JoinHandle<WriterStats>,
+}
+
+/// A cheap, clonable way to send rows to the writer.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::UnboundedSender<Op>,
+    next_key: Arc<AtomicU64>,
+    owner: (u32, u64),
+}
+
+impl Writer {
+    /// Starts the writer on an opened connection (see `store::open`).
+    pub fn start(conn: Connection, path: PathBuf) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let owner = own_identity();
+        let thread = std::thread::Builder::new()
+            .name("soakd-writer".into())
+            .spawn(move || run(conn, path, rx, owner))
+            .expect("spawn the writer thread");
+        Writer { handle: WriterHandle { tx, next_key: Arc::new(AtomicU64::new(1)), owner }, thread }
+    }
+
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Commits everything sent so far, stops the thread and returns its numbers. Rows sent
+    /// through handles after this are dropped.
+    pub fn finish(self) -> WriterStats {
+        let _ = self.handle.send(Op::Close);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+impl WriterHandle {
+    /// Inserts a run and returns its id (the one call that waits for the writer).
+    pub async fn begin_run(&self, run: RunStart) -> Result<i64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::BeginRun(Box::new(run), tx))?;
+        rx.await.map_err(|_| StoreError::WriterGone("no reply".into()))?.map_err(StoreError::WriterGone)
+    }
+
+    pub fn end_run(&self, id: i64, status: RunStatus, finished_at: i64, requests_done: u32) {
+        let _ = self.send(Op::EndRun { id, status, finished_at, requests_done });
+    }
+
+    /// A key that pairs a request's start with its end.
+    pub fn next_request_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn request_started(&self, r: RequestStart) {
+        let _ = self.send(Op::RequestStarted(Box::new(r)));
+    }
+
+    pub fn request_finished(&self, r: RequestEnd) {
+        let _ = self.send(Op::RequestFinished(Box::new(r)));
+    }
+
+    pub fn sample(&self, s: MemorySample) {
+        let _ = self.send(Op::Sample(Box::new(s)));
+    }
+
+    pub fn event(&self, e: Event) {
+        let _ = self.send(Op::Event(Box::new(e)));
+    }
+
+    /// Waits until everything sent before is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Flush(tx))?;
+        rx.await.map_err(|_| StoreError::WriterGone("no reply to flush".into()))
+    }
+
+    /// This process, as recorded in `runs.owner_pid` / `owner_started_at`.
+    pub fn owner(&self) -> (u32, u64) {
+        self.owner
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        self.tx.send(op).map_err(|_| StoreError::WriterGone("the writer thread has exited".into()))
+    }
+}
+
+fn own_identity() -> (u32, u64) {
+    let pid = std::process::id();
+    let started = sysinfo::System::new()
+        .ok()
+        .and_then(|mut sys| {
+            let p = sysinfo::Pid::from_u32(pid);
+            sys.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[p]),
+                false,
+                sysinfo::ProcessRefreshKind::nothing(),
+            );
+            sys.process(p).map(|p| p.start_time())
+        })
+        .unwrap_or(0);
+    (pid, started)
+}
+
+fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>, owner: (u32, u64)) -> WriterStats {
+    let mut stats = WriterStats::default();
+    let mut in_flight: HashMap<u64, i64> = HashMap::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::new();
+        let mut attempt = 0;
+        loop {
+            match apply(&mut conn, &batch, &mut in_flight, owner, &mut replies) {
+                Ok(()) => break,
+                Err(e) => {
+                    stats.failed_transactions += 1;
+                    replies.clear();
+                    attempt += 1;
+                    if attempt >= 5 {
+                        tracing::error!(db = %path.display(), error = %e, ops = batch.len(), "giving up on a batch of rows after 5 tries");
+                        break;
+                    }
+                    tracing::warn!(db = %path.display(), error = %e, "writing to the database failed; retrying");
+                    std::thread::sleep(Duration::from_millis(200 * attempt));
+                }
+            }
+        }
+        stats.transactions += 1;
+        let closing = batch.iter().any(|op| matches!(op, Op::Close));
+        stats.operations += batch.iter().filter(|op| !matches!(op, Op::Close)).count() as u64;
+        for (op, id) in batch.into_iter().zip(replies.into_iter().chain(std::iter::repeat(None))) {
+            match op {
+                Op::BeginRun(_, reply) => {
+                    let _ = reply.send(id.ok_or_else(|| "the run could not be recorded".to_string()));
+                }
+                Op::Flush(reply) => {
+                    let _ = reply.send(());
+                }
+                _ => {}
+            }
+        }
+        if closing {
+            break;
+        }
+    }
+    stats
+}
+
+/// Applies a batch in one transaction; `replies[i]` is the row id for a `BeginRun` at `i`.
+/// `in_flight` (request key → row id) changes only once the transaction has committed.
+fn apply(
+    conn: &mut Connection,
+    batch: &[Op],
+    in_flight: &mut HashMap<u64, i64>,
+    owner: (u32, u64),
+    replies: &mut Vec<Option<i64>>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let mut started: HashMap<u64, i64> = HashMap::new();
+    let mut finished = Vec::new();
+    for op in batch {
+        let mut id = None;
+        match op {
+            Op::BeginRun(run, _) => id = Some(insert_run(&tx, run, owner)?),
+            Op::EndRun { id: run, status, finished_at, requests_done } => {
+                tx.prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3, requests_done = ?4 WHERE id = ?1")?
+                    .execute(params![run, status.as_str(), finished_at, requests_done])?;
+            }
+            Op::RequestStarted(r) => {
+                started.insert(r.key, insert_request(&tx, r)?);
+            }
+            Op::RequestFinished(r) => match started.get(&r.key).or_else(|| in_flight.get(&r.key)) {
+                Some(row) => {
+                    update_request(&tx, *row, r)?;
+                    finished.push(r.key);
+                }
+                None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
+            },
+            Op::Sample(s) => insert_sample(&tx, s)?,
+            Op::Event(e) => {
+                tx.prepare_cached("INSERT INTO events (backend, kind, at, detail) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![e.backend, e.kind, e.at, e.detail.to_string()])?;
+            }
+            Op::Flush(_) | Op::Close => {}
+        }
+        replies.push(id);
+    }
+    tx.commit()?;
+    in_flight.extend(started);
+    for key in finished {
+        in_flight.remove(&key);
+    }
+    Ok(())
+}
+
+fn insert_run(tx: &Transaction<'_>, r: &RunStart, owner: (u32, u64)) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO runs (job, backend, trigger, status, planned_at, started_at, requests_planned,
+             concurrency, delay_ms, stream, max_tokens, backend_kind, base_url, model, server_pid,
+             owner_pid, owner_started_at, detail)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?
+    .execute(params![
+        r.job,
+        r.backend,
+        r.trigger,
+        r.planned_at,
+        r.started_at,
+        r.requests_planned,
+        r.concurrency,
+        r.delay_ms as i64,
+        r.stream,
+        r.max_tokens,
+        r.backend_kind,
+        r.base_url,
+        r.model,
+        r.server_pid,
+        owner.0,
+        owner.1 as i64,
+        r.detail.to_string(),
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn insert_request(tx: &Transaction<'_>, r: &RequestStart) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome,
+             stream, concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'in_flight', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        r.run_id,
+        r.backend,
+        r.job,
+        r.worker,
+        r.seq,
+        r.intended_at,
+        r.started_at,
+        r.stream,
+        r.concurrency,
+        r.prompt_name,
+        r.prompt_chars,
+        r.max_tokens,
+        r.gap_ms,
+        r.server_pid,
+        r.server_seq.map(|n| n as i64),
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::Result<()> {
+    let m = &r.measured;
+    tx.prepare_cached(
+        "UPDATE requests SET outcome = ?2, http_status = ?3, attempts = ?4, first_byte_ms = ?5,
+             ttft_ms = ?6, first_content_ms = ?7, e2e_ms = ?8, gap_p50_ms = ?9, gap_p95_ms = ?10,
+             gap_max_ms = ?11, prompt_tokens = ?12, completion_tokens = ?13, token_source = ?14,
+             decode_tps = ?15, output_tps = ?16, finish_reason = ?17, reasoning_seen = ?18,
+             tool_call_seen = ?19, tool_call_valid = ?20, server_model = ?21, server_prompt_ms = ?22,
+             server_decode_tps = ?23, server_timings = ?24, output = ?25, error = ?26,
+             error_signature = ?27
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        row,
+        r.outcome.as_str(),
+        r.http_status,
+        r.attempts,
+        m.first_byte_ms,
+        m.ttft_ms,
+        m.first_content_ms,
+        m.e2e_ms,
+        m.gap_p50_ms,
+        m.gap_p95_ms,
+        m.gap_max_ms,
+        m.prompt_tokens,
+        m.completion_tokens,
+        m.token_source.map(|s| s.as_str()),
+        m.decode_tps,
+        m.output_tps,
+        r.finish_reason,
+        r.reasoning_seen,
+        r.tool_call_seen,
+        r.tool_call_valid,
+        r.server_model,
+        r.server_prompt_ms,
+        r.server_decode_tps,
+        r.server_timings,
+        r.output,
+        r.error,
+        r.error_signature,
+    ])?;
+    Ok(())
+}
+
+fn insert_sample(tx: &Transaction<'_>, s: &MemorySample) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO memory_samples (backend, pid, proc_started_at, taken_at, phase, in_flight, processes,
+             rss_bytes, footprint_bytes, sys_used_bytes, sys_available_bytes, swap_used_bytes, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        s.backend,
+        s.pid,
+        s.proc_started_at.map(|t| t as i64),
+        s.taken_at,
+        s.phase.as_str(),
+        s.in_flight,
+        s.processes,
+        s.rss_bytes.map(|b| b as i64),
+        s.footprint_bytes.map(|b| b as i64),
+        s.sys_used_bytes as i64,
+        s.sys_available_bytes as i64,
+        s.swap_used_bytes as i64,
+        s.run_id,
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::outcome::Outcome;
+    use crate::probe::timeline::Measured;
+    use crate::store::rows::{Event, Phase};
+
+    pub(crate) fn run_start(job: &str, backend: &str) -> RunStart {
+        RunStart {
+            job: job.into(),
+            backend: backend.into(),
+            trigger: "once",
+            planned_at: 1,
+            started_at: 2,
+            requests_planned: 3,
+            concurrency: 1,
+            delay_ms: 0,
+            stream: true,
+            max_tokens: 16,
+            backend_kind: "openai",
+            base_url: "http://127.0.0.1:1".into(),
+            model: None,
+            server_pid: Some(42),
+            detail: serde_json::json!({}),
+        }
+    }
+
+    fn start(key: u64, run_id: i64) -> RequestStart {
+        RequestStart {
+            key,
+            run_id,
+            backend: "b".into(),
+            job: "j".into(),
+            worker: 0,
+            seq: key as u32,
+            intended_at: 10,
+            started_at: 11,
+            stream: true,
+            concurrency: 1,
+            prompt_name: "p".into(),
+            prompt_chars: 5,
+            max_tokens: 16,
+            gap_ms: None,
+            server_pid: Some(42),
+            server_seq: Some(key),
+        }
+    }
+
+    fn end(key: u64, outcome: Outcome) -> RequestEnd {
+        RequestEnd {
+            key,
+            outcome,
+            http_status: Some(200),
+            attempts: 1,
+            measured: Measured { ttft_ms: Some(12.5), e2e_ms: 40.0, completion_tokens: Some(16), ..Default::default() },
+            finish_reason: Some("length".into()),
+            reasoning_seen: false,
+            tool_call_seen: false,
+            tool_call_valid: None,
+            server_model: None,
+            server_prompt_ms: None,
+            server_decode_tps: None,
+            server_timings: None,
+            output: "hi".into(),
+            error: None,
+            error_signature: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_lands_in_few_transactions_and_pairs_starts_with_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(super::super::open(&path).unwrap(), path.clone());
+        let h = writer.handle();
+        let run = h.begin_run(run_start("j", "b")).await.unwrap();
+        for key in 1..=1000 {
+            h.request_started(start(key, run));
+            h.request_finished(end(key, if key % 10 == 0 { Outcome::Stall } else { Outcome::Ok }));
+        }
+        h.request_started(start(5000, run));
+        h.sample(MemorySample {
+            backend: "b".into(),
+            pid: Some(42),
+            proc_started_at: Some(7),
+            taken_at: 12,
+            phase: Phase::After,
+            in_flight: 0,
+            processes: Some(2),
+            rss_bytes: Some(1 << 20),
+            footprint_bytes: None,
+            sys_used_bytes: 1,
+            sys_available_bytes: 2,
+            swap_used_bytes: 0,
+            run_id: Some(run),
+        });
+        h.end_run(run, RunStatus::Completed, 99, 1000);
+        h.flush().await.unwrap();
+        let stats = writer.finish();
+        h.event(Event { backend: None, kind: "late", at: 1, detail: serde_json::json!({}) });
+        assert_eq!(stats.operations, 2000 + 5);
+        assert!(stats.transactions < 100, "batched: {stats:?}");
+
+        let conn = super::super::open(&path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM requests WHERE outcome = 'ok'"), 900);
+        assert_eq!(count("SELECT count(*) FROM requests WHERE outcome = 'stall'"), 100);
+        assert_eq!(count("SELECT count(*) FROM requests WHERE outcome = 'in_flight'"), 1);
+        assert_eq!(count("SELECT count(*) FROM memory_samples WHERE rss_bytes = 1048576"), 1);
+        assert_eq!(count("SELECT requests_done FROM runs"), 1000);
+        let ttft: f64 = conn.query_row("SELECT ttft_ms FROM requests WHERE seq = 1", [], |r| r.get(0)).unwrap();
+        assert_eq!(ttft, 12.5);
+    }
+
+    #[tokio::test]
+    async fn runs_of_a_dead_process_become_interrupted_but_live_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::start(super::super::open(&path).unwrap(), path.clone());
+        let h = writer.handle();
+        let live = h.begin_run(run_start("live", "b")).await.unwrap();
+        h.request_started(start(1, live));
+        h.flush().await.unwrap();
+        drop(h);
+        writer.finish();
+        let conn = super::super::open(&path).unwrap();
+        // A run owned by a process that is gone (pid 1 with another start time).
+        conn.execute(
+            "INSERT INTO runs (job, backend, trigger, status, planned_at, started_at, requests_planned, concurrency,
+                 delay_ms, stream, max_tokens, backend_kind, base_url, owner_pid, owner_started_at)
+             VALUES ('dead', 'b', 'cron', 'running', 1, 1, 5, 1, 0, 1, 16, 'openai', 'http://x', 1, 12345)",
+            [],
+        )
+        .unwrap();
+        let dead = conn.last_insert_rowid();
+        conn.execute(
+            "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome, stream,
+                 concurrency, prompt_name, prompt_chars, max_tokens)
+             VALUES (?1, 'b', 'dead', 0, 0, 5, 5, 'in_flight', 1, 1, 'p', 1, 16)",
+            [dead],
+        )
+        .unwrap();
+        let got = super::super::recover_interrupted(&conn, &path).unwrap();
+        assert_eq!((got.runs, got.requests), (1, 1));
+        let status = |id: i64| -> String {
+            conn.query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(status(dead), "interrupted");
+        assert_eq!(status(live), "running", "this process is alive");
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM requests WHERE outcome = 'interrupted' AND error LIKE 'soakd (pid 1)%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        let events: i64 =
+            conn.query_row("SELECT count(*) FROM events WHERE kind = 'interrupted'", [], |r| r.get(0)).unwrap();
+        assert_eq!(events, 1);
+    }
+}

@@ -1,0 +1,101 @@
+//! Bounded text. Everything a server or a model sends is untrusted: these helpers cap its size
+//! (on a UTF-8 boundary) before it is kept, and mask the variable parts of error messages so
+//! failures with the same cause share one signature.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// The most of a reply soakd keeps (`requests.output`).
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// The most of an error text soakd keeps (`requests.error`, event details).
+pub const MAX_ERROR_BYTES: usize = 4 * 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, with a marker when cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{} bytes cut]", &s[..end], s.len() - end)
+}
+
+/// Appends to `buf` without letting it grow past `max` bytes; returns false once full.
+pub fn push_bounded(buf: &mut String, piece: &str, max: usize) -> bool {
+    let room = max.saturating_sub(buf.len());
+    if piece.len() <= room {
+        buf.push_str(piece);
+        return true;
+    }
+    let mut end = room;
+    while !piece.is_char_boundary(end) {
+        end -= 1;
+    }
+    buf.push_str(&piece[..end]);
+    false
+}
+
+/// An error text with numbers, hex ids, UUIDs, paths and quoted values masked, so that two
+/// errors with the same cause get the same signature. Bounded to 256 bytes.
+pub fn signature(error: &str) -> String {
+    static RULES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+        [
+            (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<uuid>"),
+            (r"(?:[A-Za-z]:)?(?:/[\w.@+-]+){2,}/?", "<path>"),
+            (r"\b0x[0-9a-fA-F]+\b", "<hex>"),
+            (r"\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b", "<hex>"),
+            (r"\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b", "<hex>"),
+            (r"\d+(?:\.\d+)?", "<n>"),
+            (r"\s+", " "),
+        ]
+        .into_iter()
+        .map(|(re, to)| (Regex::new(re).expect("valid signature regex"), to))
+        .collect()
+    });
+    let mut s = error.trim().to_string();
+    for (re, to) in RULES.iter() {
+        s = re.replace_all(&s, *to).into_owned();
+    }
+    bounded(&s, 256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_on_a_char_boundary() {
+        let s = "ééé"; // 6 bytes
+        let cut = bounded(s, 3);
+        assert!(cut.starts_with('é') && !cut.starts_with("éé"));
+        assert!(cut.ends_with("[4 bytes cut]"));
+        assert_eq!(bounded("short", 10), "short");
+    }
+
+    #[test]
+    fn push_bounded_stops_at_the_cap() {
+        let mut buf = String::new();
+        assert!(push_bounded(&mut buf, "abc", 5));
+        assert!(!push_bounded(&mut buf, "déf", 5));
+        assert_eq!(buf, "abcd", "é does not fit in the 1 byte left");
+        assert!(push_bounded(&mut buf, "x", 5));
+        assert!(!push_bounded(&mut buf, "y", 5));
+        assert_eq!(buf, "abcdx");
+    }
+
+    #[test]
+    fn signatures_mask_variable_parts() {
+        let a = signature("The model has crashed without additional information. (Exit code: 18446744072635812000)");
+        let b = signature("The model has crashed without additional information. (Exit code: 6)");
+        assert_eq!(a, b);
+        assert_eq!(a, "The model has crashed without additional information. (Exit code: <n>)");
+        assert_eq!(
+            signature("failed to open /Users/me/models/qwen/model.safetensors at offset 4096"),
+            "failed to open <path> at offset <n>"
+        );
+        assert_eq!(signature("request 1f0e2d3c-aaaa-bbbb-cccc-0123456789ab failed"), "request <uuid> failed");
+        assert_eq!(signature("code 00000008:kIOGPU"), "code <n>:kIOGPU");
+    }
+}

@@ -1,0 +1,119 @@
+//! The command line as a user meets it: help, `check` on good and bad files, exit codes.
+
+mod common;
+
+use common::{soakd, write_config};
+
+#[test]
+fn help_lists_every_command() {
+    let (code, out, _) = soakd(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["run", "once", "check", "sim", "demo"] {
+        assert!(out.contains(cmd), "--help lacks {cmd}:\n{out}");
+    }
+    assert!(out.contains("78"), "exit codes are documented:\n{out}");
+}
+
+#[test]
+fn check_prints_backends_jobs_and_next_fire_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &common::backend("mlx-server", 8080),
+        "[[job]]\nname = \"probe\"\ncron = \"0 */5 * * * *\"\nmax_tokens = 16\n",
+    );
+    let (code, out, err) = soakd(&["check", "--config", config.to_str().unwrap(), "--next", "2"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("mlx-server") && out.contains("the process listening on port 8080"), "{out}");
+    assert!(out.contains("probe") && out.contains("0 */5 * * * *"), "{out}");
+    assert_eq!(out.matches("      next ").count(), 2, "{out}");
+    assert!(out.contains("ok: 1 backends, 1 jobs"), "{out}");
+}
+
+#[test]
+fn check_reports_every_problem_in_every_file_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("{}api_key_env = \"SOAKD_TEST_SURELY_UNSET_KEY\"\n", common::backend("a", 1234)),
+        "[[job]]\nname = \"x\"\ncron = \"bad cron\"\nconcurrency = 0\nbackends = [\"b\"]\n",
+    );
+    std::fs::write(
+        dir.path().join("schedules/other.toml"),
+        "[[job]]\nname = \"y\"\ncron = \"@hourly\"\nstreem = true\n",
+    )
+    .unwrap();
+    let (code, out, err) = soakd(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 78, "{out}\n{err}");
+    for want in [
+        "5 problems found",
+        "field `api_key_env`: SOAKD_TEST_SURELY_UNSET_KEY is not set",
+        "jobs.toml: job \"x\" (entry 1): field `cron`",
+        "jobs.toml: job \"x\" (entry 1): field `concurrency`: must be between 1 and 256, not 0",
+        "jobs.toml: job \"x\" (entry 1): field `backends`: no backend named \"b\"",
+        "other.toml: job \"y\" (entry 1): field `streem`: unknown field; did you mean `stream`?",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn check_reports_schedule_problems_even_when_the_config_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[[backend]]\nname = \"a\"\nkind = \"ollama\"\nurl = \"http://127.0.0.1:1\"\n",
+        "[[job]]\nname = \"x\"\n",
+    );
+    let (code, _, err) = soakd(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("2 problems found"), "{err}");
+    assert!(err.contains("field `kind`") && err.contains("job \"x\" (entry 1): field `cron`: missing"), "{err}");
+}
+
+#[test]
+fn a_missing_config_says_where_it_looked_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let (code, _, err) = soakd(&["check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("no config file at") && err.contains("nope.toml") && err.contains("--config"), "{err}");
+}
+
+#[test]
+fn broken_toml_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "db = \"x.db\"\n[[backend]\nname = 1\n").unwrap();
+    let (code, _, err) = soakd(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("config.toml is not valid TOML") && err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn once_with_an_unknown_job_lists_the_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &common::backend("a", 1), "[[job]]\nname = \"probe\"\ncron = \"@hourly\"\n");
+    let (code, _, err) = soakd(&["once", "nightly", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no job named \"nightly\"") && err.contains("jobs: probe"), "{err}");
+}
+
+#[test]
+fn once_against_a_dead_port_records_failures_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = write_config(
+        dir.path(),
+        &common::backend("gone", port),
+        "[[job]]\nname = \"probe\"\ncron = \"@hourly\"\nrequests = 3\n",
+    );
+    let (code, out, err) = soakd(&["once", "probe", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("connect_refused ×3"), "{out}");
+    let db = common::db(dir.path());
+    assert_eq!(common::one::<i64>(&db, "SELECT count(*) FROM requests WHERE outcome = 'connect_refused'"), 3);
+    assert_eq!(common::one::<String>(&db, "SELECT status FROM runs"), "completed");
+    assert_eq!(common::one::<i64>(&db, "SELECT count(*) FROM events WHERE kind = 'process_missing'"), 1);
+}
