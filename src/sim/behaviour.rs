@@ -75,7 +75,7 @@ pub(crate) fn decide(triggers: &Triggers, faults: &[FaultSpec], facts: &RequestF
         return Decision::Crash(CrashReason::PromptTokens { tokens: facts.prompt_tokens, limit });
     }
     if let (Some(limit), Some(gap)) = (triggers.exit_on_rapid, facts.gap_since_previous) {
-        if gap < limit {
+        if gap < limit && (triggers.rapid_probability >= 1.0 || rng.random::<f64>() < triggers.rapid_probability) {
             return Decision::Crash(CrashReason::RapidRequest { gap, limit });
         }
     }
@@ -225,7 +225,8 @@ mod tests {
 
     #[test]
     fn rapid_trigger_needs_a_previous_request_and_a_short_gap() {
-        let triggers = Triggers { exit_on_rapid: Some(Duration::from_millis(50)), ..Triggers::default() };
+        let triggers =
+            Triggers { exit_on_rapid: Some(Duration::from_millis(50)), rapid_probability: 1.0, ..Triggers::default() };
         let mut f = facts(1);
         f.gap_since_previous = None;
         assert_eq!(decide(&triggers, &[], &f, &mut rng()), Decision::Normal);
@@ -233,6 +234,21 @@ mod tests {
         assert_eq!(decide(&triggers, &[], &f, &mut rng()), Decision::Normal);
         f.gap_since_previous = Some(Duration::from_millis(10));
         assert!(matches!(decide(&triggers, &[], &f, &mut rng()), Decision::Crash(CrashReason::RapidRequest { .. })));
+    }
+
+    #[test]
+    fn rapid_crashes_follow_their_probability() {
+        let triggers =
+            Triggers { exit_on_rapid: Some(Duration::from_millis(50)), rapid_probability: 0.3, ..Triggers::default() };
+        let mut crashes = 0;
+        for n in 1..=2000 {
+            let mut f = facts(n);
+            f.gap_since_previous = Some(Duration::from_millis(1));
+            if matches!(decide(&triggers, &[], &f, &mut request_rng(7, n)), Decision::Crash(_)) {
+                crashes += 1;
+            }
+        }
+        assert!((500..700).contains(&crashes), "{crashes} of 2000 at p = 0.3");
     }
 
     #[test]

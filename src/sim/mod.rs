@@ -103,6 +103,9 @@ pub struct SimArgs {
     /// Crash when a request starts less than G ms after the previous one ended.
     #[arg(long, value_name = "G")]
     pub exit_on_rapid_ms: Option<u64>,
+    /// How likely a rapid request (see --exit-on-rapid-ms) is to crash (0..=1).
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    pub rapid_crash_probability: f64,
     /// Streamed requests crash, reset, truncate, stall or go malformed after this many tokens.
     #[arg(long, default_value_t = 3)]
     pub exit_after_tokens: u32,

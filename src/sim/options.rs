@@ -139,6 +139,8 @@ pub(crate) struct Triggers {
     pub(crate) exit_above_concurrency: Option<u32>,
     pub(crate) exit_above_prompt_tokens: Option<u64>,
     pub(crate) exit_on_rapid: Option<Duration>,
+    /// How likely a rapid request is to crash.
+    pub(crate) rapid_probability: f64,
 }
 
 /// Memory-ballast settings, in bytes (0 = off).
@@ -199,6 +201,14 @@ impl Options {
         if !(0.0..=1.0).contains(&args.jitter) {
             return Err(range("jitter", "between 0 and 1", args.jitter, "0.1 means each delay varies by up to ±10 %"));
         }
+        if !(0.0..=1.0).contains(&args.rapid_crash_probability) {
+            return Err(range(
+                "rapid-crash-probability",
+                "between 0 and 1",
+                args.rapid_crash_probability,
+                "0.4 crashes about two rapid requests in five",
+            ));
+        }
         if !(0.0..=1.0).contains(&args.exit_probability) {
             return Err(range(
                 "exit-probability",
@@ -242,6 +252,7 @@ impl Options {
                 exit_above_concurrency: args.exit_above_concurrency,
                 exit_above_prompt_tokens: args.exit_above_prompt_tokens,
                 exit_on_rapid: args.exit_on_rapid_ms.map(Duration::from_millis),
+                rapid_probability: args.rapid_crash_probability,
             },
             crash_style: args.crash_style,
             exit_after_tokens: args.exit_after_tokens,
