@@ -33,6 +33,9 @@ use tokio::time::Instant;
 /// A pooled connection found closed this soon after sending is the reuse race, not a crash.
 const STALE_WINDOW: Duration = Duration::from_millis(250);
 
+/// How long to read on after `[DONE]` for the body's end (not counted in the request's time).
+const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
+
 /// The most of a non-streamed body soakd reads before calling it malformed.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -218,7 +221,10 @@ impl OpenAi {
                     ));
                 }
                 Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
-                Ok(None) if tl.finish_reason.is_some() || tl.done_marker => return Ok(()),
+                Ok(None) if tl.finish_reason.is_some() || tl.done_marker => {
+                    tl.ended(std::time::Instant::now());
+                    return Ok(());
+                }
                 Ok(None) => {
                     return Err(fail(
                         Outcome::Truncated,
@@ -232,6 +238,9 @@ impl OpenAi {
             let data = event.data.trim();
             if data == "[DONE]" {
                 tl.done_marker = true;
+                tl.ended(now);
+                // Read on to the end of the body, as clients do, so the connection can be reused.
+                let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async { while events.next().await.is_some() {} }).await;
                 return Ok(());
             }
             if data.is_empty() {

@@ -8,7 +8,7 @@
 
 use crate::config::ProcessSelector;
 use std::collections::HashSet;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
 /// A process, told apart from a later one that reuses its pid by its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,7 @@ impl Processes {
                 .iter()
                 .filter(|(pid, p)| {
                     **pid != Pid::from_u32(std::process::id())
+                        && !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead)
                         && (re.is_match(&p.name().to_string_lossy())
                             || re.is_match(&p.cmd().iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")))
                 })
@@ -104,8 +105,13 @@ impl Processes {
             .map(Pid::from_u32)
     }
 
+    /// The process's identity, if it is alive (a zombie — dead, not yet reaped by its parent —
+    /// is gone as far as serving goes).
     fn identity(&self, pid: Pid) -> Option<Identity> {
-        self.sys.process(pid).map(|p| Identity { pid: pid.as_u32(), started_at: p.start_time() })
+        self.sys
+            .process(pid)
+            .filter(|p| !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead))
+            .map(|p| Identity { pid: pid.as_u32(), started_at: p.start_time() })
     }
 
     /// Measures the tree found by the last `resolve`. With `rescan`, all processes are
@@ -196,6 +202,8 @@ mod tests {
         #[cfg(target_os = "linux")]
         assert!(m.footprint_bytes.is_some());
         child.kill().ok();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(p.measure(false).is_none(), "a killed process is gone even before it is reaped");
         child.wait().ok();
         assert!(p.measure(false).is_none(), "a dead process is gone");
     }

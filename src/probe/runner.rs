@@ -82,7 +82,7 @@ pub async fn run(
             backend_kind: spec.backend.kind.as_str(),
             base_url: spec.backend.url.to_string(),
             model: spec.backend.model.clone(),
-            server_pid: sampler.pid(),
+            server_pid: sampler.pid().await,
             detail: json!({
                 "file": spec.job.file.display().to_string(),
                 "cron": spec.job.cron.written,
@@ -200,7 +200,7 @@ impl Worker<'_> {
         });
         let mut timeline = Timeline::new(start.mono);
         let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;
-        let end = Instant::now();
+        let end = timeline.end().unwrap_or_else(Instant::now);
         let record = finished(key, &timeline, exchange, end);
         let outcome = record.outcome;
         if !outcome.is_ok() {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Full process rescans (to find new children) at most this often.
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
@@ -26,8 +26,10 @@ const RESCAN_EVERY: Duration = Duration::from_secs(10);
 const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the runner and the sampler share about one backend's server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
+    /// True once the first sample has looked for the process.
+    ready: watch::Sender<bool>,
     in_flight: AtomicU32,
     /// The run whose requests are in flight (for `memory_samples.run_id`); 0 when none.
     run_id: AtomicI64,
@@ -68,8 +70,14 @@ impl Sampler {
         db: PathBuf,
         shutdown: Shutdown,
     ) -> Sampler {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            ready: watch::Sender::new(false),
+            in_flight: AtomicU32::new(0),
+            run_id: AtomicI64::new(0),
+            server: Mutex::default(),
+        });
         if matches!(selector, ProcessSelector::None) {
+            shared.ready.send_replace(true);
             let task = tokio::spawn(async {});
             return Sampler { handle: SamplerHandle { tx: None, shared }, task };
         }
@@ -116,6 +124,9 @@ impl SamplerHandle {
         if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
             self.shared.run_id.store(run_id, Ordering::Relaxed);
             self.sample_and_wait(Phase::Before).await;
+        } else if self.tx.is_some() {
+            // Concurrent starters wait for the first look at the process, so they know its pid.
+            let _ = self.shared.ready.subscribe().wait_for(|ready| *ready).await;
         }
         let mut server = self.shared.server.lock().expect("sampler state");
         match server.identity {
@@ -134,8 +145,11 @@ impl SamplerHandle {
         }
     }
 
-    /// The server's pid as last sampled.
-    pub fn pid(&self) -> Option<u32> {
+    /// The server's pid as last sampled, once the sampler has had its first look.
+    pub async fn pid(&self) -> Option<u32> {
+        if self.tx.is_some() {
+            let _ = self.shared.ready.subscribe().wait_for(|ready| *ready).await;
+        }
         self.shared.server.lock().expect("sampler state").identity.map(|i| i.pid)
     }
 
@@ -206,25 +220,29 @@ impl State {
         let rescan = self.last_rescan.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY);
         let resolve = self.last_resolve.is_none_or(|t| now.duration_since(t) >= RESOLVE_EVERY);
         let known = self.last_known.is_some() && !self.missing_reported;
-        let (processes, tree, system) = tokio::task::spawn_blocking(move || {
+        let (processes, tree, system, resolved) = tokio::task::spawn_blocking(move || {
             let mut tree = if known { processes.measure(rescan) } else { None };
-            if tree.is_none() && (resolve || known) && processes.resolve().is_some() {
+            // A process that just vanished is looked for again at once; a missing one, at most
+            // every RESOLVE_EVERY (a full scan of the machine's processes and sockets).
+            let resolving = tree.is_none() && (resolve || known);
+            if resolving && processes.resolve().is_some() {
                 tree = processes.measure(false);
             }
             let system = processes.system();
-            (processes, tree, system)
+            (processes, tree, system, resolving)
         })
         .await
         .expect("the sampling thread does not panic");
         self.processes = Some(processes);
-        if rescan || tree.is_none() {
+        if rescan || resolved {
             self.last_rescan = Some(now);
         }
-        if tree.is_none() {
+        if resolved {
             self.last_resolve = Some(now);
         }
         let identity = tree.as_ref().map(|t| t.root);
         self.note_identity(identity).await;
+        self.shared.ready.send_replace(true);
         let run_id = self.shared.run_id.load(Ordering::Relaxed);
         let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
         self.writer.sample(MemorySample {

@@ -53,6 +53,7 @@ pub struct Timeline {
     pub server_timings: Option<serde_json::Value>,
     output: String,
     output_full: bool,
+    ended: Option<Instant>,
 }
 
 /// The measured numbers of one finished request.
@@ -90,6 +91,7 @@ impl Timeline {
             server_timings: None,
             output: String::new(),
             output_full: false,
+            ended: None,
         }
     }
 
@@ -143,6 +145,16 @@ impl Timeline {
         if !self.output_full {
             self.output_full = !push_bounded(&mut self.output, text, MAX_OUTPUT_BYTES);
         }
+    }
+
+    /// The reply ended (its `[DONE]` or last byte) at `at`, before any cleanup.
+    pub fn ended(&mut self, at: Instant) {
+        self.ended.get_or_insert(at);
+    }
+
+    /// When the reply ended, if that was marked.
+    pub fn end(&self) -> Option<Instant> {
+        self.ended
     }
 
     pub fn usage(&mut self, prompt: Option<u32>, completion: u32) {

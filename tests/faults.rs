@@ -1,0 +1,390 @@
+//! Every outcome of DESIGN.md's taxonomy, produced for real — by a `soakd sim` process, a dead
+//! port, a full accept queue, a signal to soakd — and classified by `soakd once` end to end.
+
+mod common;
+
+use common::{db, one, soakd, start_sim, write_config};
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs `soakd once j` with one job against a sim started with `sim_args`; returns the
+/// temp dir (holding soakd.db) and soakd's stdout.
+fn once_against_sim(sim_args: &[&str], job: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(sim_args, dir.path());
+    let out = once(dir.path(), sim.port, job);
+    (dir, out)
+}
+
+fn once(dir: &Path, port: u16, job: &str) -> String {
+    let config =
+        write_config(dir, &common::backend("sim", port), &format!("[[job]]\nname = \"j\"\ncron = \"@hourly\"\n{job}"));
+    let (code, out, err) = soakd(&["once", "j", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "soakd once exits 0 whatever the server does:\n{out}\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    out
+}
+
+fn outcomes(dir: &Path) -> Vec<String> {
+    let conn = db(dir);
+    let mut stmt = conn.prepare("SELECT outcome FROM requests ORDER BY id").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn only(dir: &Path, outcome: &str, n: usize) {
+    assert_eq!(outcomes(dir), vec![outcome.to_string(); n]);
+}
+
+#[test]
+fn ok_streamed_with_exact_counts_and_timings() {
+    let (dir, _) = once_against_sim(
+        &["--ttft-ms", "300", "--tokens-per-s", "100", "--jitter", "0"],
+        "requests = 3\nmax_tokens = 20\n",
+    );
+    only(dir.path(), "ok", 3);
+    let conn = db(dir.path());
+    assert_eq!(
+        one::<i64>(&conn, "SELECT count(*) FROM requests WHERE completion_tokens = 20 AND token_source = 'usage'"),
+        3
+    );
+    assert_eq!(
+        one::<i64>(&conn, "SELECT count(*) FROM requests WHERE finish_reason = 'length' AND http_status = 200"),
+        3
+    );
+    // The sim waits 300 ms before the first token: soakd's TTFT is that plus loopback overhead.
+    let (min, max): (f64, f64) =
+        conn.query_row("SELECT min(ttft_ms), max(ttft_ms) FROM requests", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!(min >= 300.0 && max < 600.0, "TTFT {min}..{max} ms for a 300 ms sim");
+    // The keepalive comment arrives before any token.
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE first_byte_ms < ttft_ms"), 3);
+    // 100 tokens/s: decode speed within a generous band.
+    let tps: f64 = one(&conn, "SELECT avg(decode_tps) FROM requests");
+    assert!((60.0..130.0).contains(&tps), "decode {tps} tok/s for a 100 tok/s sim");
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE gap_p50_ms BETWEEN 5 AND 30"), 3);
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE length(output) > 20"), 3);
+}
+
+#[test]
+fn ok_non_streamed_has_counts_but_no_token_timings() {
+    let (dir, _) = once_against_sim(&["--ttft-ms", "50"], "requests = 2\nmax_tokens = 10\nstream = false\n");
+    only(dir.path(), "ok", 2);
+    let conn = db(dir.path());
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM requests WHERE ttft_ms IS NULL AND decode_tps IS NULL AND output_tps > 0 AND completion_tokens = 10"
+        ),
+        2
+    );
+}
+
+#[test]
+fn reasoning_and_tool_calls_are_recognised() {
+    let (dir, _) = once_against_sim(
+        &["--ttft-ms", "20", "--reasoning-tokens", "4"],
+        "requests = 2\nmax_tokens = 16\ntools = \"weather\"\nprompts = \"tool-call\"\n",
+    );
+    only(dir.path(), "ok", 2);
+    let conn = db(dir.path());
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM requests WHERE reasoning_seen = 1 AND tool_call_seen = 1 AND tool_call_valid = 1"
+        ),
+        2
+    );
+    // TTFT counts the first reasoning token; first content comes later or never (a tool call).
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE ttft_ms IS NOT NULL"), 2);
+}
+
+#[test]
+fn http_500_is_an_http_error() {
+    let (dir, out) = once_against_sim(&["--fault", "http500=1"], "requests = 2\n");
+    only(dir.path(), "http_error", 2);
+    assert_eq!(
+        one::<i64>(
+            &db(dir.path()),
+            "SELECT count(*) FROM requests WHERE http_status = 500 AND error LIKE 'HTTP 500:%'"
+        ),
+        2
+    );
+    assert!(out.contains("http_error ×2"), "{out}");
+}
+
+#[test]
+fn oom_and_metal_errors_are_server_reported_crashes() {
+    let (dir, _) = once_against_sim(&["--fault", "metal-oom=1"], "requests = 1\n");
+    only(dir.path(), "server_reported_crash", 1);
+    let sig: String = one(&db(dir.path()), "SELECT error_signature FROM requests");
+    assert!(sig.contains("kIOGPUCommandBufferCallbackErrorOutOfMemory"), "{sig}");
+    let (dir, _) = once_against_sim(&["--fault", "http503=1"], "requests = 1\n");
+    only(dir.path(), "server_reported_crash", 1);
+}
+
+#[test]
+fn lm_studio_crash_then_unloaded_then_back() {
+    let (dir, _) = once_against_sim(
+        &["--crash-style", "lmstudio", "--exit-after", "2", "--unloaded-requests", "2"],
+        "requests = 5\nmax_tokens = 8\n",
+    );
+    assert_eq!(
+        outcomes(dir.path()),
+        ["ok", "server_reported_crash", "server_reported_crash", "server_reported_crash", "ok"]
+    );
+    let conn = db(dir.path());
+    let sigs: i64 = one(&conn, "SELECT count(DISTINCT error_signature) FROM requests WHERE outcome <> 'ok'");
+    assert_eq!(sigs, 2, "the crash and the unloaded answers have their own signatures");
+}
+
+#[test]
+fn a_hanging_server_is_no_first_byte() {
+    let (dir, _) =
+        once_against_sim(&["--fault", "hang=1"], "requests = 1\ntimeouts = { first_byte_ms = 400, total_ms = 5000 }\n");
+    only(dir.path(), "no_first_byte", 1);
+    let e2e: f64 = one(&db(dir.path()), "SELECT e2e_ms FROM requests");
+    assert!((400.0..2000.0).contains(&e2e), "{e2e}");
+}
+
+#[test]
+fn silence_mid_stream_is_a_stall() {
+    let (dir, _) = once_against_sim(
+        &["--fault", "stall=1", "--stall-ms", "5000", "--ttft-ms", "20"],
+        "requests = 1\nmax_tokens = 10\ntimeouts = { stall_ms = 400 }\n",
+    );
+    only(dir.path(), "stall", 1);
+    let err: String = one(&db(dir.path()), "SELECT error FROM requests");
+    assert!(err.contains("after 3 tokens"), "{err}");
+}
+
+#[test]
+fn a_broken_connection_is_reset_mid_stream() {
+    let (dir, _) = once_against_sim(&["--fault", "reset=1", "--ttft-ms", "20"], "requests = 2\nmax_tokens = 10\n");
+    only(dir.path(), "reset_mid_stream", 2);
+}
+
+#[test]
+fn a_clean_end_without_finish_is_truncated() {
+    let (dir, _) = once_against_sim(&["--fault", "truncate=1", "--ttft-ms", "20"], "requests = 1\nmax_tokens = 10\n");
+    only(dir.path(), "truncated", 1);
+}
+
+#[test]
+fn bad_json_is_malformed_streamed_or_not() {
+    let (dir, _) = once_against_sim(&["--fault", "malformed=1", "--ttft-ms", "20"], "requests = 1\nmax_tokens = 10\n");
+    only(dir.path(), "malformed", 1);
+    let (dir, _) = once_against_sim(&["--fault", "malformed=1", "--ttft-ms", "20"], "requests = 1\nstream = false\n");
+    only(dir.path(), "malformed", 1);
+}
+
+#[test]
+fn nothing_in_the_reply_is_empty() {
+    let (dir, _) = once_against_sim(&["--fault", "empty=1"], "requests = 2\n");
+    only(dir.path(), "empty", 2);
+    let (dir, _) = once_against_sim(&["--fault", "empty=1"], "requests = 1\nstream = false\n");
+    only(dir.path(), "empty", 1);
+}
+
+#[test]
+fn a_slow_stream_past_the_total_limit_is_a_timeout() {
+    let (dir, _) = once_against_sim(
+        &["--tokens-per-s", "5", "--ttft-ms", "20", "--jitter", "0"],
+        "requests = 1\nmax_tokens = 50\ntimeouts = { total_ms = 1000 }\n",
+    );
+    only(dir.path(), "timeout", 1);
+}
+
+#[test]
+fn a_dead_port_is_connect_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    once(dir.path(), common::free_port(), "requests = 2\n");
+    only(dir.path(), "connect_refused", 2);
+}
+
+/// A listener whose accept queue is full drops new SYNs: the connect never completes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_accept_queue_is_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // std listens with a backlog of 128; fill the queue without accepting.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        match std::net::TcpStream::connect_timeout(&listener.local_addr().unwrap(), Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    once(dir.path(), port, "requests = 1\ntimeouts = { connect_ms = 300 }\n");
+    only(dir.path(), "connect_timeout", 1);
+    drop(listener);
+}
+
+#[test]
+fn a_process_that_dies_mid_stream_then_stays_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = start_sim(&["--exit-after", "2", "--ttft-ms", "20"], dir.path());
+    let pid = sim.pid();
+    once(dir.path(), sim.port, "requests = 4\nmax_tokens = 10\n");
+    assert_eq!(outcomes(dir.path()), ["ok", "reset_mid_stream", "connect_refused", "connect_refused"]);
+    let status = sim.child.wait().unwrap();
+    assert_eq!(status.code(), Some(134), "the sim aborted");
+    let conn = db(dir.path());
+    assert_eq!(one::<i64>(&conn, &format!("SELECT count(*) FROM requests WHERE server_pid = {pid}")), 2);
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'process_missing'"), 1);
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE server_pid IS NULL"), 2);
+}
+
+#[test]
+fn memory_growth_shows_in_the_samples() {
+    let (dir, _) = once_against_sim(
+        &["--grow-per-request-kb", "4096", "--ttft-ms", "5", "--tokens-per-s", "1000"],
+        "requests = 10\nmax_tokens = 4\n",
+    );
+    only(dir.path(), "ok", 10);
+    let conn = db(dir.path());
+    let grew: i64 = one(
+        &conn,
+        "SELECT (SELECT rss_bytes FROM memory_samples WHERE phase = 'after' ORDER BY id DESC LIMIT 1)
+              - (SELECT rss_bytes FROM memory_samples WHERE phase = 'before' ORDER BY id LIMIT 1)",
+    );
+    assert!(grew > 30 << 20, "10 × 4 MiB held, RSS grew {} MiB", grew >> 20);
+    assert_eq!(one::<i64>(&conn, "SELECT count(DISTINCT pid) FROM memory_samples"), 1);
+}
+
+#[test]
+fn sigint_cancels_in_flight_requests_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&["--fault", "hang=1"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &format!("shutdown_grace_s = 0.5\n{}", common::backend("sim", sim.port)),
+        "[[job]]\nname = \"j\"\ncron = \"@hourly\"\nrequests = 4\nconcurrency = 2\ntimeouts = { first_byte_ms = 60000 }\n",
+    );
+    // `shutdown_grace_s` must come before any table: put it at the top of the file.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = format!("shutdown_grace_s = 0.5\n{}", text.replace("shutdown_grace_s = 0.5\n", ""));
+    std::fs::write(&config, text).unwrap();
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["once", "j", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    only(dir.path(), "cancelled", 2);
+    let conn = db(dir.path());
+    assert_eq!(one::<String>(&conn, "SELECT status FROM runs"), "cancelled");
+    assert_eq!(one::<i64>(&conn, "SELECT requests_done FROM runs"), 2);
+}
+
+#[test]
+fn a_killed_soakd_leaves_interrupted_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&["--fault", "hang=1"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &common::backend("sim", sim.port),
+        "[[job]]\nname = \"j\"\ncron = \"@hourly\"\nrequests = 2\nconcurrency = 2\ntimeouts = { first_byte_ms = 60000 }\n\
+         [[job]]\nname = \"other\"\ncron = \"@hourly\"\nrequests = 1\ntimeouts = { first_byte_ms = 100 }\n",
+    );
+    let mut child = std::process::Command::new(common::SOAKD)
+        .args(["once", "j", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both requests are recorded as in flight, then kill soakd outright.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = rusqlite::Connection::open(dir.path().join("soakd.db")).ok().and_then(|c| {
+            c.query_row("SELECT count(*) FROM requests WHERE outcome = 'in_flight'", [], |r| r.get::<_, i64>(0)).ok()
+        });
+        if n == Some(2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the requests never showed up in flight");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The next soakd to open the database marks them.
+    let (code, _, err) = soakd(&["once", "other", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let conn = db(dir.path());
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE outcome = 'interrupted' AND job = 'j'"), 2);
+    assert_eq!(one::<String>(&conn, "SELECT status FROM runs WHERE job = 'j'"), "interrupted");
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'interrupted'"), 1);
+}
+
+/// The pooled-connection race, made certain: a server that answers one request per connection
+/// in full (keep-alive) and then closes the connection when the client reuses it — what
+/// llama-server does after a stream. The request is retried once on a new connection and the
+/// retry is recorded; the server is not reported as failing.
+#[test]
+fn a_reused_connection_the_server_closed_is_retried_once() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let body = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"hi\"}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n\
+                    data: [DONE]\n\n";
+        let mut connections = 0;
+        for stream in listener.incoming().take(3) {
+            let stream = stream.unwrap();
+            connections += 1;
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            for served in 0.. {
+                // Read one request: headers, then Content-Length bytes.
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                if length == 0 {
+                    break;
+                }
+                let mut request = vec![0; length];
+                reader.read_exact(&mut request).unwrap();
+                if served == 1 {
+                    break; // the reused connection: close it without an answer
+                }
+                write!(
+                    writer,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+            if connections == 2 {
+                break;
+            }
+        }
+        connections
+    });
+    let dir = tempfile::tempdir().unwrap();
+    once(dir.path(), port, "requests = 2\nmax_tokens = 4\n");
+    assert_eq!(outcomes(dir.path()), ["ok", "ok"]);
+    let conn = db(dir.path());
+    let attempts: Vec<i64> = conn
+        .prepare("SELECT attempts FROM requests ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(attempts, [1, 2]);
+    assert_eq!(server.join().unwrap(), 2, "the retry used a new connection");
+}

@@ -1,0 +1,367 @@
+//! Against the real servers, on the tiny generated model: llama.cpp's `llama-server` and
+//! `mlx_lm.server`. These never skip: `scripts/test` installs both (see tests/common).
+
+mod common;
+
+use common::{Deps, Server, db, deps, free_port, heavy, one, soakd, start_llama, start_mlx, write_config};
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn once(config: &Path, job: &str) -> String {
+    let (code, out, err) = soakd(&["once", job, "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    out
+}
+
+fn count(conn: &Connection, filter: &str) -> i64 {
+    one(conn, &format!("SELECT count(*) FROM requests WHERE {filter}"))
+}
+
+const STREAM_AND_BLOCKING: &str = r#"
+[[job]]
+name = "streamed"
+cron = "@hourly"
+requests = 6
+concurrency = 2
+max_tokens = 64
+temperature = 0.0
+prompts = "security"
+
+[[job]]
+name = "blocking"
+cron = "@hourly"
+requests = 3
+stream = false
+max_tokens = 64
+temperature = 0.0
+prompts = "security"
+"#;
+
+#[test]
+fn llama_server_rows_timings_tokens_and_memory_are_right() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_llama(&d, "babble", free_port(), dir.path());
+    let config = write_config(dir.path(), &common::backend("llama", server.port), STREAM_AND_BLOCKING);
+    let out = once(&config, "streamed");
+    assert!(out.contains("100.0 % (6/6)"), "{out}");
+    once(&config, "blocking");
+    let conn = db(dir.path());
+    // A model that never stops gives exactly max_tokens, by the server's own count.
+    assert_eq!(count(&conn, "outcome = 'ok' AND completion_tokens = 64 AND token_source = 'usage'"), 9);
+    assert_eq!(count(&conn, "finish_reason = 'length'"), 9);
+    // llama-server's own numbers are kept beside soakd's.
+    assert_eq!(
+        count(
+            &conn,
+            "server_decode_tps > 0 AND server_prompt_ms >= 0 AND json_extract(server_timings, '$.timings.predicted_n') = 64"
+        ),
+        9
+    );
+    // Streamed: every timing present and ordered; soakd's decode speed agrees with the server's.
+    assert_eq!(
+        count(
+            &conn,
+            "stream = 1 AND first_byte_ms <= ttft_ms AND ttft_ms <= first_content_ms AND first_content_ms <= e2e_ms AND gap_p50_ms <= gap_p95_ms AND gap_p95_ms <= gap_max_ms"
+        ),
+        6
+    );
+    let ratio: f64 = one(&conn, "SELECT avg(decode_tps / server_decode_tps) FROM requests WHERE stream = 1");
+    assert!((0.2..=1.2).contains(&ratio), "soakd's decode tok/s / llama-server's predicted_per_second = {ratio}");
+    // Non-streamed: no token timings, but the whole-request rate.
+    assert_eq!(count(&conn, "stream = 0 AND ttft_ms IS NULL AND decode_tps IS NULL AND output_tps > 0"), 3);
+    // The sampled process is the server, and every request knows its place in its life.
+    let pid = server.pid();
+    assert_eq!(
+        one::<i64>(&conn, &format!("SELECT count(*) FROM memory_samples WHERE pid = {pid} AND rss_bytes > 1000000")),
+        one::<i64>(&conn, "SELECT count(*) FROM memory_samples")
+    );
+    assert_eq!(one::<i64>(&conn, "SELECT count(DISTINCT server_seq) FROM requests"), 9);
+    assert_eq!(one::<i64>(&conn, "SELECT max(server_seq) FROM requests"), 9);
+    assert_eq!(count(&conn, &format!("server_pid = {pid}")), 9);
+    assert_eq!(
+        one::<i64>(&conn, &format!("SELECT count(*) FROM runs WHERE server_pid = {pid} AND status = 'completed'")),
+        2
+    );
+}
+
+#[test]
+fn mlx_lm_server_rows_tokens_and_memory_are_right() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_mlx(&d, "babble", free_port(), dir.path());
+    let config = write_config(dir.path(), &common::backend("mlx", server.port), STREAM_AND_BLOCKING);
+    once(&config, "streamed");
+    once(&config, "blocking");
+    let conn = db(dir.path());
+    assert_eq!(count(&conn, "outcome = 'ok' AND completion_tokens = 64 AND token_source = 'usage'"), 9);
+    // mlx_lm.server reports no timings of its own: soakd's are the only ones.
+    assert_eq!(count(&conn, "server_timings IS NULL AND server_decode_tps IS NULL"), 9);
+    assert_eq!(count(&conn, "stream = 1 AND ttft_ms > 0 AND decode_tps > 0 AND length(output) > 0"), 6);
+    let pid = server.pid();
+    assert!(
+        one::<i64>(&conn, &format!("SELECT count(*) FROM memory_samples WHERE pid = {pid} AND rss_bytes > 10000000"))
+            > 0
+    );
+    assert_eq!(one::<i64>(&conn, "SELECT count(DISTINCT pid) FROM memory_samples"), 1);
+}
+
+#[test]
+fn both_servers_give_the_same_greedy_text() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let llama = start_llama(&d, "babble", free_port(), dir.path());
+    let mlx = start_mlx(&d, "babble", free_port(), dir.path());
+    let backends = format!("{}{}", common::backend("llama", llama.port), common::backend("mlx", mlx.port));
+    let config = write_config(
+        dir.path(),
+        &backends,
+        "[[job]]\nname = \"greedy\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 24\ntemperature = 0.0\nprompts = [\"Explain SQL injection\", \"Say hello\"]\n",
+    );
+    once(&config, "greedy");
+    let conn = db(dir.path());
+    let text = |backend: &str, seq: i64| -> String {
+        one(&conn, &format!("SELECT output FROM requests WHERE backend = '{backend}' AND seq = {seq}"))
+    };
+    for seq in 0..2 {
+        assert!(!text("llama", seq).is_empty());
+        assert_eq!(text("llama", seq), text("mlx", seq), "prompt {seq}: the two servers disagree");
+    }
+}
+
+#[test]
+fn a_model_that_says_nothing_is_empty_on_both_servers() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let llama = start_llama(&d, "silent", free_port(), dir.path());
+    let mlx = start_mlx(&d, "silent", free_port(), dir.path());
+    let backends = format!("{}{}", common::backend("llama", llama.port), common::backend("mlx", mlx.port));
+    let config = write_config(dir.path(), &backends, "[[job]]\nname = \"p\"\ncron = \"@hourly\"\nrequests = 2\n");
+    once(&config, "p");
+    let conn = db(dir.path());
+    assert_eq!(count(&conn, "outcome = 'empty' AND finish_reason = 'stop'"), 4);
+}
+
+/// llama-server closes a streamed connection that a pooled client may already be reusing. soakd
+/// must not report that healthy server as failing.
+#[test]
+fn pooled_connection_race_is_not_a_server_failure() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_llama(&d, "babble", free_port(), dir.path());
+    let config = write_config(
+        dir.path(),
+        &common::backend("llama", server.port),
+        "[[job]]\nname = \"rapid\"\ncron = \"@hourly\"\nrequests = 200\nconcurrency = 4\nmax_tokens = 16\n",
+    );
+    once(&config, "rapid");
+    let conn = db(dir.path());
+    assert_eq!(count(&conn, "outcome = 'ok'"), 200, "failures: {:?}", failures(&conn));
+    let retried = count(&conn, "attempts = 2");
+    eprintln!("pooled-connection race: {retried} of 200 requests were retried on a new connection");
+}
+
+fn failures(conn: &Connection) -> Vec<(String, String)> {
+    let mut stmt =
+        conn.prepare("SELECT outcome, coalesce(error, '') FROM requests WHERE outcome <> 'ok' LIMIT 5").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn rows(conn: &Connection, filter: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT id, outcome, started_at, e2e_ms, server_pid, attempts, coalesce(error, '') FROM requests WHERE {filter}"
+    );
+    let mut stmt = conn.prepare(&sql).unwrap();
+    stmt.query_map([], |r| {
+        Ok(format!(
+            "#{} {} at {} after {:?} ms pid {:?} attempts {}: {}",
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<f64>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, String>(6)?
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn by_pid(conn: &Connection) -> Vec<(Option<i64>, String, i64)> {
+    let mut stmt =
+        conn.prepare("SELECT server_pid, outcome, count(*) FROM requests GROUP BY 1, 2 ORDER BY min(id)").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn wait_for(conn_dir: &Path, sql: &str, at_least: i64, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(c) = Connection::open(conn_dir.join("soakd.db"))
+            && c.query_row(sql, [], |r| r.get::<_, i64>(0)).is_ok_and(|n| n >= at_least)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{sql} never reached {at_least} within {limit:?}");
+}
+
+/// SIGKILL llama-server mid-burst, restart it on the same port: the failures are recorded, the
+/// run goes on, and the new process shows up as a restart.
+#[test]
+fn llama_server_killed_mid_burst_then_restarted() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = start_llama(&d, "babble", port, dir.path());
+    let old_pid = first.pid();
+    let config = write_config(
+        dir.path(),
+        &common::backend("llama", port),
+        "[[job]]\nname = \"burst\"\ncron = \"@hourly\"\nrequests = 300\ndelay_ms = 20\nmax_tokens = 48\n\
+         timeouts = { first_byte_ms = 5000 }\n",
+    );
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["once", "burst", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(dir.path(), "SELECT count(*) FROM requests WHERE outcome = 'ok'", 30, Duration::from_secs(60));
+    let killed_at = now_ms();
+    first.kill();
+    wait_for(dir.path(), "SELECT count(*) FROM requests WHERE outcome = 'connect_refused'", 5, Duration::from_secs(30));
+    let second: Server = start_llama(&d, "babble", port, dir.path());
+    let ready_at = now_ms();
+    let new_pid = second.pid();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = db(dir.path());
+    assert_eq!(count(&conn, "outcome <> 'in_flight'"), 300, "every request recorded");
+    assert!(count(&conn, "outcome = 'connect_refused'") >= 5);
+    // Every failure happened while the server was down or starting up again (a new
+    // llama-server answers 503 "Loading model" for a moment), none once it was ready.
+    let outside = format!("outcome <> 'ok' AND (started_at < {} OR started_at > {})", killed_at - 100, ready_at + 500);
+    assert_eq!(count(&conn, &outside), 0, "{:?}", rows(&conn, &outside));
+    let unexpected =
+        "outcome NOT IN ('ok', 'connect_refused', 'connect_error', 'reset_mid_stream', 'truncated', 'http_error')";
+    assert_eq!(count(&conn, unexpected), 0, "{:?}", rows(&conn, unexpected));
+    assert_eq!(count(&conn, "outcome = 'http_error' AND (http_status <> 503 OR error NOT LIKE '%Loading model%')"), 0);
+    assert!(
+        count(&conn, &format!("outcome = 'ok' AND server_pid = {new_pid}")) > 10,
+        "requests succeed after the restart: {:?}",
+        by_pid(&conn)
+    );
+    let restart: (i64, i64) = conn
+        .query_row("SELECT old_pid, new_pid FROM restarts", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("one restart event");
+    assert_eq!(restart, (i64::from(old_pid), i64::from(new_pid)));
+    // The request count starts again with the new process.
+    assert_eq!(one::<i64>(&conn, &format!("SELECT min(server_seq) FROM requests WHERE server_pid = {new_pid}")), 1);
+    assert_eq!(one::<i64>(&conn, "SELECT count(DISTINCT pid) FROM memory_samples WHERE pid IS NOT NULL"), 2);
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'process_missing'"), 1);
+}
+
+/// mlx_lm.server streams over HTTP/1.0 with no length: a kill mid-stream looks like an early
+/// end of the body, with no finish reason and no [DONE].
+#[test]
+fn mlx_lm_server_killed_mid_stream() {
+    let _guard = heavy();
+    let d: Deps = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_mlx(&d, "babble", free_port(), dir.path());
+    let config = write_config(
+        dir.path(),
+        &common::backend("mlx", server.port),
+        "[[job]]\nname = \"long\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 4000\n",
+    );
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["once", "long", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(dir.path(), "SELECT count(*) FROM requests WHERE outcome = 'in_flight'", 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = db(dir.path());
+    let first: String = one(&conn, "SELECT outcome FROM requests WHERE seq = 0");
+    assert!(["truncated", "reset_mid_stream"].contains(&first.as_str()), "{first}");
+    assert!(
+        count(&conn, "seq = 0 AND ttft_ms > 0 AND completion_tokens > 10") == 1,
+        "tokens before the kill were counted"
+    );
+    assert_eq!(one::<String>(&conn, "SELECT outcome FROM requests WHERE seq = 1"), "connect_refused");
+}
+
+/// `soakd run` fires the schedules, skips a firing that would stack on a running one, and
+/// stops cleanly on SIGTERM.
+#[test]
+fn daemon_fires_skips_overlaps_and_stops_cleanly() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_llama(&d, "babble", free_port(), dir.path());
+    let config = write_config(
+        dir.path(),
+        &common::backend("llama", server.port),
+        r#"
+[[job]]
+name = "every-2s"
+cron = "*/2 * * * * *"
+requests = 2
+max_tokens = 16
+
+[[job]]
+name = "slow"
+cron = "* * * * * *"
+requests = 12
+delay_ms = 250
+max_tokens = 8
+"#,
+    );
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let stopping = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stopping.elapsed() < Duration::from_secs(15), "stopped in {:?}", stopping.elapsed());
+    let conn = db(dir.path());
+    let runs = |job: &str, status: &str| -> i64 {
+        one(&conn, &format!("SELECT count(*) FROM runs WHERE job = '{job}' AND status = '{status}'"))
+    };
+    assert!(runs("every-2s", "completed") >= 3, "every-2s completed {}", runs("every-2s", "completed"));
+    assert!(runs("slow", "skipped") >= 2, "a 3 s job fired every second must skip");
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+    assert_eq!(count(&conn, "outcome = 'in_flight'"), 0);
+    assert_eq!(count(&conn, "outcome NOT IN ('ok', 'cancelled')"), 0, "{:?}", failures(&conn));
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind IN ('daemon_start', 'daemon_stop')"), 2);
+    assert!(one::<i64>(&conn, "SELECT count(*) FROM memory_samples WHERE phase = 'idle'") >= 1);
+    // Runs fire on their planned instants (whole seconds), within the scheduler's tick.
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM runs WHERE planned_at % 1000 <> 0"), 0);
+    assert_eq!(
+        one::<i64>(&conn, "SELECT count(*) FROM runs WHERE status <> 'skipped' AND started_at - planned_at > 1500"),
+        0
+    );
+}
