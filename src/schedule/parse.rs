@@ -293,10 +293,10 @@ fn parse_timeouts(table: toml::Table, parent: &mut Fields<'_>) -> Option<Timeout
         ("stall_ms", &mut t.stall),
         ("total_ms", &mut t.total),
     ] {
-        if let Some(v) = f.take::<u64>(key) {
-            if let Some(v) = in_range(&mut f, key, v, 1, 86_400_000) {
-                *slot = Duration::from_millis(v);
-            }
+        if let Some(v) = f.take::<u64>(key)
+            && let Some(v) = in_range(&mut f, key, v, 1, 86_400_000)
+        {
+            *slot = Duration::from_millis(v);
         }
     }
     f.finish();

@@ -74,10 +74,11 @@ pub(crate) fn decide(triggers: &Triggers, faults: &[FaultSpec], facts: &RequestF
     if let Some(limit) = triggers.exit_above_prompt_tokens.filter(|&limit| facts.prompt_tokens > limit) {
         return Decision::Crash(CrashReason::PromptTokens { tokens: facts.prompt_tokens, limit });
     }
-    if let (Some(limit), Some(gap)) = (triggers.exit_on_rapid, facts.gap_since_previous) {
-        if gap < limit && (triggers.rapid_probability >= 1.0 || rng.random::<f64>() < triggers.rapid_probability) {
-            return Decision::Crash(CrashReason::RapidRequest { gap, limit });
-        }
+    if let (Some(limit), Some(gap)) = (triggers.exit_on_rapid, facts.gap_since_previous)
+        && gap < limit
+        && (triggers.rapid_probability >= 1.0 || rng.random::<f64>() < triggers.rapid_probability)
+    {
+        return Decision::Crash(CrashReason::RapidRequest { gap, limit });
     }
     if triggers.exit_probability > 0.0 && rng.random::<f64>() < triggers.exit_probability {
         return Decision::Crash(CrashReason::Probability(triggers.exit_probability));
