@@ -37,8 +37,9 @@ pub fn push_bounded(buf: &mut String, piece: &str, max: usize) -> bool {
     false
 }
 
-/// An error text with numbers, hex ids, UUIDs, paths and quoted values masked, so that two
-/// errors with the same cause get the same signature. Bounded to 256 bytes.
+/// An error text with numbers, hex ids, UUIDs and paths masked, so that two errors with the
+/// same cause get the same signature. A leading `HTTP 503:` keeps its status. Bounded to 256
+/// bytes.
 pub fn signature(error: &str) -> String {
     static RULES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         [
@@ -54,11 +55,18 @@ pub fn signature(error: &str) -> String {
         .map(|(re, to)| (Regex::new(re).expect("valid signature regex"), to))
         .collect()
     });
-    let mut s = error.trim().to_string();
+    let error = error.trim();
+    let (status, rest) = match error.get(..9) {
+        Some(p) if p.starts_with("HTTP ") && p.ends_with(':') && p[5..8].bytes().all(|b| b.is_ascii_digit()) => {
+            (p, &error[9..])
+        }
+        _ => ("", error),
+    };
+    let mut s = rest.to_string();
     for (re, to) in RULES.iter() {
         s = re.replace_all(&s, *to).into_owned();
     }
-    bounded(&s, 256)
+    bounded(&format!("{status}{s}"), 256)
 }
 
 #[cfg(test)]
@@ -97,5 +105,10 @@ mod tests {
         );
         assert_eq!(signature("request 1f0e2d3c-aaaa-bbbb-cccc-0123456789ab failed"), "request <uuid> failed");
         assert_eq!(signature("code 00000008:kIOGPU"), "code <n>:kIOGPU");
+        assert_eq!(
+            signature("HTTP 400: {\"error\":\"Model is unloaded.\"}"),
+            "HTTP 400: {\"error\":\"Model is unloaded.\"}"
+        );
+        assert_eq!(signature("HTTP 503: retry in 5 s"), "HTTP 503: retry in <n> s");
     }
 }

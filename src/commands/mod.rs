@@ -42,13 +42,18 @@ pub fn exit_code(e: &anyhow::Error) -> ExitCode {
 }
 
 fn init_tracing(filter: Option<&str>, daemon: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let default = if daemon { "info" } else { "warn" };
+    let default = if daemon { "warn,soakd=info" } else { "warn" };
     let filter = filter
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Loads and validates the config and the schedules; every problem is reported together.
