@@ -14,6 +14,13 @@ fn once(config: &Path, job: &str) -> String {
     out
 }
 
+/// A llama-server on the babble model, and a config pointing at it with these jobs.
+fn llama_with_jobs(d: &Deps, dir: &Path, jobs: &str) -> (Server, std::path::PathBuf) {
+    let server = start_llama(d, "babble", free_port(), dir);
+    let config = write_config(dir, &common::backend("llama", server.port), jobs);
+    (server, config)
+}
+
 fn count(conn: &Connection, filter: &str) -> i64 {
     one(conn, &format!("SELECT count(*) FROM requests WHERE {filter}"))
 }
@@ -43,8 +50,7 @@ fn llama_server_rows_timings_tokens_and_memory_are_right() {
     let _guard = heavy();
     let d = deps();
     let dir = tempfile::tempdir().unwrap();
-    let server = start_llama(&d, "babble", free_port(), dir.path());
-    let config = write_config(dir.path(), &common::backend("llama", server.port), STREAM_AND_BLOCKING);
+    let (server, config) = llama_with_jobs(&d, dir.path(), STREAM_AND_BLOCKING);
     let out = once(&config, "streamed");
     assert!(out.contains("100.0 % (6/6)"), "{out}");
     once(&config, "blocking");
@@ -154,10 +160,9 @@ fn pooled_connection_race_is_not_a_server_failure() {
     let _guard = heavy();
     let d = deps();
     let dir = tempfile::tempdir().unwrap();
-    let server = start_llama(&d, "babble", free_port(), dir.path());
-    let config = write_config(
+    let (_server, config) = llama_with_jobs(
+        &d,
         dir.path(),
-        &common::backend("llama", server.port),
         "[[job]]\nname = \"rapid\"\ncron = \"@hourly\"\nrequests = 200\nconcurrency = 4\nmax_tokens = 16\n",
     );
     once(&config, "rapid");
@@ -316,10 +321,9 @@ fn daemon_fires_skips_overlaps_and_stops_cleanly() {
     let _guard = heavy();
     let d = deps();
     let dir = tempfile::tempdir().unwrap();
-    let server = start_llama(&d, "babble", free_port(), dir.path());
-    let config = write_config(
+    let (_server, config) = llama_with_jobs(
+        &d,
         dir.path(),
-        &common::backend("llama", server.port),
         r#"
 [[job]]
 name = "every-2s"

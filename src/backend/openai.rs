@@ -266,6 +266,7 @@ impl Backend for OpenAi {
 }
 
 /// What one attempt ended in: a failure, or a stale pooled connection worth one retry.
+#[derive(Debug)]
 enum Attempt {
     Failed(Failure),
     StaleConnection(Failure),
@@ -286,9 +287,7 @@ fn fail(outcome: Outcome, error: impl Into<String>) -> Attempt {
 /// Folds one streamed chunk into the timeline; an error object in it ends the request.
 fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: std::time::Instant) -> Result<(), Attempt> {
     if let Some(err) = &chunk.error {
-        let text = error_text(err);
-        let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::StreamError };
-        return Err(fail(outcome, bounded(&text, MAX_ERROR_BYTES)));
+        return Err(error_member(err));
     }
     keep_server_fields(&chunk, tl);
     for choice in &chunk.choices {
@@ -309,6 +308,13 @@ fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: std::t
         }
     }
     Ok(())
+}
+
+/// An `error` member in a 200 reply: a crash when its words say so.
+fn error_member(err: &Value) -> Attempt {
+    let text = error_text(err);
+    let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::StreamError };
+    fail(outcome, bounded(&text, MAX_ERROR_BYTES))
 }
 
 fn keep_server_fields(body: &Body, tl: &mut Timeline) {
@@ -355,9 +361,7 @@ async fn read_whole(
         )
     })?;
     if let Some(err) = &body.error {
-        let text = error_text(err);
-        let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::StreamError };
-        return Err(fail(outcome, bounded(&text, MAX_ERROR_BYTES)));
+        return Err(error_member(err));
     }
     keep_server_fields(&body, tl);
     let Some(choice) = body.choices.first() else {
@@ -495,4 +499,63 @@ fn is_incomplete_message(e: &(dyn std::error::Error + 'static)) -> bool {
         source = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(json: &str) -> Body {
+        serde_json::from_str(json).expect("test JSON")
+    }
+
+    fn outcome_of(json: &str) -> Option<Outcome> {
+        let mut tl = Timeline::new(std::time::Instant::now());
+        let mut calls = ToolCalls::default();
+        match take_chunk(chunk(json), &mut tl, &mut calls, std::time::Instant::now()) {
+            Ok(()) => None,
+            Err(a) => Some(a.into_failure().outcome),
+        }
+    }
+
+    #[test]
+    fn error_events_in_a_stream_are_classified_by_their_words() {
+        assert_eq!(outcome_of(r#"{"error": {"message": "tool parser failed"}}"#), Some(Outcome::StreamError));
+        assert_eq!(
+            outcome_of(r#"{"error": {"message": "The model has crashed without additional information."}}"#),
+            Some(Outcome::ServerReportedCrash)
+        );
+        assert_eq!(outcome_of(r#"{"choices": [{"delta": {"content": "hi"}}]}"#), None);
+    }
+
+    #[test]
+    fn a_chunk_feeds_the_timeline() {
+        let mut tl = Timeline::new(std::time::Instant::now());
+        let mut calls = ToolCalls::default();
+        let now = std::time::Instant::now();
+        let c = chunk(r#"{"model": "m", "choices": [{"delta": {"role": "assistant", "content": ""}}]}"#);
+        take_chunk(c, &mut tl, &mut calls, now).unwrap();
+        assert_eq!(tl.deltas(), 0, "a role-only chunk is not a token");
+        let c = chunk(
+            r#"{"choices": [{"delta": {"content": "a"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 2, "completion_tokens": 1}, "timings": {"predicted_per_second": 9.5}}"#,
+        );
+        take_chunk(c, &mut tl, &mut calls, now).unwrap();
+        assert_eq!(tl.deltas(), 1);
+        assert_eq!(tl.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(tl.server_model.as_deref(), Some("m"));
+        assert_eq!(tl.server_timings.as_ref().unwrap()["timings"]["predicted_per_second"], 9.5);
+        assert_eq!(tl.finish(now).completion_tokens, Some(1));
+    }
+
+    #[test]
+    fn send_errors_tell_refused_from_stale() {
+        // A refused connect is a connect failure, never a retry candidate.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = rt.block_on(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/")).send()).unwrap_err();
+        match send_error(&err) {
+            Attempt::Failed(f) => assert_eq!(f.outcome, Outcome::ConnectRefused),
+            Attempt::StaleConnection(_) => panic!("a refused connect is not a stale connection"),
+        }
+    }
 }
