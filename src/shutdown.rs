@@ -49,9 +49,6 @@ impl Shutdown {
         self.abort.cancelled().await
     }
 
-    pub fn is_aborted(&self) -> bool {
-        self.abort.is_cancelled()
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).

@@ -1,7 +1,7 @@
 //! Clocks. Events carry wall-clock UTC timestamps in unix milliseconds; durations are measured
 //! on the monotonic clock and stored as fractional milliseconds.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Wall-clock now, unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -20,10 +20,6 @@ impl Stamp {
         Stamp { wall_ms: now_ms(), mono: Instant::now() }
     }
 
-    /// The wall time of a later monotonic instant, derived from this stamp (immune to clock jumps).
-    pub fn wall_at(&self, later: Instant) -> i64 {
-        self.wall_ms + later.saturating_duration_since(self.mono).as_millis() as i64
-    }
 }
 
 /// Fractional milliseconds between two monotonic instants (0 when `to` is earlier).
@@ -31,6 +27,3 @@ pub fn ms_between(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
 }
 
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}

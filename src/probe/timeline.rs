@@ -108,9 +108,6 @@ impl Timeline {
         self.first_byte.get_or_insert(at);
     }
 
-    pub fn got_first_byte(&self) -> bool {
-        self.first_byte.is_some()
-    }
 
     /// A token-carrying delta arrived at `at`. `text` is appended to the kept output.
     pub fn delta(&mut self, kind: Delta, text: &str, at: Instant) {

@@ -51,7 +51,6 @@ pub struct Writer {
 pub struct WriterHandle {
     tx: mpsc::UnboundedSender<Op>,
     next_key: Arc<AtomicU64>,
-    owner: (u32, u64),
 }
 
 impl Writer {
@@ -63,7 +62,7 @@ impl Writer {
             .name("soakd-writer".into())
             .spawn(move || run(conn, path, rx, owner))
             .expect("spawn the writer thread");
-        Writer { handle: WriterHandle { tx, next_key: Arc::new(AtomicU64::new(1)), owner }, thread }
+        Writer { handle: WriterHandle { tx, next_key: Arc::new(AtomicU64::new(1)) }, thread }
     }
 
     pub fn handle(&self) -> WriterHandle {
@@ -116,11 +115,6 @@ impl WriterHandle {
         let (tx, rx) = oneshot::channel();
         self.send(Op::Flush(tx))?;
         rx.await.map_err(|_| StoreError::WriterGone("no reply to flush".into()))
-    }
-
-    /// This process, as recorded in `runs.owner_pid` / `owner_started_at`.
-    pub fn owner(&self) -> (u32, u64) {
-        self.owner
     }
 
     fn send(&self, op: Op) -> Result<(), StoreError> {
