@@ -48,7 +48,6 @@ impl Shutdown {
     pub async fn aborted(&self) {
         self.abort.cancelled().await
     }
-
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).

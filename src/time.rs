@@ -19,11 +19,9 @@ impl Stamp {
     pub fn now() -> Self {
         Stamp { wall_ms: now_ms(), mono: Instant::now() }
     }
-
 }
 
 /// Fractional milliseconds between two monotonic instants (0 when `to` is earlier).
 pub fn ms_between(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
 }
-

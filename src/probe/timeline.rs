@@ -108,7 +108,6 @@ impl Timeline {
         self.first_byte.get_or_insert(at);
     }
 
-
     /// A token-carrying delta arrived at `at`. `text` is appended to the kept output.
     pub fn delta(&mut self, kind: Delta, text: &str, at: Instant) {
         self.first_byte(at);
