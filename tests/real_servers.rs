@@ -21,6 +21,15 @@ fn llama_with_jobs(d: &Deps, dir: &Path, jobs: &str) -> (Server, std::path::Path
     (server, config)
 }
 
+/// llama-server and mlx_lm.server on the same model variant, as backends `llama` and `mlx`.
+fn both_with_jobs(d: &Deps, variant: &str, dir: &Path, jobs: &str) -> ([Server; 2], std::path::PathBuf) {
+    let llama = start_llama(d, variant, free_port(), dir);
+    let mlx = start_mlx(d, variant, free_port(), dir);
+    let backends = format!("{}{}", common::backend("llama", llama.port), common::backend("mlx", mlx.port));
+    let config = write_config(dir, &backends, jobs);
+    ([llama, mlx], config)
+}
+
 fn count(conn: &Connection, filter: &str) -> i64 {
     one(conn, &format!("SELECT count(*) FROM requests WHERE {filter}"))
 }
@@ -120,12 +129,10 @@ fn both_servers_give_the_same_greedy_text() {
     let _guard = heavy();
     let d = deps();
     let dir = tempfile::tempdir().unwrap();
-    let llama = start_llama(&d, "babble", free_port(), dir.path());
-    let mlx = start_mlx(&d, "babble", free_port(), dir.path());
-    let backends = format!("{}{}", common::backend("llama", llama.port), common::backend("mlx", mlx.port));
-    let config = write_config(
+    let (_servers, config) = both_with_jobs(
+        &d,
+        "babble",
         dir.path(),
-        &backends,
         "[[job]]\nname = \"greedy\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 24\ntemperature = 0.0\nprompts = [\"Explain SQL injection\", \"Say hello\"]\n",
     );
     once(&config, "greedy");
@@ -144,10 +151,8 @@ fn a_model_that_says_nothing_is_empty_on_both_servers() {
     let _guard = heavy();
     let d = deps();
     let dir = tempfile::tempdir().unwrap();
-    let llama = start_llama(&d, "silent", free_port(), dir.path());
-    let mlx = start_mlx(&d, "silent", free_port(), dir.path());
-    let backends = format!("{}{}", common::backend("llama", llama.port), common::backend("mlx", mlx.port));
-    let config = write_config(dir.path(), &backends, "[[job]]\nname = \"p\"\ncron = \"@hourly\"\nrequests = 2\n");
+    let (_servers, config) =
+        both_with_jobs(&d, "silent", dir.path(), "[[job]]\nname = \"p\"\ncron = \"@hourly\"\nrequests = 2\n");
     once(&config, "p");
     let conn = db(dir.path());
     assert_eq!(count(&conn, "outcome = 'empty' AND finish_reason = 'stop'"), 4);
