@@ -1,6 +1,6 @@
 //! `soakd demo`: the whole flow with no LLM server installed. Two `soakd sim` processes mirror
 //! the seed report — "lmstudio-sim", fast but crashing under rapid requests (LM Studio's crash
-//! body, then "Model is unloaded"), now and then dying outright and coming back; and
+//! body, then "Model is unloaded"), dying outright at its 25th request and coming back; and
 //! "mlx-direct-sim", slower and steady — are soaked through the real daemon (scheduler, runner,
 //! sampler, store) on a compressed schedule, then compared.
 
@@ -90,9 +90,9 @@ const SIMS: [SimSpec; 2] = [
     },
 ];
 
-/// The fast sim also dies now and then (once per this many requests, on average), like an
-/// engine that aborts; the demo brings it back, and the sampler records the restart.
-const DEATH_PROBABILITY: &str = "0.03";
+/// The fast sim also dies at its 25th request of each life, like an engine that aborts; the demo
+/// brings it back a second later, and the sampler records the restart.
+const DIES_AT_REQUEST: &str = "25";
 
 pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     let db = std::path::absolute(db).with_context(|| format!("cannot resolve {}", db.display()))?;
@@ -106,7 +106,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         let mut args: Vec<String> = sim.args.iter().map(|s| s.to_string()).collect();
         args.extend(["--model".into(), sim.name.into()]);
         if i == 0 {
-            args.extend(["--exit-probability".into(), DEATH_PROBABILITY.into()]);
+            args.extend(["--abort-after".into(), DIES_AT_REQUEST.into()]);
         }
         supervisors.push(tokio::spawn(supervise(port, args, shutdown.clone())));
         wait_ready(port).await.with_context(|| format!("the simulated backend {} did not start", sim.name))?;
@@ -132,7 +132,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     let jobs = schedule::parse_file(JOBS, Path::new("demo schedule"), Some(&names))?;
 
     println!("soakd demo: soaking two simulated backends for {seconds} s (Ctrl-C stops early)");
-    println!("  lmstudio-sim    fast, crashes under rapid requests, sometimes dies and comes back");
+    println!("  lmstudio-sim    fast, crashes under rapid requests, dies at its 25th request and comes back");
     println!("  mlx-direct-sim  slower, steady");
     println!("  database        {}", db.display());
     println!();

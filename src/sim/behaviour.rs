@@ -27,16 +27,28 @@ pub(crate) struct RequestFacts {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum CrashReason {
     NthRequest(u64),
+    /// `--abort-after`: always a process exit, whatever the crash style.
+    Abort(u64),
     Probability(f64),
-    Concurrency { in_flight: u32, limit: u32 },
-    PromptTokens { tokens: u64, limit: u64 },
-    RapidRequest { gap: Duration, limit: Duration },
+    Concurrency {
+        in_flight: u32,
+        limit: u32,
+    },
+    PromptTokens {
+        tokens: u64,
+        limit: u64,
+    },
+    RapidRequest {
+        gap: Duration,
+        limit: Duration,
+    },
 }
 
 impl fmt::Display for CrashReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CrashReason::NthRequest(n) => write!(f, "request {n} reached --exit-after"),
+            CrashReason::Abort(n) => write!(f, "request {n} reached --abort-after"),
             CrashReason::Probability(p) => write!(f, "random crash (--exit-probability {p})"),
             CrashReason::Concurrency { in_flight, limit } => {
                 write!(f, "{in_flight} requests in flight, more than --exit-above-concurrency {limit}")
@@ -65,6 +77,9 @@ pub(crate) enum Decision {
 /// Decide what happens to a request. Crash triggers are checked first (deterministic ones, then
 /// `--exit-probability`), then the faults in the order given; at most one applies.
 pub(crate) fn decide(triggers: &Triggers, faults: &[FaultSpec], facts: &RequestFacts, rng: &mut impl Rng) -> Decision {
+    if triggers.abort_after == Some(facts.n) {
+        return Decision::Crash(CrashReason::Abort(facts.n));
+    }
     if triggers.exit_after == Some(facts.n) {
         return Decision::Crash(CrashReason::NthRequest(facts.n));
     }
@@ -235,6 +250,13 @@ mod tests {
         assert_eq!(decide(&triggers, &[], &f, &mut rng()), Decision::Normal);
         f.gap_since_previous = Some(Duration::from_millis(10));
         assert!(matches!(decide(&triggers, &[], &f, &mut rng()), Decision::Crash(CrashReason::RapidRequest { .. })));
+    }
+
+    #[test]
+    fn abort_comes_first() {
+        let triggers = Triggers { abort_after: Some(3), exit_after: Some(3), ..Triggers::default() };
+        assert_eq!(decide(&triggers, &[], &facts(3), &mut rng()), Decision::Crash(CrashReason::Abort(3)));
+        assert_eq!(decide(&triggers, &[], &facts(2), &mut rng()), Decision::Normal);
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct SimArgs {
     /// Crash when a request starts less than G ms after the previous one ended.
     #[arg(long, value_name = "G")]
     pub exit_on_rapid_ms: Option<u64>,
+    /// The process aborts (exit 134) at its Nth request whatever --crash-style says: an engine
+    /// dying outright, beside the LM Studio-style answers.
+    #[arg(long, value_name = "N")]
+    pub abort_after: Option<u64>,
     /// How likely a rapid request (see --exit-on-rapid-ms) is to crash (0..=1).
     #[arg(long, value_name = "P", default_value_t = 1.0)]
     pub rapid_crash_probability: f64,

@@ -135,6 +135,8 @@ impl fmt::Display for FaultSpec {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Triggers {
     pub(crate) exit_after: Option<u64>,
+    /// Abort outright at this request, whatever the crash style.
+    pub(crate) abort_after: Option<u64>,
     pub(crate) exit_probability: f64,
     pub(crate) exit_above_concurrency: Option<u32>,
     pub(crate) exit_above_prompt_tokens: Option<u64>,
@@ -248,6 +250,7 @@ impl Options {
             },
             triggers: Triggers {
                 exit_after: args.exit_after,
+                abort_after: args.abort_after,
                 exit_probability: args.exit_probability,
                 exit_above_concurrency: args.exit_above_concurrency,
                 exit_above_prompt_tokens: args.exit_above_prompt_tokens,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::ballast::Ballast;
 use super::behaviour::{Admission, CrashEffect, CrashReason, Lifecycle, RequestFacts};
-use super::options::Options;
+use super::options::{CrashStyle, Options};
 use super::shapes::Stats;
 
 /// Everything the handlers share.
@@ -79,11 +79,8 @@ impl SimState {
 
     /// Make a crash happen. With the exit style and `exit_on_crash` this never returns.
     pub(crate) fn crash(&self, reason: CrashReason) -> CrashEffect {
-        let effect = self.timeline().lifecycle.crash(
-            self.opts.crash_style,
-            self.opts.exit_on_crash,
-            self.opts.unloaded_requests,
-        );
+        let style = if matches!(reason, CrashReason::Abort(_)) { CrashStyle::Exit } else { self.opts.crash_style };
+        let effect = self.timeline().lifecycle.crash(style, self.opts.exit_on_crash, self.opts.unloaded_requests);
         match effect {
             CrashEffect::ExitProcess => {
                 eprintln!("soakd sim: crash: {reason}");
