@@ -109,7 +109,7 @@ CREATE INDEX events_kind_at ON events (kind, at);
 
 -- Views: the common questions, ready to query.
 CREATE VIEW failures AS
-SELECT r.id, r.backend, r.job, datetime(r.started_at / 1000, 'unixepoch') AS started_utc,
+SELECT r.id, r.backend, r.job, r.started_at, datetime(r.started_at / 1000, 'unixepoch') AS started_utc,
        r.outcome, r.http_status, r.error_signature, r.error, r.concurrency, r.gap_ms,
        r.server_seq, r.prompt_chars, r.run_id
 FROM requests r

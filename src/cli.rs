@@ -52,6 +52,28 @@ pub enum Command {
         next: usize,
     },
 
+    /// Analyse a window of the log: per-backend summary, the comparison table, leaks, crash
+    /// patterns, drift, API overhead and findings (saved, to tell new from resolved).
+    Report {
+        /// The database (default: the config's `db`).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Start of the window: a duration back from now (24h, 7d), a date or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN", default_value = "24h")]
+        since: String,
+        /// End of the window (default: now), in the same forms as --since.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// Only these backends (repeatable).
+        #[arg(long = "backend", value_name = "NAME")]
+        backends: Vec<String>,
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Table)]
+        format: crate::report::Format,
+        /// Do not save this report's findings.
+        #[arg(long)]
+        no_save: bool,
+    },
+
     /// Serve a simulated OpenAI-compatible LLM on 127.0.0.1, with settable speed, memory growth,
     /// crashes and faults (for the demo and fault tests).
     Sim(crate::sim::SimArgs),

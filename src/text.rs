@@ -69,6 +69,39 @@ pub fn signature(error: &str) -> String {
     bounded(&format!("{status}{s}"), 256)
 }
 
+/// `s` with control characters (terminal escape sequences among them) shown as `�`, on one line.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == '\n' || c == '\t' {
+                ' '
+            } else if c.is_control() {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// `s` safe inside Markdown text and table cells, and in the HTML a Markdown renderer makes of it.
+pub fn markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in printable(s).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '|' | '`' | '*' | '_' | '[' | ']' | '\\' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +124,15 @@ mod tests {
         assert!(push_bounded(&mut buf, "x", 5));
         assert!(!push_bounded(&mut buf, "y", 5));
         assert_eq!(buf, "abcdx");
+    }
+
+    #[test]
+    fn untrusted_text_is_made_safe() {
+        assert_eq!(printable("a\x1b[31mred\x07\nb"), "a\u{FFFD}[31mred\u{FFFD} b");
+        assert_eq!(
+            markdown("<script>x|y</script> *b* & `c`"),
+            "&lt;script&gt;x\\|y&lt;/script&gt; \\*b\\* &amp; \\`c\\`"
+        );
     }
 
     #[test]

@@ -11,7 +11,15 @@ fn demo_soaks_two_simulated_backends_and_prints_the_comparison() {
     let db = dir.path().join("demo.db");
     let (code, out, err) = common::soakd(&["demo", "--seconds", "12", "--db", db.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");
-    for want in ["lmstudio-sim", "mlx-direct-sim", "TTFT p50", "sqlite3 ", "SELECT * FROM failures"] {
+    for want in [
+        "lmstudio-sim",
+        "mlx-direct-sim",
+        "Time to first token",
+        "Reliability",
+        "findings:",
+        "sqlite3 ",
+        "soakd report --db",
+    ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }
     let conn = rusqlite::Connection::open(&db).unwrap();

@@ -5,12 +5,11 @@
 //! sampler, store) on a compressed schedule, then compared.
 
 use super::stop_on_signals;
-use crate::analysis::summary::summarise;
 use crate::config::{BackendConfig, BackendKind, Config, ProcessSelector, SamplerConfig};
 use crate::schedule;
 use crate::session::Session;
 use crate::shutdown::Shutdown;
-use crate::store::{self, queries};
+use crate::store;
 use crate::time::now_ms;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -152,17 +151,14 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     }
     result?;
 
-    let conn = store::open_read(&db)?;
-    let to = now_ms();
-    let sel = queries::Selection::Window { from: started, to: to + 1 };
-    let names: Vec<String> = SIMS.iter().map(|s| s.name.to_string()).collect();
-    let summaries = summarise(
-        &queries::request_facts(&conn, &sel)?,
-        &queries::peak_rss(&conn, &names, started, to)?,
-        &queries::restarts(&conn, &names, started, to)?,
-    );
+    let mut conn = store::open_read(&db)?;
+    let now = now_ms();
+    let window = crate::report::Window { from: started, to: now + 1 };
+    let mut report = crate::report::build::build(&conn, window, &[], now)?;
+    let resolved = store::findings::save(&mut conn, now, (window.from, window.to), &mut report.findings)?;
+    report.findings.extend(resolved);
     println!();
-    println!("{}", crate::report::table(&summaries));
+    print!("{}", crate::report::render(&report, crate::report::Format::Table));
     println!();
     println!("Every request, memory sample and restart is in {}. Try:", db.display());
     println!(
@@ -170,6 +166,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         db.display()
     );
     println!("  sqlite3 {} \"SELECT * FROM failures LIMIT 10\"", db.display());
+    println!("  soakd report --db {} --since 1h --format markdown", db.display());
     Ok(ExitCode::SUCCESS)
 }
 

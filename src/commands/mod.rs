@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod once;
+mod report;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, ConfigError};
@@ -26,6 +27,10 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run => run_daemon(cli.config.as_deref()).await,
             Command::Once { job, backends } => once::run(cli.config.as_deref(), &job, &backends).await,
             Command::Check { next } => check::run(cli.config.as_deref(), next),
+            Command::Report { db, since, until, backends, format, no_save } => report::run(
+                cli.config.as_deref(),
+                report::Args { db, since: Some(since), until, backends, format, save: !no_save },
+            ),
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,
         }

@@ -67,7 +67,7 @@ pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow
         &queries::peak_rss(&conn, &names, from, to)?,
         &queries::restarts(&conn, &names, from, to)?,
     );
-    println!("{}", crate::report::table(&summaries));
+    println!("{}", crate::report::table::table(&summaries));
     println!("job \"{}\" — {} run(s) recorded in {}", job.name, run_ids.len(), db.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -242,15 +242,14 @@ async fn stats_count_requests_and_in_flight() {
     server.stop().await.expect("clean shutdown");
 }
 
-#[cfg(target_os = "linux")]
+/// That the ballast really raises a process's RSS is checked on a separate sim process in
+/// tests/faults.rs (`memory_growth_shows_in_the_samples`): in here, other tests' allocations
+/// move this process's RSS too.
 #[tokio::test]
-async fn ballast_grows_rss() {
+async fn ballast_grows_per_request() {
     let server = TestServer::start(&["--grow-per-request-kb", "20480", "--ttft-ms", "0"]).await;
-    let before = super::test_support::vm_rss_kb();
     assert_eq!(server.chat(&chat_body(1, false)).await.expect("request").status(), 200);
-    let after = super::test_support::vm_rss_kb();
     assert_eq!(server.stats().await["ballast_bytes"], 20 * 1024 * 1024);
-    assert!(after >= before + 15 * 1024, "VmRSS {before} kB -> {after} kB after a 20 MiB ballast");
     server.stop().await.expect("clean shutdown");
 }
 

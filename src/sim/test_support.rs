@@ -174,14 +174,3 @@ pub(crate) async fn read_sse(resp: reqwest::Response, sent: Instant) -> Sse {
     }
     sse
 }
-
-/// This process's resident set size in kB (Linux).
-#[cfg(target_os = "linux")]
-pub(crate) fn vm_rss_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
-}

@@ -5,6 +5,7 @@
 //! records which process ran a run, and at open only runs whose process is gone are marked
 //! `interrupted`.
 
+pub mod findings;
 pub mod queries;
 mod recover;
 pub mod rows;
@@ -19,7 +20,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 /// The migrations in `db/`, in order. A test checks this list against the folder.
-pub const MIGRATION_FILES: &[(&str, &str)] = &[("0001_init.sql", include_str!("../../db/0001_init.sql"))];
+pub const MIGRATION_FILES: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../../db/0001_init.sql")),
+    ("0002_findings.sql", include_str!("../../db/0002_findings.sql")),
+];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
     LazyLock::new(|| Migrations::new(MIGRATION_FILES.iter().map(|(_, sql)| M::up(sql)).collect()));

@@ -1,7 +1,7 @@
 //! Reads for reports: the facts the analysis functions take, selected by run or by window.
 
 use crate::analysis::summary::RequestFacts;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use std::collections::BTreeMap;
 
 /// A set of requests to summarise.
@@ -99,4 +99,163 @@ fn per_backend(
         }
     }
     Ok(out)
+}
+
+/// One request as the report reads it (failures carry their error text).
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    pub at_ms: i64,
+    pub outcome: std::sync::Arc<str>,
+    pub stream: bool,
+    pub ttft_ms: Option<f64>,
+    pub first_content_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    pub decode_tps: Option<f64>,
+    pub output_tps: Option<f64>,
+    pub signature: Option<std::sync::Arc<str>>,
+    pub error: Option<String>,
+    pub concurrency: u32,
+    pub prompt_chars: u32,
+    pub gap_ms: Option<f64>,
+    pub server_pid: Option<u32>,
+    pub server_seq: Option<u64>,
+    pub job: std::sync::Arc<str>,
+}
+
+/// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
+/// Repeated strings (outcome, job, signature) are shared, so months of rows stay small.
+pub fn each_request(
+    conn: &Connection,
+    backend: &str,
+    from: i64,
+    to: i64,
+    mut each: impl FnMut(RequestRow),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT started_at, outcome, stream, ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps,
+                error_signature, CASE WHEN outcome <> 'ok' THEN error END, concurrency, prompt_chars, gap_ms,
+                server_pid, server_seq, job
+         FROM requests
+         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
+         ORDER BY started_at, id",
+    )?;
+    let mut strings: std::collections::HashMap<String, std::sync::Arc<str>> = std::collections::HashMap::new();
+    let mut share = |s: String| -> std::sync::Arc<str> {
+        if let Some(a) = strings.get(&s) {
+            return a.clone();
+        }
+        let a: std::sync::Arc<str> = s.clone().into();
+        if strings.len() < 100_000 {
+            strings.insert(s, a.clone());
+        }
+        a
+    };
+    let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
+    while let Some(r) = rows.next()? {
+        each(RequestRow {
+            at_ms: r.get(0)?,
+            outcome: share(r.get(1)?),
+            stream: r.get(2)?,
+            ttft_ms: r.get(3)?,
+            first_content_ms: r.get(4)?,
+            e2e_ms: r.get(5)?,
+            decode_tps: r.get(6)?,
+            output_tps: r.get(7)?,
+            signature: r.get::<_, Option<String>>(8)?.map(&mut share),
+            error: r.get(9)?,
+            concurrency: r.get(10)?,
+            prompt_chars: r.get(11)?,
+            gap_ms: r.get(12)?,
+            server_pid: r.get(13)?,
+            server_seq: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
+            job: share(r.get(15)?),
+        });
+    }
+    Ok(())
+}
+
+/// Idle memory of one process lifetime, averaged per time bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryBucket {
+    pub pid: u32,
+    pub proc_started_at: i64,
+    pub at_ms: i64,
+    pub rss_bytes: f64,
+    /// `None` when any sample in the bucket lacked it.
+    pub footprint_bytes: Option<f64>,
+}
+
+/// Samples taken with nothing in flight, averaged per `(process, bucket_ms)` in SQL, in time order.
+pub fn idle_memory(
+    conn: &Connection,
+    backend: &str,
+    from: i64,
+    to: i64,
+    bucket_ms: i64,
+) -> rusqlite::Result<Vec<MemoryBucket>> {
+    conn.prepare(
+        "SELECT pid, coalesce(proc_started_at, 0), CAST(avg(taken_at) AS INTEGER), avg(rss_bytes),
+                CASE WHEN count(footprint_bytes) = count(*) THEN avg(footprint_bytes) END
+         FROM memory_samples
+         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
+           AND pid IS NOT NULL AND rss_bytes IS NOT NULL
+         GROUP BY pid, proc_started_at, taken_at / ?4
+         ORDER BY min(taken_at)",
+    )?
+    .query_map(rusqlite::params![backend, from, to, bucket_ms.max(1)], |r| {
+        Ok(MemoryBucket {
+            pid: r.get(0)?,
+            proc_started_at: r.get(1)?,
+            at_ms: r.get(2)?,
+            rss_bytes: r.get(3)?,
+            footprint_bytes: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// Peak and latest tree RSS of a backend in the window, and the machine's latest available memory.
+pub fn memory_extremes(
+    conn: &Connection,
+    backend: &str,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<(Option<u64>, Option<u64>, Option<u64>)> {
+    let peak: Option<i64> = conn.query_row(
+        "SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3",
+        rusqlite::params![backend, from, to],
+        |r| r.get(0),
+    )?;
+    let last = conn
+        .query_row(
+            "SELECT rss_bytes, sys_available_bytes FROM memory_samples
+             WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND rss_bytes IS NOT NULL
+             ORDER BY taken_at DESC LIMIT 1",
+            rusqlite::params![backend, from, to],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .optional()?;
+    Ok((peak.map(|v| v as u64), last.map(|l| l.0 as u64), last.map(|l| l.1 as u64)))
+}
+
+/// Backends with requests or memory samples in the window, by name.
+pub fn backends_in(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(
+        "SELECT DISTINCT backend FROM requests WHERE started_at >= ?1 AND started_at < ?2
+         UNION SELECT DISTINCT backend FROM memory_samples WHERE taken_at >= ?1 AND taken_at < ?2
+         ORDER BY 1",
+    )?
+    .query_map(rusqlite::params![from, to], |r| r.get(0))?
+    .collect()
+}
+
+/// The model each backend was asked for in its latest run in the window (when configured).
+pub fn models(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<BTreeMap<String, String>> {
+    conn.prepare(
+        "SELECT backend, model FROM runs
+         WHERE started_at >= ?1 AND started_at < ?2 AND model IS NOT NULL
+         GROUP BY backend HAVING started_at = max(started_at)",
+    )?
+    .query_map(rusqlite::params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
 }

@@ -1,0 +1,192 @@
+//! `soakd report` over 90 days of a busy log: 3 backends, ~4.5 M requests, ~10 M memory samples
+//! (`cargo bench --bench report_90d`). The log is generated once (about a minute) and kept in
+//! `target/bench-data/`; the figure is the wall time of building the report for the whole
+//! window, and the process's peak RSS.
+
+use rusqlite::params;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const DAYS: i64 = 90;
+const BACKENDS: [&str; 3] = ["lmstudio", "mlx-server", "llama-server"];
+const REQUESTS_PER_BACKEND: i64 = 1_500_000;
+const SAMPLES_PER_BACKEND: i64 = 3_400_000;
+const DATA_VERSION: u32 = 1;
+
+fn main() {
+    let path = data_path();
+    if !path.exists() {
+        let t = Instant::now();
+        generate(&path);
+        println!("generated {} in {:.0} s", path.display(), t.elapsed().as_secs_f64());
+    }
+    let conn = soakd::store::open(&path).expect("open");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let (requests, samples) = (count("SELECT count(*) FROM requests"), count("SELECT count(*) FROM memory_samples"));
+    let to: i64 = count("SELECT max(started_at) FROM requests") + 1;
+    let window = soakd::report::Window { from: to - DAYS * 86_400_000, to };
+    let t = Instant::now();
+    let report = soakd::report::build::build(&conn, window, &[], to).expect("report");
+    let took = t.elapsed();
+    let rendered = soakd::report::render(&report, soakd::report::Format::Json).len();
+    println!(
+        "report_90d: {requests} requests, {samples} memory samples, {} backends → report built in {:.2} s (JSON {} KiB), peak RSS {} MiB",
+        report.backends.len(),
+        took.as_secs_f64(),
+        rendered / 1024,
+        peak_rss_mib()
+    );
+    for b in &report.backends {
+        println!(
+            "  {:<13} {:>8} requests, {:.2} % ok, leak {}, {} crash patterns",
+            b.name,
+            b.requests,
+            b.success_rate * 100.0,
+            b.leak.verdict.as_str(),
+            b.crash_patterns.len()
+        );
+    }
+}
+
+fn data_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("busy-90d-v{DATA_VERSION}.db"))
+}
+
+/// A deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn generate(path: &Path) {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut conn = soakd::store::open(&tmp).expect("create");
+    conn.pragma_update(None, "synchronous", "OFF").unwrap();
+    let end = 1_790_000_000_000i64;
+    let start = end - DAYS * 86_400_000;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let signatures = [
+        "The model has crashed without additional information. (Exit code: <n>)",
+        "HTTP 400: {\"error\":\"Model is unloaded.\"}",
+        "the stream broke after <n> tokens: error decoding response body",
+        "tcp connect error: Connection refused (os error <n>)",
+        "no data for <n> ms mid-stream, after <n> tokens",
+    ];
+    let outcomes = ["server_reported_crash", "server_reported_crash", "reset_mid_stream", "connect_refused", "stall"];
+    for (b, backend) in BACKENDS.iter().enumerate() {
+        let tx = conn.transaction().unwrap();
+        let runs_per_day = 24;
+        let mut run_ids = Vec::new();
+        {
+            let mut run = tx
+                .prepare(
+                    "INSERT INTO runs (job, backend, trigger, status, planned_at, started_at, finished_at, requests_planned,
+                         requests_done, concurrency, delay_ms, stream, max_tokens, backend_kind, base_url, owner_pid, owner_started_at)
+                     VALUES ('soak', ?1, 'cron', 'completed', ?2, ?2, ?3, 100, 100, 4, 0, 1, 128, 'openai', 'http://127.0.0.1:1', 1, 1)",
+                )
+                .unwrap();
+            for r in 0..DAYS * runs_per_day {
+                let at = start + r * 3_600_000;
+                run.execute(params![backend, at, at + 3_500_000]).unwrap();
+                run_ids.push(tx.last_insert_rowid());
+            }
+            let mut req = tx
+                .prepare(
+                    "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome, http_status,
+                         stream, concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq, first_byte_ms,
+                         ttft_ms, first_content_ms, e2e_ms, gap_p50_ms, gap_p95_ms, gap_max_ms, prompt_tokens, completion_tokens,
+                         token_source, decode_tps, output_tps, finish_reason, output, error, error_signature)
+                     VALUES (?1, ?2, ?3, 0, ?4, ?5, ?5, ?6, 200, 1, ?7, 'security', ?8, 128, ?9, ?10, ?11, 3.0, ?12, ?12, ?13,
+                         40.0, 60.0, 90.0, 50, 128, 'usage', ?14, ?15, 'length', 'x', ?16, ?17)",
+                )
+                .unwrap();
+            let step = (end - start) / REQUESTS_PER_BACKEND;
+            let lifetime = 3 * 86_400_000;
+            for i in 0..REQUESTS_PER_BACKEND {
+                let at = start + i * step;
+                let pid = 1000 * (b as i64 + 1) + (at - start) / lifetime;
+                let seq = i % (lifetime / step) + 1;
+                let concurrency = if i % 4 == 0 { 4 } else { 1 };
+                let fail = rng.unit() < if b == 0 && concurrency == 4 { 0.06 } else { 0.01 };
+                let k = (rng.next() % 5) as usize;
+                let ttft = 150.0 + 100.0 * b as f64 + rng.unit() * 50.0;
+                let tps = 20.0 + 10.0 * b as f64 + rng.unit() * 3.0;
+                req.execute(params![
+                    run_ids[((at - start) / 3_600_000) as usize % run_ids.len()],
+                    backend,
+                    if i % 10 == 0 { "rapid-burst" } else { "soak" },
+                    i % 100,
+                    at,
+                    if fail { outcomes[k] } else { "ok" },
+                    concurrency,
+                    if i % 50 == 0 { 16_000 } else { 400 },
+                    if i % 3 == 0 { 50.0 } else { 2000.0 },
+                    pid,
+                    seq,
+                    if fail { None } else { Some(ttft) },
+                    ttft + 128.0 * 1000.0 / tps,
+                    if fail { None } else { Some(tps) },
+                    tps * 0.9,
+                    fail.then_some(signatures[k]),
+                    fail.then_some(signatures[k]),
+                ])
+                .unwrap();
+            }
+            let mut sample = tx
+                .prepare(
+                    "INSERT INTO memory_samples (backend, pid, proc_started_at, taken_at, phase, in_flight, processes, rss_bytes,
+                         footprint_bytes, sys_used_bytes, sys_available_bytes, swap_used_bytes)
+                     VALUES (?1, ?2, ?2, ?3, ?4, ?5, 2, ?6, ?7, 9000000000, 15000000000, 0)",
+                )
+                .unwrap();
+            let step = (end - start) / SAMPLES_PER_BACKEND;
+            for i in 0..SAMPLES_PER_BACKEND {
+                let at = start + i * step;
+                let pid = 1000 * (b as i64 + 1) + (at - start) / lifetime;
+                let hours_in_life = ((at - start) % lifetime) as f64 / 3_600_000.0;
+                // mlx-server leaks 5 MB/h within each life; the others are flat.
+                let growth = if b == 1 { hours_in_life * 5e6 } else { 0.0 };
+                let bytes = 4.5e9 + growth + rng.unit() * 20e6;
+                let busy = i % 3 == 0;
+                sample
+                    .execute(params![
+                        backend,
+                        pid,
+                        at,
+                        if busy { "during" } else { "idle" },
+                        if busy { 2 } else { 0 },
+                        bytes as i64,
+                        (bytes * 1.05) as i64
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    drop(conn);
+    std::fs::rename(&tmp, path).unwrap();
+    let _ = std::fs::remove_file(tmp.with_extension("tmp-wal"));
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .map_or(0, |kb| kb / 1024)
+}

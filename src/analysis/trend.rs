@@ -1,0 +1,493 @@
+//! Trend statistics for slowly sampled series (memory, latency): robust slopes, monotonic-trend
+//! tests and abrupt level shifts. Pure functions; non-finite values are dropped, and every
+//! function answers `None` (or nothing) rather than panic on short, constant or odd input.
+//!
+//! - Slope: the Theil–Sen estimator, the median of all pairwise slopes (Sen 1968), with Sen's
+//!   95 % confidence interval taken from the ranks that the Mann–Kendall variance gives (Sen 1968,
+//!   eq. 2.6 — the same rule as `scipy.stats.theilslopes`).
+//! - Trend test: Mann–Kendall (Mann 1945; Kendall 1975) with the tie-corrected variance of S and a
+//!   continuity-corrected normal approximation. `S` is counted in O(n log n) by merge sort.
+//! - Several independent strata (one per process lifetime): the seasonal Kendall test, which sums S
+//!   and Var(S) over the strata (Hirsch, Slack & Smith 1982), and the seasonal Sen slope, the
+//!   median of the within-stratum pairwise slopes (Hirsch et al. 1982).
+//! - Level shifts: a two-sided tabular CUSUM (Page 1954) on the first differences, scaled by their
+//!   robust sigma (MAD × 1.4826).
+//!
+//! Pairwise slopes are O(n²), so those estimators first reduce each series to at most 1000 points
+//! with [`bucket_medians`] (median per equal-width bucket of x).
+
+use statrs::function::erf::erfc;
+
+/// Points kept per series before an O(n²) pairwise-slope step.
+const PAIRWISE_MAX_POINTS: usize = 1000;
+/// The standard normal 97.5 % quantile, for the 95 % confidence interval.
+const Z_975: f64 = 1.959_963_984_540_054;
+/// Points on each side of a level shift whose median gives `before` and `after`.
+const STEP_WINDOW: usize = 5;
+
+/// A Theil–Sen line `y = intercept + slope · x` with Sen's 95 % confidence interval for the slope.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TheilSen {
+    /// The median of the pairwise slopes.
+    pub slope: f64,
+    /// `median(y) − slope · median(x)` (Conover's intercept, scipy's default).
+    pub intercept: f64,
+    /// Lower end of the 95 % confidence interval for the slope.
+    pub slope_low: f64,
+    /// Upper end of the 95 % confidence interval for the slope.
+    pub slope_high: f64,
+}
+
+/// The Theil–Sen slope of `y` on `x` (Sen 1968): the median of `(y_j − y_i) / (x_j − x_i)` over all
+/// pairs, pairs with equal `x` skipped. `None` without at least two finite points with different `x`.
+/// Series longer than 1000 points are first reduced with [`bucket_medians`].
+pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<TheilSen> {
+    let (x, y) = bucket_medians(x, y, PAIRWISE_MAX_POINTS);
+    let mut slopes = pairwise_slopes(&x, &y);
+    if slopes.is_empty() {
+        return None;
+    }
+    // Sen (1968) eq. 2.6: Var(S) with ties in x and in y, then ranks (N ∓ z·σ)/2 of the sorted slopes.
+    let n = x.len() as f64;
+    let var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - tie_term(&x) - tie_term(&y)) / 18.0;
+    let c = Z_975 * var_s.max(0.0).sqrt();
+    let nt = slopes.len() as f64;
+    let upper = ((nt + c) / 2.0).round_ties_even().min(nt - 1.0).max(0.0) as usize;
+    let lower = ((((nt - c) / 2.0).round_ties_even() - 1.0).max(0.0) as usize).min(upper);
+    let m = slopes.len();
+    let [slope_low, lo, hi, slope_high] = ranks(&mut slopes, &[lower, (m - 1) / 2, m / 2, upper])[..] else {
+        return None;
+    };
+    let slope = lo + (hi - lo) * 0.5;
+    let intercept = unsorted_median(&y)? - slope * unsorted_median(&x)?;
+    let line = TheilSen { slope, intercept, slope_low, slope_high };
+    [slope, intercept, slope_low, slope_high].iter().all(|v| v.is_finite()).then_some(line)
+}
+
+/// The result of a (seasonal) Mann–Kendall test for a monotonic trend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MannKendall {
+    /// Kendall's S: concordant minus discordant pairs in time order.
+    pub s: i64,
+    /// The tie-corrected variance of S under "no trend".
+    pub var_s: f64,
+    /// The continuity-corrected normal score `(S ∓ 1) / √Var(S)`, 0 when S is 0.
+    pub z: f64,
+    /// Two-sided p-value of `z`; 1 when every value is tied.
+    pub p_value: f64,
+    /// Kendall's tau-a: S divided by the number of pairs (as pymannkendall reports it).
+    pub tau: f64,
+}
+
+/// The Mann–Kendall trend test (Mann 1945; Kendall 1975) of `y` in time order, with the
+/// tie-corrected variance (flat memory has many ties). `None` with fewer than 3 finite values.
+pub fn mann_kendall(y: &[f64]) -> Option<MannKendall> {
+    let (s, var_s, pairs) = kendall_parts(y)?;
+    Some(finish(s, var_s, pairs))
+}
+
+/// The seasonal Kendall test (Hirsch, Slack & Smith 1982): S and Var(S) summed over independent
+/// groups (each group one process lifetime, in time order); groups of fewer than 3 finite values are
+/// skipped. `None` when no group is usable. `tau` is the summed S over the summed number of pairs.
+pub fn seasonal_kendall(groups: &[Vec<f64>]) -> Option<MannKendall> {
+    let parts: Vec<_> = groups.iter().filter_map(|g| kendall_parts(g)).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let (s, var_s, pairs) = parts.iter().fold((0i64, 0.0, 0.0), |a, p| (a.0.saturating_add(p.0), a.1 + p.1, a.2 + p.2));
+    Some(finish(s, var_s, pairs))
+}
+
+/// The seasonal Sen slope (Hirsch et al. 1982): the median of all within-group pairwise slopes of
+/// `(x, y)` groups, pairs with equal `x` skipped. `None` when no group has such a pair. Groups
+/// share a budget of about 1000 points, split by their size, before the pairwise step.
+pub fn seasonal_sen_slope(groups: &[(Vec<f64>, Vec<f64>)]) -> Option<f64> {
+    let total: usize = groups.iter().map(|(x, y)| x.len().min(y.len())).sum();
+    let mut slopes = Vec::new();
+    for (x, y) in groups {
+        let cap = (PAIRWISE_MAX_POINTS as f64 * x.len().min(y.len()) as f64 / total as f64).ceil().max(3.0);
+        let (x, y) = bucket_medians(x, y, cap as usize);
+        slopes.extend(pairwise_slopes(&x, &y));
+    }
+    select_median(&mut slopes)
+}
+
+/// An abrupt level shift found by [`cusum_steps`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Index into the input of the first value at the new level.
+    pub index: usize,
+    /// Median of up to 5 values just before the shift (not reaching back past the previous shift).
+    pub before: f64,
+    /// Median of up to 5 values from the shift on (not reaching past the next shift).
+    pub after: f64,
+}
+
+/// Abrupt level shifts in `y` by a two-sided tabular CUSUM (Page 1954) on the first differences,
+/// centred on their median (so a steady trend is not a shift) and scaled by their robust sigma
+/// `MAD × 1.4826` (mean absolute deviation × 1.2533 when the MAD is 0), with reference value
+/// `k = 0.5σ` and decision interval `h = threshold_sigmas · σ`. After a detection both sums reset and
+/// the scan continues. The shift is placed at the largest difference (in the alarm's direction) since
+/// the alarming sum last left zero. Nothing is found in fewer than 3 finite values, in a perfectly
+/// regular series, or for a non-positive threshold.
+pub fn cusum_steps(y: &[f64], threshold_sigmas: f64) -> Vec<Step> {
+    let (idx, vals): (Vec<usize>, Vec<f64>) = y.iter().copied().enumerate().filter(|(_, v)| v.is_finite()).unzip();
+    if !(threshold_sigmas.is_finite() && threshold_sigmas > 0.0) || vals.len() < 3 {
+        return Vec::new();
+    }
+    let diffs: Vec<f64> = vals.windows(2).map(|w| w[1] - w[0]).collect();
+    let Some(centre) = unsorted_median(&diffs) else { return Vec::new() };
+    let dev: Vec<f64> = diffs.iter().map(|d| (d - centre).abs()).collect();
+    let mad = unsorted_median(&dev).unwrap_or(0.0) * 1.4826;
+    let sigma = if mad > 0.0 { mad } else { dev.iter().sum::<f64>() / dev.len() as f64 * 1.2533 };
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Vec::new();
+    }
+    let (k, h) = (0.5 * sigma, threshold_sigmas * sigma);
+    let (mut up, mut down, mut up_from, mut down_from) = (0.0f64, 0.0f64, 0, 0);
+    let mut starts = Vec::new();
+    for (i, d) in diffs.iter().enumerate() {
+        if up == 0.0 {
+            up_from = i;
+        }
+        if down == 0.0 {
+            down_from = i;
+        }
+        let e = d - centre;
+        up = (up + e - k).max(0.0);
+        down = (down - e - k).max(0.0);
+        if up > h || down > h {
+            let (from, sign) = if up >= down { (up_from, 1.0) } else { (down_from, -1.0) };
+            let run = diffs[from..=i].iter().map(|d| sign * (d - centre));
+            starts.push(from + 1 + run.enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).map_or(0, |(j, _)| j));
+            (up, down) = (0.0, 0.0);
+        }
+    }
+    let mut steps = Vec::with_capacity(starts.len());
+    for (j, &s) in starts.iter().enumerate() {
+        let prev = if j > 0 { starts[j - 1] } else { 0 };
+        let next = starts.get(j + 1).copied().unwrap_or(vals.len());
+        let before = unsorted_median(&vals[prev.max(s.saturating_sub(STEP_WINDOW))..s]);
+        let after = unsorted_median(&vals[s..next.min(s + STEP_WINDOW)]);
+        if let (Some(before), Some(after), Some(&index)) = (before, after, idx.get(s)) {
+            steps.push(Step { index, before, after });
+        }
+    }
+    steps
+}
+
+/// Reduces `(x, y)` to at most `max_points` points: `x` is cut into `max_points` equal-width
+/// buckets and each non-empty bucket gives the median `x` and median `y` of its points, in
+/// increasing `x`. Pairs with a non-finite value are dropped first; if no more than `max_points`
+/// remain they are returned unchanged (identity). Extra values of the longer slice are ignored.
+pub fn bucket_medians(x: &[f64], y: &[f64], max_points: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut pts: Vec<(f64, f64)> =
+        x.iter().zip(y).map(|(a, b)| (*a, *b)).filter(|(a, b)| a.is_finite() && b.is_finite()).collect();
+    let buckets = max_points.max(1);
+    if pts.len() <= buckets {
+        return pts.into_iter().unzip();
+    }
+    if !pts.is_sorted_by(|a, b| a.0 <= b.0) {
+        pts.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let (lo, hi) = (pts[0].0 / 2.0, pts[pts.len() - 1].0 / 2.0); // halves: no overflow at ±f64::MAX
+    let width = hi - lo;
+    let bucket_of = |v: f64| {
+        let b = if width > 0.0 { (((v / 2.0 - lo) / width) * buckets as f64) as usize } else { 0 };
+        b.min(buckets - 1)
+    };
+    let (mut xs, mut ys) = (Vec::with_capacity(buckets), Vec::with_capacity(buckets));
+    for chunk in pts.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
+        let (bx, by): (Vec<f64>, Vec<f64>) = chunk.iter().copied().unzip();
+        if let (Some(mx), Some(my)) = (unsorted_median(&bx), unsorted_median(&by)) {
+            xs.push(mx);
+            ys.push(my);
+        }
+    }
+    (xs, ys)
+}
+
+/// All finite pairwise slopes of points with different `x`.
+fn pairwise_slopes(x: &[f64], y: &[f64]) -> Vec<f64> {
+    let n = x.len().min(y.len());
+    let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dx = x[j] - x[i];
+            if dx != 0.0 {
+                let s = (y[j] - y[i]) / dx;
+                if s.is_finite() {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// S, tie-corrected Var(S) and the number of pairs for the finite values of `y`; `None` if < 3.
+fn kendall_parts(y: &[f64]) -> Option<(i64, f64, f64)> {
+    let mut v: Vec<f64> = y.iter().copied().filter(|v| v.is_finite()).collect();
+    if v.len() < 3 {
+        return None;
+    }
+    let n = v.len() as f64;
+    let pairs = (v.len() as i64) * (v.len() as i64 - 1) / 2;
+    let mut buf = Vec::with_capacity(v.len());
+    let discordant = strict_inversions(&mut v, &mut buf) as i64; // v is now sorted
+    let tied: i64 = runs(&v).map(|t| (t as i64) * (t as i64 - 1) / 2).sum();
+    let s = pairs - tied - 2 * discordant;
+    let var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - tie_term(&v)) / 18.0;
+    Some((s, var_s.max(0.0), pairs as f64))
+}
+
+/// Fills in z, p and tau from S, Var(S) and the number of pairs.
+fn finish(s: i64, var_s: f64, pairs: f64) -> MannKendall {
+    let sd = var_s.sqrt();
+    let z = if sd > 0.0 { (s - s.signum()) as f64 / sd } else { 0.0 }; // continuity correction
+    let p_value = erfc(z.abs() / std::f64::consts::SQRT_2).clamp(0.0, 1.0);
+    let tau = if pairs > 0.0 { s as f64 / pairs } else { 0.0 };
+    MannKendall { s, var_s, z, p_value, tau }
+}
+
+/// Sorts `v` by merge sort, counting pairs `i < j` with `v[i] > v[j]` (ties not counted).
+fn strict_inversions(v: &mut [f64], buf: &mut Vec<f64>) -> u64 {
+    let n = v.len();
+    if n < 2 {
+        return 0;
+    }
+    let mid = n / 2;
+    let mut count = strict_inversions(&mut v[..mid], buf) + strict_inversions(&mut v[mid..], buf);
+    buf.clear();
+    let (mut i, mut j) = (0, mid);
+    while i < mid && j < n {
+        if v[j] < v[i] {
+            count += (mid - i) as u64;
+            buf.push(v[j]);
+            j += 1;
+        } else {
+            buf.push(v[i]);
+            i += 1;
+        }
+    }
+    buf.extend_from_slice(&v[i..mid]);
+    buf.extend_from_slice(&v[j..]);
+    v.copy_from_slice(buf);
+    count
+}
+
+/// Lengths of the runs of equal values in a sorted slice.
+fn runs(sorted: &[f64]) -> impl Iterator<Item = usize> + '_ {
+    sorted.chunk_by(|a, b| a == b).map(<[f64]>::len)
+}
+
+/// `Σ t(t−1)(2t+5)` over groups of tied values (the tie correction of Var(S)).
+fn tie_term(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_unstable_by(f64::total_cmp);
+    runs(&v).map(|t| t as f64).map(|t| t * (t - 1.0) * (2.0 * t + 5.0)).sum()
+}
+
+/// The values of ranks `ks` (0-based, ascending) by nested selection, O(n log k); reorders `v`.
+/// Empty when a rank is out of range.
+fn ranks(v: &mut [f64], ks: &[usize]) -> Vec<f64> {
+    let Some(&k) = ks.get(ks.len() / 2) else { return Vec::new() };
+    if ks.iter().any(|r| *r >= v.len()) {
+        return Vec::new();
+    }
+    let (left, mid, right) = v.select_nth_unstable_by(k, f64::total_cmp);
+    let mid = *mid;
+    let below: Vec<usize> = ks.iter().copied().filter(|r| *r < k).collect();
+    let above: Vec<usize> = ks.iter().filter(|r| **r > k).map(|r| r - k - 1).collect();
+    let mut out = ranks(left, &below);
+    out.extend(ks.iter().filter(|r| **r == k).map(|_| mid));
+    out.extend(ranks(right, &above));
+    out
+}
+
+/// The median, interpolated as [`super::stats::percentile`] does, in O(n) by selection; reorders `v`.
+fn select_median(v: &mut [f64]) -> Option<f64> {
+    let n = v.len();
+    match ranks(v, &[(n.max(1) - 1) / 2, n / 2])[..] {
+        [lo, hi] => Some(lo + (hi - lo) * 0.5),
+        _ => None,
+    }
+}
+
+fn unsorted_median(values: &[f64]) -> Option<f64> {
+    select_median(&mut values.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * b.abs().max(1.0)
+    }
+
+    fn all_close(got: [f64; 4], want: [f64; 4]) -> bool {
+        got.iter().zip(want).all(|(g, w)| close(*g, w, 1e-9))
+    }
+
+    /// S exactly; Var(S), z, tau to 1e-12; p to 1e-6 (a different normal CDF).
+    fn assert_mk(r: MannKendall, s: i64, [var_s, z, p, tau]: [f64; 4]) {
+        assert_eq!(r.s, s, "{r:?}");
+        assert!(close(r.var_s, var_s, 1e-12) && close(r.z, z, 1e-12) && close(r.tau, tau, 1e-12), "{r:?}");
+        assert!(close(r.p_value, p, 1e-6), "{r:?}");
+    }
+
+    /// xorshift64* with an approximately normal draw (sum of 12 uniforms − 6).
+    struct Rng(u64);
+    impl Rng {
+        fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
+        }
+    }
+
+    #[test]
+    fn mann_kendall_matches_pymannkendall_with_ties() {
+        // pymannkendall 1.4.3 `original_test(y)` gives (s, [var_s, z, p, Tau]) for these y:
+        let r = mann_kendall(&[5.0, 3.0, 4.0, 4.0, 6.0, 7.0, 6.0, 8.0, 9.0, 7.0, 10.0, 10.0]).unwrap();
+        assert_mk(r, 50, [208.66666666666666, 3.392106981856237, 0.0006935735399071774, 0.7575757575757576]);
+        let r = mann_kendall(&[10.0, 9.0, 11.0, 9.0, 8.0, 8.0, 7.0, 9.0, 6.0, 5.0]).unwrap();
+        assert_mk(r, -31, [120.33333333333333, -2.734817064582438, 0.006241495264271313, -0.6888888888888889]);
+    }
+
+    #[test]
+    fn mann_kendall_by_hand_and_degenerate_input() {
+        // By hand: [1, 2, 3] has S = 3, Var(S) = 3·2·11/18, z = 2/√Var(S), p = erfc(z/√2).
+        let r = mann_kendall(&[1.0, f64::NAN, 2.0, 3.0]).unwrap();
+        let z = 2.0 / (66.0f64 / 18.0).sqrt();
+        assert_mk(r, 3, [66.0 / 18.0, z, erfc(z / std::f64::consts::SQRT_2), 1.0]);
+        let flat = mann_kendall(&[7.0; 50]).unwrap();
+        assert_eq!((flat.s, flat.var_s, flat.z, flat.p_value), (0, 0.0, 0.0, 1.0));
+        assert!(mann_kendall(&[1.0, 2.0]).is_none());
+        assert!(mann_kendall(&[]).is_none());
+        assert!(mann_kendall(&[f64::NAN; 10]).is_none());
+        let huge = mann_kendall(&[f64::MAX, -f64::MAX, f64::MAX, f64::INFINITY, 0.0]).unwrap();
+        assert!(huge.p_value.is_finite() && huge.z.is_finite());
+    }
+
+    #[test]
+    fn merge_sort_s_equals_the_quadratic_definition() {
+        let mut rng = Rng(7);
+        let y: Vec<f64> = (0..500).map(|i| (rng.normal() * 3.0).round() + i as f64 * 0.01).collect();
+        let sign = |a: f64, b: f64| i64::from(b > a) - i64::from(b < a);
+        let s: i64 = (0..y.len()).map(|i| y[i + 1..].iter().map(|b| sign(y[i], *b)).sum::<i64>()).sum();
+        assert_eq!(mann_kendall(&y).unwrap().s, s);
+    }
+
+    #[test]
+    fn seasonal_kendall_and_slope_match_pymannkendall() {
+        // pymannkendall 1.4.3 `seasonal_test(g, period=2)`, g interleaving the groups a and b below
+        // ([1, 7, 2, 7, 2, 8, 3, 9, 5, 8, 4, 10, 6, 11]); its seasonal Sen slope is 0.6666… per step.
+        let a = vec![1.0, 2.0, 2.0, 3.0, 5.0, 4.0, 6.0];
+        let b = vec![7.0, 7.0, 8.0, 9.0, 8.0, 10.0, 11.0];
+        let r = seasonal_kendall(&[a.clone(), b.clone(), vec![100.0, 0.0]]).unwrap();
+        assert_mk(r, 35, [85.66666666666667, 3.6734402709346603, 0.0002393066346688677, 0.8333333333333334]);
+        let t: Vec<f64> = (0..7).map(f64::from).collect();
+        let slope = seasonal_sen_slope(&[(t.clone(), a), (t, b)]).unwrap();
+        assert!(close(slope, 2.0 / 3.0, 1e-12));
+        assert!(seasonal_kendall(&[vec![1.0, 2.0], vec![]]).is_none());
+        assert!(seasonal_sen_slope(&[(vec![1.0, 1.0], vec![1.0, 5.0])]).is_none());
+    }
+
+    #[test]
+    fn theil_sen_matches_scipy_and_hand_example() {
+        // By hand: points on y = 2x + 1 with one outlier; the median slope ignores it.
+        let r = theil_sen(&[0.0, 1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 5.0, 70.0, 9.0]).unwrap();
+        assert_eq!((r.slope, r.intercept), (2.0, 1.0));
+        // scipy 1.17.1 `theilslopes(y, x)` for x = 1..10 and the y below:
+        // (slope, intercept, low, high) = (1.0, 1.0999999999999996, 0.9333333333333332, 1.0500000000000003).
+        let x: Vec<f64> = (1..=10).map(f64::from).collect();
+        let y = [2.1, 2.9, 4.2, 4.8, 6.3, 6.9, 7.7, 9.4, 9.8, 11.2];
+        let r = theil_sen(&x, &y).unwrap();
+        assert!(all_close(
+            [r.slope, r.intercept, r.slope_low, r.slope_high],
+            [1.0, 1.1, 0.933_333_333_333_333_2, 1.05]
+        ));
+        // scipy 1.17.1, ties in x (pairs skipped) and in the variance: x = [1,2,2,4,5,7,7,8,11,12],
+        // y = [3,4.5,4,7.5,6,9,11,10,15.5,15] → (1.125, 1.5, 0.9166666666666666, 1.3333333333333333).
+        let x = [1.0, 2.0, 2.0, 4.0, 5.0, 7.0, 7.0, 8.0, 11.0, 12.0];
+        let y = [3.0, 4.5, 4.0, 7.5, 6.0, 9.0, 11.0, 10.0, 15.5, 15.0];
+        let r = theil_sen(&x, &y).unwrap();
+        let want = [1.125, 1.5, 0.916_666_666_666_666_6, 1.333_333_333_333_333_3];
+        assert!(all_close([r.slope, r.intercept, r.slope_low, r.slope_high], want), "{r:?}");
+        assert!(theil_sen(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+        assert!(theil_sen(&[1.0], &[1.0]).is_none());
+        assert!(theil_sen(&[0.0, 1.0, f64::NAN], &[f64::INFINITY, 1.0, 2.0]).is_none());
+        assert!(theil_sen(&[0.0, 1e-300, 2.0], &[-f64::MAX, f64::MAX, 0.0]).is_some());
+    }
+
+    #[test]
+    fn cusum_finds_a_level_shift_at_its_index() {
+        let mut rng = Rng(42);
+        let y: Vec<f64> = (0..200).map(|i| if i < 120 { 100.0 } else { 110.0 } + rng.normal()).collect();
+        let steps = cusum_steps(&y, 5.0);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!(steps[0].index, 120);
+        assert!(close(steps[0].after - steps[0].before, 10.0, 0.3), "{steps:?}");
+    }
+
+    #[test]
+    fn cusum_is_quiet_on_noise_and_trends() {
+        for seed in 1..=20 {
+            let mut rng = Rng(seed);
+            let noise: Vec<f64> = (0..2000).map(|_| rng.normal()).collect();
+            assert!(cusum_steps(&noise, 5.0).is_empty(), "seed {seed}");
+            let trend: Vec<f64> = (0..2000).map(|i| i as f64 * 0.05 + rng.normal()).collect();
+            assert!(cusum_steps(&trend, 5.0).is_empty(), "seed {seed}");
+        }
+        assert!(cusum_steps(&[3.0; 100], 5.0).is_empty());
+        assert!(cusum_steps(&[1.0, 2.0], 5.0).is_empty());
+        assert!(cusum_steps(&[1.0, 2.0, 50.0, 4.0], f64::NAN).is_empty());
+        assert!(cusum_steps(&[f64::MAX, -f64::MAX, f64::MAX, 0.0, f64::NAN], 5.0).len() <= 4);
+    }
+
+    #[test]
+    fn cusum_finds_both_drops_of_a_sawtooth() {
+        let mut rng = Rng(3);
+        let y: Vec<f64> = (0..90).map(|i| (i % 30) as f64 * 50.0 / 30.0 + rng.normal()).collect();
+        let steps = cusum_steps(&y, 5.0);
+        assert_eq!(steps.iter().map(|s| s.index).collect::<Vec<_>>(), [30, 60]);
+        assert!(steps.iter().all(|s| s.after - s.before < -30.0), "{steps:?}");
+        // Without noise the MAD is 0 and the mean absolute deviation sets the scale.
+        let clean: Vec<f64> = (0..90).map(|i| (i % 30) as f64).collect();
+        assert_eq!(cusum_steps(&clean, 5.0).iter().map(|s| s.index).collect::<Vec<_>>(), [30, 60]);
+    }
+
+    #[test]
+    fn bucket_medians_reduces_and_keeps_small_input() {
+        assert_eq!(bucket_medians(&[3.0, 1.0], &[1.0, 2.0], 5), (vec![3.0, 1.0], vec![1.0, 2.0]));
+        let x: Vec<f64> = (0..100).map(f64::from).collect();
+        let (bx, by) = bucket_medians(&x, &x, 10);
+        assert_eq!(bx.len(), 10);
+        assert_eq!((bx[0], by[9]), (4.5, 94.5));
+        assert_eq!(bucket_medians(&[1.0; 50], &x, 4), (vec![1.0], vec![24.5]));
+        assert_eq!(bucket_medians(&[f64::NAN, 1.0], &[1.0, 2.0], 0), (vec![1.0], vec![2.0]));
+        let (bx, _) = bucket_medians(&[-f64::MAX, 0.0, f64::MAX], &[1.0, 2.0, 3.0], 2);
+        assert_eq!(bx.len(), 2);
+    }
+
+    #[test]
+    fn a_million_points_take_under_five_seconds_even_unoptimised() {
+        let mut rng = Rng(11);
+        let x: Vec<f64> = (0..1_000_000).map(f64::from).collect();
+        let y: Vec<f64> = x.iter().map(|t| t * 1e-4 + rng.normal()).collect();
+        let started = std::time::Instant::now();
+        let ts = theil_sen(&x, &y).unwrap();
+        let mk = mann_kendall(&y).unwrap();
+        let steps = cusum_steps(&y, 5.0);
+        let elapsed = started.elapsed();
+        println!("theil_sen + mann_kendall + cusum_steps on 1,000,000 points: {elapsed:?}");
+        assert!(close(ts.slope, 1e-4, 0.05) && mk.p_value < 1e-6 && steps.is_empty(), "{ts:?} {mk:?}");
+        assert!(elapsed.as_secs_f64() < 5.0, "{elapsed:?}");
+    }
+}

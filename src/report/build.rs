@@ -1,0 +1,276 @@
+//! Building a report: read each backend's rows for the window from the store, hand them to the
+//! pure analysis functions, and assemble the model. The only module of `report` that reads the
+//! database.
+
+use super::model::{BackendReport, CrashPattern, Mode, Overhead, Percentiles, Rate, Report, WindowOut};
+use super::window::Window;
+use crate::analysis::crashes::{Attempt, crash_patterns};
+use crate::analysis::drift::{DriftParams, Observation, detect_drift, hourly};
+use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
+use crate::analysis::overhead::median_ratio;
+use crate::analysis::stats::{mean, percentiles};
+use crate::analysis::summary::wilson;
+use crate::store::queries::{self, RequestRow};
+use chrono::{Local, TimeZone, Timelike};
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+
+/// Significance level for crash patterns and hypotheses (after Holm's correction).
+const ALPHA: f64 = 0.05;
+/// Signatures analysed on their own, beside all failures together.
+const SIGNATURES_ANALYSED: usize = 3;
+/// Memory samples are averaged into this many buckets over the window at most, in SQL.
+const MEMORY_BUCKETS: i64 = 20_000;
+
+/// Outcomes that are soakd's own doing, not the server's: not counted as failures.
+const NOT_COUNTED: [&str; 2] = ["cancelled", "interrupted"];
+
+/// Builds the report for `window`, for the backends in `only` (all with data when empty).
+pub fn build(conn: &Connection, window: Window, only: &[String], now_ms: i64) -> rusqlite::Result<Report> {
+    let mut names = queries::backends_in(conn, window.from, window.to)?;
+    if !only.is_empty() {
+        names.retain(|n| only.contains(n));
+    }
+    let mut backends = Vec::new();
+    let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for name in &names {
+        let (report, ttft, tps) = backend(conn, name, window)?;
+        samples.insert(name.clone(), (ttft, tps));
+        backends.push(report);
+    }
+    let api_overhead = overhead(&queries::models(conn, window.from, window.to)?, &samples);
+    let comparison = super::compare::table(&backends);
+    let rankings = super::compare::rankings(&backends);
+    let mut report = Report {
+        schema_version: super::model::SCHEMA_VERSION,
+        generated_at: now_ms,
+        window: WindowOut::from(window),
+        backends,
+        comparison,
+        rankings,
+        api_overhead,
+        findings: Vec::new(),
+    };
+    report.findings = super::findings::derive(&report);
+    Ok(report)
+}
+
+/// One backend's section, plus its successful requests' TTFTs and decode rates (for overhead).
+fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
+    let mut rows: Vec<RequestRow> = Vec::new();
+    queries::each_request(conn, name, w.from, w.to, |r| rows.push(r))?;
+    let counted: Vec<&RequestRow> = rows.iter().filter(|r| !NOT_COUNTED.contains(&&*r.outcome)).collect();
+    let ok_rows: Vec<&RequestRow> = counted.iter().copied().filter(|r| &*r.outcome == "ok").collect();
+    let requests = counted.len() as u64;
+    let ok = ok_rows.len() as u64;
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    for r in counted.iter().filter(|r| &*r.outcome != "ok") {
+        *failures.entry(r.outcome.to_string()).or_default() += 1;
+    }
+    let pct = |f: fn(&RequestRow) -> Option<f64>, rows: &[&RequestRow]| {
+        let [p50, p95, p99] = percentiles(rows.iter().filter_map(|r| f(r)), [50.0, 95.0, 99.0]);
+        Percentiles { p50, p95, p99 }
+    };
+    let mode = |stream: bool| {
+        let all: Vec<&RequestRow> = counted.iter().copied().filter(|r| r.stream == stream).collect();
+        let good: Vec<&RequestRow> = all.iter().copied().filter(|r| &*r.outcome == "ok").collect();
+        let p50 = |f: fn(&RequestRow) -> Option<f64>| percentiles(good.iter().filter_map(|r| f(r)), [50.0])[0];
+        Mode {
+            requests: all.len() as u64,
+            ok: good.len() as u64,
+            ttft_p50_ms: p50(|r| r.ttft_ms),
+            e2e_p50_ms: p50(|r| r.e2e_ms),
+            tps_p50: if stream { p50(|r| r.decode_tps) } else { p50(|r| r.output_tps) },
+        }
+    };
+
+    let (crash, crash_patterns) = crashes(&counted);
+    let (leak, memory_metric) = leak(conn, name, w, &rows)?;
+    let (peak, last, _) = queries::memory_extremes(conn, name, w.from, w.to)?;
+    let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
+    let observations: Vec<Observation> =
+        ok_rows.iter().map(|r| Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps }).collect();
+    let hours = hourly(&observations);
+    let drift = detect_drift(&hours, &DriftParams::default());
+    let ttft: Vec<f64> = ok_rows.iter().filter_map(|r| r.ttft_ms).collect();
+    let tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
+    let [tps_p50] = percentiles(tps.iter().copied(), [50.0]);
+    let report = BackendReport {
+        name: name.to_string(),
+        requests,
+        ok,
+        success_rate: if requests > 0 { ok as f64 / requests as f64 } else { 0.0 },
+        success_ci: {
+            let (lo, hi) = wilson(ok, requests);
+            [lo, hi]
+        },
+        failures,
+        not_counted: (rows.len() - counted.len()) as u64,
+        ttft_ms: pct(|r| r.ttft_ms, &ok_rows),
+        first_content_ms: pct(|r| r.first_content_ms, &ok_rows),
+        e2e_ms: pct(|r| r.e2e_ms, &ok_rows),
+        decode_tps: Rate { mean: mean(tps.iter().copied()), p50: tps_p50 },
+        streamed: mode(true),
+        non_streamed: mode(false),
+        load_time_s: None,
+        peak_rss_bytes: peak,
+        last_rss_bytes: last,
+        memory_metric,
+        restarts,
+        mtbf_s: crash.mtbf_s,
+        longest_failure_streak: crash.longest_failure_streak,
+        median_recovery_s: crash.median_recovery_s,
+        leak,
+        crash_patterns,
+        signatures: crash.signatures,
+        at_request_count: crash.at_request_count,
+        hypotheses: crash.hypotheses,
+        drift,
+        hourly: hours,
+    };
+    Ok((report, ttft, tps))
+}
+
+/// Crash analysis of all failures together, then of the commonest signatures on their own.
+fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
+    let mut local_hour = LocalHour::default();
+    let attempts: Vec<Attempt> = rows
+        .iter()
+        .map(|r| Attempt {
+            at_ms: r.at_ms,
+            failed: &*r.outcome != "ok",
+            outcome: r.outcome.to_string(),
+            signature: r.signature.as_deref().map(str::to_string),
+            error: r.error.clone(),
+            concurrency: r.concurrency,
+            prompt_chars: r.prompt_chars,
+            gap_ms: r.gap_ms,
+            server_pid: r.server_pid,
+            server_seq: r.server_seq,
+            hour_local: local_hour.of(r.at_ms),
+            job: r.job.to_string(),
+        })
+        .collect();
+    let all = crash_patterns(&attempts, ALPHA);
+    let mut patterns: Vec<CrashPattern> =
+        all.patterns.iter().map(|p| CrashPattern::from_analysis("*", all.failures, p)).collect();
+    let top: Vec<(String, u64)> = all
+        .signatures
+        .iter()
+        .filter(|s| s.count >= 5 && s.count < all.failures)
+        .take(SIGNATURES_ANALYSED)
+        .map(|s| (s.signature.clone(), s.count))
+        .collect();
+    for (signature, count) in top {
+        let only: Vec<Attempt> = attempts
+            .iter()
+            .map(|a| Attempt { failed: a.failed && a.signature.as_deref() == Some(&signature), ..a.clone() })
+            .collect();
+        let one = crash_patterns(&only, ALPHA);
+        patterns.extend(one.patterns.iter().map(|p| CrashPattern::from_analysis(&signature, count, p)));
+    }
+    (all, patterns)
+}
+
+impl CrashPattern {
+    fn from_analysis(signature: &str, count: u64, p: &crate::analysis::crashes::Pattern) -> CrashPattern {
+        CrashPattern {
+            signature: signature.to_string(),
+            count,
+            factor: p.factor,
+            level: p.level.clone(),
+            rate_inside: p.rate_inside,
+            rate_outside: p.rate_outside,
+            rate_ratio: p.rate_ratio,
+            p_value: p.p_value,
+            p_adjusted: p.p_adjusted,
+            failed_inside: p.failed_inside,
+            total_inside: p.total_inside,
+        }
+    }
+}
+
+/// Leak analysis on idle samples, split into process lifetimes; the footprint when every
+/// bucket has it (RSS misses growth on some platforms), else RSS.
+fn leak(
+    conn: &Connection,
+    name: &str,
+    w: Window,
+    rows: &[RequestRow],
+) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
+    let bucket_ms = ((w.to - w.from) / MEMORY_BUCKETS).max(1_000);
+    let buckets = queries::idle_memory(conn, name, w.from, w.to, bucket_ms)?;
+    let footprint = !buckets.is_empty() && buckets.iter().all(|b| b.footprint_bytes.is_some());
+    // Requests each process had served by each bucket: walk the requests alongside.
+    let mut served: BTreeMap<u32, Vec<(i64, u64)>> = BTreeMap::new();
+    for r in rows {
+        if let (Some(pid), Some(seq)) = (r.server_pid, r.server_seq) {
+            served.entry(pid).or_default().push((r.at_ms, seq));
+        }
+    }
+    let mut lifetimes: Vec<Lifetime> = Vec::new();
+    let mut current: Option<(u32, i64)> = None;
+    for b in &buckets {
+        if current != Some((b.pid, b.proc_started_at)) {
+            lifetimes.push(Lifetime { pid: b.pid, points: Vec::new() });
+            current = Some((b.pid, b.proc_started_at));
+        }
+        let requests = served.get(&b.pid).and_then(|s| {
+            let i = s.partition_point(|(at, _)| *at <= b.at_ms);
+            (i > 0).then(|| s[i - 1].1)
+        });
+        let bytes = if footprint { b.footprint_bytes.unwrap_or(b.rss_bytes) } else { b.rss_bytes };
+        if let Some(l) = lifetimes.last_mut() {
+            l.points.push(MemPoint { at_ms: b.at_ms, bytes, requests });
+        }
+    }
+    let (_, _, available) = queries::memory_extremes(conn, name, w.from, w.to)?;
+    let report = detect_leak(&lifetimes, available.map(|a| a as f64), &LeakParams::default());
+    Ok((report, if footprint { "footprint" } else { "rss" }))
+}
+
+/// The same configured model on two backends: the first one's numbers relative to the other's.
+fn overhead(models: &BTreeMap<String, String>, samples: &BTreeMap<String, (Vec<f64>, Vec<f64>)>) -> Vec<Overhead> {
+    let mut by_model: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (backend, model) in models {
+        if samples.contains_key(backend) {
+            by_model.entry(model).or_default().push(backend);
+        }
+    }
+    let mut out = Vec::new();
+    for (model, backends) in by_model {
+        for (i, a) in backends.iter().enumerate() {
+            for b in &backends[i + 1..] {
+                let (sa, sb) = (&samples[*a], &samples[*b]);
+                out.push(Overhead {
+                    model: model.to_string(),
+                    a: a.to_string(),
+                    b: b.to_string(),
+                    ttft_ratio: median_ratio(&sa.0, &sb.0, 1),
+                    decode_tps_ratio: median_ratio(&sa.1, &sb.1, 2),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Local hour of day for unix ms, remembering the last hour looked up (rows come in time order).
+#[derive(Default)]
+struct LocalHour {
+    last: Option<(i64, u8)>,
+}
+
+impl LocalHour {
+    fn of(&mut self, at_ms: i64) -> u8 {
+        let hour = at_ms.div_euclid(3_600_000);
+        if let Some((h, local)) = self.last
+            && h == hour
+        {
+            return local;
+        }
+        let local = Local.timestamp_millis_opt(at_ms).single().map(|t| t.hour() as u8).unwrap_or(0);
+        self.last = Some((hour, local));
+        local
+    }
+}

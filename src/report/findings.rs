@@ -1,0 +1,215 @@
+//! Findings: the conclusions of a report worth tracking from one night to the next — a leak,
+//! a plateau, failures, restarts, a crash pattern, a crash at a request count, a confirmed
+//! hypothesis, drift, API overhead. Each has a stable identity (kind, backend, key) so the
+//! store can mark it new, ongoing or resolved, and an SQL query that lists its evidence.
+
+use super::model::{BackendReport, Finding, Report};
+use crate::analysis::crashes::Answer;
+use crate::analysis::leaks::Verdict;
+use serde_json::json;
+
+pub fn derive(report: &Report) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for b in &report.backends {
+        backend(b, report, &mut out);
+    }
+    for o in &report.api_overhead {
+        let excludes_one =
+            |r: &Option<crate::analysis::overhead::Ratio>| r.as_ref().is_some_and(|r| r.low > 1.0 || r.high < 1.0);
+        if excludes_one(&o.ttft_ratio) || excludes_one(&o.decode_tps_ratio) {
+            let ttft = o.ttft_ratio.as_ref().map(|r| format!("TTFT ×{:.2} ({:.2}–{:.2})", r.estimate, r.low, r.high));
+            let tps = o
+                .decode_tps_ratio
+                .as_ref()
+                .map(|r| format!("tokens/s ×{:.2} ({:.2}–{:.2})", r.estimate, r.low, r.high));
+            out.push(Finding {
+                kind: "api_overhead",
+                backend: None,
+                key: format!("{} vs {}", o.a, o.b),
+                verdict: "different".into(),
+                status: "new".into(),
+                summary: format!(
+                    "{} vs {} on {}: {}",
+                    o.a,
+                    o.b,
+                    o.model,
+                    [ttft, tps].into_iter().flatten().collect::<Vec<_>>().join(", ")
+                ),
+                numbers: json!({"ttft_ratio": o.ttft_ratio, "decode_tps_ratio": o.decode_tps_ratio}),
+                evidence: Some(format!(
+                    "SELECT backend, count(*), avg(ttft_ms), avg(decode_tps) FROM requests WHERE backend IN ('{}', '{}') AND outcome = 'ok' {} GROUP BY backend",
+                    sql(&o.a), sql(&o.b), window_sql(report)
+                )),
+            });
+        }
+    }
+    out
+}
+
+fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
+    let name = &b.name;
+    let w = window_sql(report);
+    let finding = |kind: &'static str,
+                   key: String,
+                   verdict: &str,
+                   summary: String,
+                   numbers: serde_json::Value,
+                   evidence: String| Finding {
+        kind,
+        backend: Some(name.clone()),
+        key,
+        verdict: verdict.to_string(),
+        status: "new".into(),
+        summary,
+        numbers,
+        evidence: Some(evidence),
+    };
+    let memory_evidence = format!(
+        "SELECT datetime(taken_at / 1000, 'unixepoch') AS at, pid, rss_bytes, footprint_bytes FROM memory_samples WHERE backend = '{}' AND in_flight = 0 {} ORDER BY taken_at",
+        sql(name),
+        w.replace("started_at", "taken_at")
+    );
+    match (b.leak.verdict, &b.leak.plateau) {
+        (Verdict::Leak, _) => out.push(finding(
+            "leak",
+            "memory".into(),
+            "leak",
+            format!(
+                "{name}: memory grows {:.1} MB/h{}{}",
+                b.leak.mb_per_hour.unwrap_or(0.0),
+                b.leak.mb_per_1k_requests.map_or(String::new(), |r| format!(" ({r:.1} MB per 1000 requests)")),
+                b.leak
+                    .hours_to_exhaustion
+                    .map_or(String::new(), |h| format!("; at that rate memory runs out in {h:.0} h")),
+            ),
+            json!(b.leak),
+            memory_evidence.clone(),
+        )),
+        (Verdict::NoLeak, Some(p)) => out.push(finding(
+            "plateau",
+            "memory".into(),
+            "plateau",
+            format!("{name}: memory grew {:.0} MB, then held at {:.0} MB", p.grew_mb, p.level_mb),
+            json!(p),
+            memory_evidence,
+        )),
+        _ => {}
+    }
+    let failed = b.requests - b.ok;
+    if failed > 0 {
+        let top: Vec<String> = b.failures.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
+        out.push(finding(
+            "failure_rate",
+            "all".into(),
+            "failing",
+            format!(
+                "{name}: {:.1} % of {} requests failed (95% CI {:.1}–{:.1} %): {}",
+                100.0 - b.success_rate * 100.0,
+                b.requests,
+                100.0 - b.success_ci[1] * 100.0,
+                100.0 - b.success_ci[0] * 100.0,
+                top.join(", ")
+            ),
+            json!({"requests": b.requests, "failed": failed, "failures": b.failures, "success_ci": b.success_ci}),
+            format!("SELECT * FROM failures WHERE backend = '{}' {}", sql(name), w),
+        ));
+    }
+    if b.restarts > 0 {
+        out.push(finding(
+            "restarts",
+            "process".into(),
+            "restarted",
+            format!("{name}: the server process restarted {} time(s)", b.restarts),
+            json!({"restarts": b.restarts}),
+            format!("SELECT * FROM restarts WHERE backend = '{}'", sql(name)),
+        ));
+    }
+    for p in &b.crash_patterns {
+        let what = if p.signature == "*" { "failures".to_string() } else { format!("\"{}\" failures", p.signature) };
+        out.push(finding(
+            "crash_pattern",
+            format!("{} | {}={}", p.signature, p.factor, p.level),
+            "significant",
+            format!(
+                "{name}: {what} are {:.1}× as likely with {} {} ({:.1} % vs {:.1} %, adjusted p = {:.2e})",
+                p.rate_ratio,
+                p.factor.replace('_', " "),
+                p.level,
+                p.rate_inside * 100.0,
+                p.rate_outside * 100.0,
+                p.p_adjusted
+            ),
+            json!(p),
+            format!(
+                "SELECT id, started_at, outcome, error_signature, concurrency, prompt_chars, gap_ms, server_seq, job FROM requests WHERE backend = '{}' AND outcome NOT IN ('ok', 'in_flight', 'cancelled', 'interrupted') {} ORDER BY started_at",
+                sql(name),
+                w
+            ),
+        ));
+    }
+    if let Some(c) = &b.at_request_count {
+        out.push(finding(
+            "crash_at_request_count",
+            "server_seq".into(),
+            "significant",
+            format!(
+                "{name}: crashes come at about request {:.0} of each server life (CV {:.2}, vs {:.2} in time){}",
+                c.median_seq,
+                c.seq_cv,
+                c.time_cv,
+                c.period.map_or(String::new(), |n| format!(", every {n}th request"))
+            ),
+            json!(c),
+            format!(
+                "SELECT server_pid, max(server_seq), outcome FROM requests WHERE backend = '{}' {} GROUP BY server_pid",
+                sql(name),
+                w
+            ),
+        ));
+    }
+    for (key, answer) in [
+        ("rapid_sequential", &b.hypotheses.rapid_sequential),
+        ("corruption_after_first_success", &b.hypotheses.corruption_after_first_success),
+    ] {
+        if let Answer::Yes { evidence } = answer {
+            out.push(finding(
+                "hypothesis",
+                key.into(),
+                "yes",
+                format!("{name}: {} — yes: {evidence}", key.replace('_', " ")),
+                json!(answer),
+                format!(
+                    "SELECT gap_ms, outcome FROM requests WHERE backend = '{}' {} ORDER BY started_at",
+                    sql(name),
+                    w
+                ),
+            ));
+        }
+    }
+    for d in &b.drift {
+        out.push(finding(
+            "drift",
+            d.metric.to_string(),
+            if d.worse { "worse" } else { "better" },
+            format!(
+                "{name}: {} moved {:+.0} % ({:.1} → {:.1}) for the last {} hours",
+                d.metric.replace('_', " "),
+                d.change_pct,
+                d.baseline,
+                d.recent,
+                d.hours
+            ),
+            json!(d),
+            format!("SELECT * FROM hourly WHERE backend = '{}' ORDER BY hour_utc", sql(name)),
+        ));
+    }
+}
+
+fn window_sql(report: &Report) -> String {
+    format!("AND started_at >= {} AND started_at < {}", report.window.from, report.window.to)
+}
+
+/// A string for an SQL literal ('' doubled).
+fn sql(s: &str) -> String {
+    s.replace('\'', "''")
+}

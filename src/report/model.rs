@@ -1,0 +1,179 @@
+//! The report as data: what `soakd report --format json` prints (a stable interface: fields
+//! are only ever added) and what the other formats render.
+
+use super::window::Window;
+use crate::analysis::crashes::{Hypotheses, RequestCountPattern, SignatureGroup};
+use crate::analysis::drift::{Drift, HourStats};
+use crate::analysis::leaks::LeakReport;
+use crate::analysis::overhead::Ratio;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Bumped only when a field changes meaning or is removed.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub generated_at: i64,
+    pub window: WindowOut,
+    pub backends: Vec<BackendReport>,
+    /// The seed report's "Performance Comparison Table", regenerated.
+    pub comparison: Vec<ComparisonRow>,
+    pub rankings: Rankings,
+    /// The same model behind two backends: one's TTFT and tokens/s relative to the other's.
+    pub api_overhead: Vec<Overhead>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowOut {
+    pub from: i64,
+    pub to: i64,
+    pub from_utc: String,
+    pub to_utc: String,
+    pub hours: f64,
+}
+
+impl From<Window> for WindowOut {
+    fn from(w: Window) -> Self {
+        WindowOut {
+            from: w.from,
+            to: w.to,
+            from_utc: super::window::utc(w.from),
+            to_utc: super::window::utc(w.to),
+            hours: w.hours(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendReport {
+    pub name: String,
+    pub requests: u64,
+    pub ok: u64,
+    pub success_rate: f64,
+    /// 95 % Wilson interval of `success_rate`.
+    pub success_ci: [f64; 2],
+    /// Failed requests by outcome (cancelled and interrupted ones are soakd's, not the server's,
+    /// and are counted apart in `not_counted`).
+    pub failures: BTreeMap<String, u64>,
+    pub not_counted: u64,
+    pub ttft_ms: Percentiles,
+    pub first_content_ms: Percentiles,
+    pub e2e_ms: Percentiles,
+    pub decode_tps: Rate,
+    pub streamed: Mode,
+    pub non_streamed: Mode,
+    /// Model load time, where the backend reports one (the in-process and direct kinds).
+    pub load_time_s: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+    pub last_rss_bytes: Option<u64>,
+    /// Which memory figure the leak analysis used: `footprint` (macOS physical footprint,
+    /// Linux RssAnon + VmSwap) when every sample had it, else `rss`.
+    pub memory_metric: &'static str,
+    pub restarts: u64,
+    pub mtbf_s: Option<f64>,
+    pub longest_failure_streak: u64,
+    pub median_recovery_s: Option<f64>,
+    pub leak: LeakReport,
+    pub crash_patterns: Vec<CrashPattern>,
+    pub signatures: Vec<SignatureGroup>,
+    pub at_request_count: Option<RequestCountPattern>,
+    pub hypotheses: Hypotheses,
+    pub drift: Vec<Drift>,
+    pub hourly: Vec<HourStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rate {
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+}
+
+/// Streamed or non-streamed requests on their own (the seed saw 8.6 tok/s non-streamed vs
+/// 20.9 streamed on one server).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Mode {
+    pub requests: u64,
+    pub ok: u64,
+    pub ttft_p50_ms: Option<f64>,
+    pub e2e_p50_ms: Option<f64>,
+    /// Decode tokens/s (streamed) or tokens over the whole request (non-streamed).
+    pub tps_p50: Option<f64>,
+}
+
+/// A factor under which a kind of failure happens more often.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrashPattern {
+    /// The failure signature this is about, or `*` for all failures.
+    pub signature: String,
+    /// How many failures have that signature in the window.
+    pub count: u64,
+    pub factor: &'static str,
+    pub level: String,
+    pub rate_inside: f64,
+    pub rate_outside: f64,
+    pub rate_ratio: f64,
+    pub p_value: f64,
+    /// After Holm's correction for the number of tests.
+    pub p_adjusted: f64,
+    pub failed_inside: u64,
+    pub total_inside: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparisonRow {
+    pub metric: &'static str,
+    /// Per backend, in `backends` order, as displayed.
+    pub values: Vec<String>,
+    pub winner: Option<String>,
+    /// Why that winner (or why none).
+    pub basis: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rankings {
+    /// Backends by median decode tokens/s, fastest first.
+    pub speed: Vec<Ranked>,
+    /// Backends by success rate, most reliable first.
+    pub reliability: Vec<Ranked>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranked {
+    pub backend: String,
+    pub value: f64,
+    pub display: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overhead {
+    pub model: String,
+    /// `a` relative to `b`: ratios are a / b.
+    pub a: String,
+    pub b: String,
+    pub ttft_ratio: Option<Ratio>,
+    pub decode_tps_ratio: Option<Ratio>,
+}
+
+/// Something the analysis concluded, kept in the `findings` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: &'static str,
+    pub backend: Option<String>,
+    pub key: String,
+    pub verdict: String,
+    /// `new`, `ongoing` or `resolved`, against the previous saved report; `new` until saved.
+    pub status: String,
+    pub summary: String,
+    pub numbers: serde_json::Value,
+    pub evidence: Option<String>,
+}

@@ -1,0 +1,123 @@
+//! Saving a report's findings: each is marked `new` or `ongoing` against the previous saved
+//! report, and what that report found but this one does not is saved as `resolved`.
+
+use crate::report::model::Finding;
+use rusqlite::{Connection, params};
+use std::collections::HashSet;
+
+/// Saves `findings` (setting their status) and returns the resolved ones, all in one transaction.
+pub fn save(
+    conn: &mut Connection,
+    report_at: i64,
+    window: (i64, i64),
+    findings: &mut [Finding],
+) -> rusqlite::Result<Vec<Finding>> {
+    let tx = conn.transaction()?;
+    let previous: Vec<Finding> = tx
+        .prepare(
+            "SELECT kind, backend, key, verdict, summary, numbers, evidence FROM findings
+             WHERE report_at = (SELECT max(report_at) FROM findings WHERE report_at < ?1) AND status <> 'resolved'",
+        )?
+        .query_map([report_at], |r| {
+            let kind: String = r.get(0)?;
+            Ok(Finding {
+                kind: known_kind(&kind),
+                backend: r.get(1)?,
+                key: r.get(2)?,
+                verdict: r.get(3)?,
+                status: "resolved".into(),
+                summary: format!("resolved: {}", r.get::<_, String>(4)?),
+                numbers: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                evidence: r.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let identity = |f: &Finding| (f.kind, f.backend.clone(), f.key.clone());
+    let before: HashSet<_> = previous.iter().map(identity).collect();
+    for f in findings.iter_mut() {
+        f.status = if before.contains(&identity(f)) { "ongoing" } else { "new" }.into();
+    }
+    let now: HashSet<_> = findings.iter().map(identity).collect();
+    let resolved: Vec<Finding> = previous.into_iter().filter(|p| !now.contains(&identity(p))).collect();
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO findings (report_at, window_from, window_to, kind, backend, key, verdict, status, summary, numbers, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for f in findings.iter().chain(resolved.iter()) {
+            insert.execute(params![
+                report_at,
+                window.0,
+                window.1,
+                f.kind,
+                f.backend,
+                f.key,
+                f.verdict,
+                f.status,
+                f.summary,
+                f.numbers.to_string(),
+                f.evidence
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(resolved)
+}
+
+/// Kinds are `&'static str` in the model; an unknown stored kind (from a newer soakd) is kept as "other".
+fn known_kind(kind: &str) -> &'static str {
+    const KINDS: [&str; 9] = [
+        "leak",
+        "plateau",
+        "failure_rate",
+        "restarts",
+        "crash_pattern",
+        "crash_at_request_count",
+        "hypothesis",
+        "drift",
+        "api_overhead",
+    ];
+    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(kind: &'static str, key: &str) -> Finding {
+        Finding {
+            kind,
+            backend: Some("b".into()),
+            key: key.into(),
+            verdict: "v".into(),
+            status: "new".into(),
+            summary: format!("{kind} {key}"),
+            numbers: serde_json::json!({"x": 1}),
+            evidence: Some("SELECT 1".into()),
+        }
+    }
+
+    #[test]
+    fn new_then_ongoing_then_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("f.db")).unwrap();
+        let mut first = vec![finding("leak", "memory"), finding("restarts", "process")];
+        assert!(save(&mut conn, 1000, (0, 1000), &mut first).unwrap().is_empty());
+        assert!(first.iter().all(|f| f.status == "new"));
+
+        let mut second = vec![finding("leak", "memory"), finding("drift", "ttft_p50")];
+        let resolved = save(&mut conn, 2000, (1000, 2000), &mut second).unwrap();
+        assert_eq!(second[0].status, "ongoing");
+        assert_eq!(second[1].status, "new");
+        assert_eq!(resolved.len(), 1);
+        assert_eq!((resolved[0].kind, resolved[0].status.as_str()), ("restarts", "resolved"));
+        assert!(resolved[0].summary.starts_with("resolved: "));
+
+        // A resolved finding is not resolved again by the next report.
+        let mut third = vec![finding("leak", "memory")];
+        let resolved = save(&mut conn, 3000, (2000, 3000), &mut third).unwrap();
+        assert_eq!(resolved.iter().map(|f| f.kind).collect::<Vec<_>>(), ["drift"]);
+        let latest: i64 = conn.query_row("SELECT count(*) FROM latest_findings", [], |r| r.get(0)).unwrap();
+        assert_eq!(latest, 2);
+    }
+}
