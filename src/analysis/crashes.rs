@@ -7,6 +7,7 @@
 //! A request-count crash (ANCHORS §4 patterns 7, 11) varies less in request number than in time
 //! across server lifetimes (coefficient of variation), or always falls on a multiple of some N.
 
+use std::sync::Arc;
 use std::{cmp::Reverse, collections::BTreeMap};
 
 use serde::Serialize;
@@ -17,18 +18,18 @@ use super::stats::{mean, percentiles};
 /// One request of one backend, as the store holds it.
 #[derive(Debug, Clone, Default)]
 pub struct Attempt {
-    pub at_ms: i64,                // start, ms since the epoch
-    pub failed: bool,              // the caller already excluded cancelled, interrupted and in-flight requests
-    pub outcome: String,           // outcome class as stored: ok, http_error, timeout, ...
-    pub signature: Option<String>, // normalised error signature
-    pub error: Option<String>,     // raw error text
-    pub concurrency: u32,          // requests in flight to the backend, this one included
+    pub at_ms: i64,                  // start, ms since the epoch
+    pub failed: bool,                // the caller already excluded cancelled, interrupted and in-flight requests
+    pub outcome: Arc<str>,           // outcome class as stored: ok, http_error, timeout, ...
+    pub signature: Option<Arc<str>>, // normalised error signature
+    pub error: Option<Arc<str>>,     // raw error text
+    pub concurrency: u32,            // requests in flight to the backend, this one included
     pub prompt_chars: u32,
     pub gap_ms: Option<f64>,     // since the previous request ended; None for the first
     pub server_pid: Option<u32>, // the server process that answered, when known
     pub server_seq: Option<u64>, // nth request to that server process (1 = first after a (re)load)
     pub hour_local: u8,          // 0..=23, local time of day
-    pub job: String,             // the job (workload) that sent it
+    pub job: Arc<str>,           // the job (workload) that sent it (shared: months of rows repeat it)
 }
 
 /// The analysis of one backend's requests. Every number is finite, so it serialises as JSON.
@@ -216,7 +217,7 @@ fn factor_patterns(tallies: &[Vec<(Level, u64, u64)>], alpha: f64) -> (Vec<Patte
 fn signatures(rows: &[Attempt]) -> Vec<SignatureGroup> {
     let mut groups = BTreeMap::new(); // (signature, outcome) -> (count, first, last, first error)
     for r in rows.iter().filter(|r| r.failed) {
-        let key = (r.signature.as_deref().unwrap_or(&r.outcome), r.outcome.as_str());
+        let key = (r.signature.as_deref().unwrap_or(&r.outcome), &*r.outcome);
         let g = groups.entry(key).or_insert((0, r.at_ms, r.at_ms, None));
         *g = (g.0 + 1, g.1.min(r.at_ms), g.2.max(r.at_ms), g.3.or(r.error.as_deref()));
     }
@@ -359,7 +360,7 @@ mod tests {
     }
 
     fn fail(r: Attempt) -> Attempt {
-        let error = Some("The model has crashed without additional information.".to_string());
+        let error = Some("The model has crashed without additional information.".into());
         Attempt { failed: true, outcome: "http_error".into(), signature: Some("crash".into()), error, ..r }
     }
 
@@ -463,7 +464,7 @@ mod tests {
         let rows: Vec<Attempt> = (plan.iter())
             .map(|&(s, sig)| Attempt {
                 signature: (sig == "c").then(|| sig.into()), // "t" has none: grouped under its outcome
-                error: Some(sig.repeat(400)),
+                error: Some(sig.repeat(400).into()),
                 ..row(s * 1000, 1, 1, !sig.is_empty())
             })
             .collect();

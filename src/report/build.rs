@@ -85,8 +85,8 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
     };
 
     let (crash, crash_patterns) = crashes(&counted);
-    let (leak, memory_metric) = leak(conn, name, w, &rows)?;
-    let (peak, last, _) = queries::memory_extremes(conn, name, w.from, w.to)?;
+    let (peak, last, available) = queries::memory_extremes(conn, name, w.from, w.to)?;
+    let (leak, memory_metric) = leak(conn, name, w, &rows, available)?;
     let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
     let observations: Vec<Observation> =
         ok_rows.iter().map(|r| Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps }).collect();
@@ -134,13 +134,13 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
 /// Crash analysis of all failures together, then of the commonest signatures on their own.
 fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
     let mut local_hour = LocalHour::default();
-    let attempts: Vec<Attempt> = rows
+    let mut attempts: Vec<Attempt> = rows
         .iter()
         .map(|r| Attempt {
             at_ms: r.at_ms,
             failed: &*r.outcome != "ok",
-            outcome: r.outcome.to_string(),
-            signature: r.signature.as_deref().map(str::to_string),
+            outcome: r.outcome.clone(),
+            signature: r.signature.clone(),
             error: r.error.clone(),
             concurrency: r.concurrency,
             prompt_chars: r.prompt_chars,
@@ -148,7 +148,7 @@ fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<
             server_pid: r.server_pid,
             server_seq: r.server_seq,
             hour_local: local_hour.of(r.at_ms),
-            job: r.job.to_string(),
+            job: r.job.clone(),
         })
         .collect();
     let all = crash_patterns(&attempts, ALPHA);
@@ -161,12 +161,13 @@ fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<
         .take(SIGNATURES_ANALYSED)
         .map(|s| (s.signature.clone(), s.count))
         .collect();
+    // One signature at a time: its failures count as failures, every other request does not.
+    let failed: Vec<bool> = attempts.iter().map(|a| a.failed).collect();
     for (signature, count) in top {
-        let only: Vec<Attempt> = attempts
-            .iter()
-            .map(|a| Attempt { failed: a.failed && a.signature.as_deref() == Some(&signature), ..a.clone() })
-            .collect();
-        let one = crash_patterns(&only, ALPHA);
+        for (a, was) in attempts.iter_mut().zip(&failed) {
+            a.failed = *was && a.signature.as_deref() == Some(signature.as_str());
+        }
+        let one = crash_patterns(&attempts, ALPHA);
         patterns.extend(one.patterns.iter().map(|p| CrashPattern::from_analysis(&signature, count, p)));
     }
     (all, patterns)
@@ -197,6 +198,7 @@ fn leak(
     name: &str,
     w: Window,
     rows: &[RequestRow],
+    available: Option<u64>,
 ) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
     let bucket_ms = ((w.to - w.from) / MEMORY_BUCKETS).max(1_000);
     let buckets = queries::idle_memory(conn, name, w.from, w.to, bucket_ms)?;
@@ -224,7 +226,6 @@ fn leak(
             l.points.push(MemPoint { at_ms: b.at_ms, bytes, requests });
         }
     }
-    let (_, _, available) = queries::memory_extremes(conn, name, w.from, w.to)?;
     let report = detect_leak(&lifetimes, available.map(|a| a as f64), &LeakParams::default());
     Ok((report, if footprint { "footprint" } else { "rss" }))
 }
