@@ -20,7 +20,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Log filter, e.g. `info`, `debug`, `soakd=trace` (default: info for `run`, warn otherwise; or $RUST_LOG).
+    /// Log filter, e.g. `info`, `debug`, `soakd=trace` (default: `warn,soakd=info` for `run` and
+    /// `sim`, `warn` otherwise; or $RUST_LOG).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
 
@@ -67,6 +68,7 @@ pub enum Command {
         /// Only these backends (repeatable).
         #[arg(long = "backend", value_name = "NAME")]
         backends: Vec<String>,
+        /// table (terminal), markdown (the seed report's layout), json (a stable interface), csv.
         #[arg(long, value_enum, default_value_t = crate::report::Format::Table)]
         format: crate::report::Format,
         /// Do not save this report's findings.

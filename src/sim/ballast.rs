@@ -1,6 +1,11 @@
 //! Memory ballast: the simulated leak. Grows per request and over time, stops at a cap (a
 //! plateau) or is freed back to zero at a sawtooth size (a flushed cache). Every byte is written
 //! with a non-zero value and held, so the growth really shows in RSS.
+//!
+//! The ballast grows by writing further into large reserved segments (allocations that big are
+//! mapped apart from the heap), never by many small heap allocations: interleaved with each
+//! request's short-lived buffers, those would pin freed heap memory and make RSS grow several
+//! times faster than the ballast — the sim must leak at exactly the rate it was given.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,9 +15,10 @@ use tokio::time::Instant;
 
 use super::options::MemoryOptions;
 
-/// Largest single allocation: big enough to be served by `mmap` (and given back on free),
-/// small enough that growth is smooth.
+/// 1 MiB, the unit of the `--*-mb` flags.
 const CHUNK: usize = 1024 * 1024;
+/// One reserved segment: allocated (virtually) at once, committed page by page as it is filled.
+const SEGMENT: usize = 64 * CHUNK;
 /// How often the per-hour growth task wakes.
 const TICK: Duration = Duration::from_secs(1);
 /// The byte every ballast page is filled with (non-zero, so no page stays shared/zero).
@@ -49,8 +55,12 @@ impl Ballast {
         let room = self.cap.map_or(usize::MAX, |cap| cap.saturating_sub(held.bytes));
         let mut left = bytes.min(room);
         while left > 0 {
-            let size = left.min(CHUNK);
-            held.chunks.push(vec![FILL; size]);
+            if held.chunks.last().is_none_or(|c| c.len() == c.capacity()) {
+                held.chunks.push(Vec::with_capacity(SEGMENT));
+            }
+            let segment = held.chunks.last_mut().expect("a segment with room");
+            let size = left.min(segment.capacity() - segment.len());
+            segment.resize(segment.len() + size, FILL);
             held.bytes += size;
             left -= size;
         }
