@@ -133,7 +133,12 @@ fn leak_scenarios() -> Vec<LeakScenario> {
     let mut v = vec![
         LeakScenario { name: "flat", args: vec![], expect: Verdict::NoLeak, restart: false },
         LeakScenario { name: "flat, restarted", args: vec![], expect: Verdict::NoLeak, restart: true },
-        LeakScenario { name: "leak 0.5 MB/h (below threshold)", args: per_hour(0.5), expect: Verdict::NoLeak, restart: false },
+        LeakScenario {
+            name: "leak 0.5 MB/h (below threshold)",
+            args: per_hour(0.5),
+            expect: Verdict::NoLeak,
+            restart: false,
+        },
         LeakScenario { name: "leak 2 MB/h", args: per_hour(2.0), expect: Verdict::Leak, restart: false },
         LeakScenario { name: "leak 10 MB/h", args: per_hour(10.0), expect: Verdict::Leak, restart: false },
         LeakScenario { name: "leak 10 MB/h, restarted", args: per_hour(10.0), expect: Verdict::Leak, restart: true },
@@ -150,6 +155,16 @@ fn leak_scenarios() -> Vec<LeakScenario> {
             restart: false,
         },
     ];
+    for (name, mb, expect) in [
+        ("noise 4 MB, flat", 0.0, Verdict::NoLeak),
+        ("noise 4 MB, leak 0.5 MB/h", 0.5, Verdict::NoLeak),
+        ("noise 4 MB, leak 2 MB/h", 2.0, Verdict::Leak),
+        ("noise 4 MB, leak 10 MB/h", 10.0, Verdict::Leak),
+    ] {
+        let mut args = if mb > 0.0 { per_hour(mb) } else { vec![] };
+        args.extend(["--memory-noise-mb".into(), "4".into()]);
+        v.push(LeakScenario { name, args, expect, restart: false });
+    }
     let mut plateau = per_hour(40.0);
     plateau.extend(["--memory-cap-mb".into(), "40".into()]);
     v.push(LeakScenario { name: "plateau", args: plateau, expect: Verdict::NoLeak, restart: false });
@@ -188,7 +203,9 @@ fn run_leak(s: &LeakScenario) -> (Verdict, Option<f64>, Option<f64>) {
         .collect();
     let t0 = rows.first().map_or(0, |r| r.1);
     let seq: Vec<(u32, i64, u64)> = conn
-        .prepare("SELECT server_pid, started_at, server_seq FROM requests WHERE server_seq IS NOT NULL ORDER BY started_at")
+        .prepare(
+            "SELECT server_pid, started_at, server_seq FROM requests WHERE server_seq IS NOT NULL ORDER BY started_at",
+        )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
         .unwrap()
@@ -220,21 +237,53 @@ fn crash_scenarios() -> Vec<CrashScenario> {
     vec![
         CrashScenario {
             name: "above concurrency 2",
-            args: &["--exit-above-concurrency", "2", "--crash-style", "lmstudio", "--unloaded-requests", "0", "--ttft-ms", "150"],
+            args: &[
+                "--exit-above-concurrency",
+                "2",
+                "--crash-style",
+                "lmstudio",
+                "--unloaded-requests",
+                "0",
+                "--ttft-ms",
+                "150",
+            ],
             jobs: "[[job]]\nname = \"c1\"\ncron = \"@hourly\"\nrequests = 60\nmax_tokens = 8\n[[job]]\nname = \"c4\"\ncron = \"@hourly\"\nrequests = 60\nconcurrency = 4\nmax_tokens = 8\n",
             run: &["c1", "c4"],
             expect_factor: Some("concurrency=4"),
         },
         CrashScenario {
             name: "long prompts",
-            args: &["--exit-above-prompt-tokens", "1500", "--crash-style", "lmstudio", "--unloaded-requests", "0", "--ttft-ms", "20"],
-            jobs: Box::leak(format!("[[job]]\nname = \"mix\"\ncron = \"@hourly\"\nrequests = 80\nmax_tokens = 8\n{SHORT}\n").into_boxed_str()),
+            args: &[
+                "--exit-above-prompt-tokens",
+                "1500",
+                "--crash-style",
+                "lmstudio",
+                "--unloaded-requests",
+                "0",
+                "--ttft-ms",
+                "20",
+            ],
+            jobs: Box::leak(
+                format!("[[job]]\nname = \"mix\"\ncron = \"@hourly\"\nrequests = 80\nmax_tokens = 8\n{SHORT}\n")
+                    .into_boxed_str(),
+            ),
             run: &["mix"],
             expect_factor: Some("prompt_size=1k-4k"),
         },
         CrashScenario {
             name: "rapid back-to-back",
-            args: &["--exit-on-rapid-ms", "300", "--rapid-crash-probability", "0.6", "--crash-style", "lmstudio", "--unloaded-requests", "0", "--ttft-ms", "20"],
+            args: &[
+                "--exit-on-rapid-ms",
+                "300",
+                "--rapid-crash-probability",
+                "0.6",
+                "--crash-style",
+                "lmstudio",
+                "--unloaded-requests",
+                "0",
+                "--ttft-ms",
+                "20",
+            ],
             jobs: "[[job]]\nname = \"rapid\"\ncron = \"@hourly\"\nrequests = 60\nmax_tokens = 8\n[[job]]\nname = \"spaced\"\ncron = \"@hourly\"\nrequests = 30\ndelay_ms = 1100\nmax_tokens = 8\n",
             run: &["rapid", "spaced"],
             expect_factor: Some("gap="),
@@ -291,8 +340,7 @@ fn run_crash(s: &CrashScenario) -> (Option<String>, String) {
         .as_array()
         .and_then(|p| p.iter().find(|p| p["signature"] == "*"))
         .map(|p| format!("{}={}", p["factor"].as_str().unwrap_or(""), p["level"].as_str().unwrap_or("")));
-    let top = top.or_else(|| {
-        b["at_request_count"].as_object().map(|c| format!("server_seq= at request ~{}", c["median_seq"]))
-    });
+    let top = top
+        .or_else(|| b["at_request_count"].as_object().map(|c| format!("server_seq= at request ~{}", c["median_seq"])));
     (top, b["hypotheses"]["rapid_sequential"]["answer"].as_str().unwrap_or("?").to_string())
 }

@@ -249,3 +249,36 @@ fn an_empty_window_and_a_bad_window() {
     assert_ne!(code, 0);
     assert!(err.contains("none.db"), "{err}");
 }
+
+/// Through real processes: a `soakd sim` that crashes only when more than 2 requests are in
+/// flight, soaked at concurrency 1 and 4 by `soakd once`; the report must name concurrency 4.
+#[test]
+fn real_processes_a_crash_only_above_a_concurrency_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::start_sim(
+        &["--exit-above-concurrency", "2", "--crash-style", "lmstudio", "--unloaded-requests", "0", "--ttft-ms", "100"],
+        dir.path(),
+    );
+    let config = common::write_config(
+        dir.path(),
+        &common::backend("sim", sim.port),
+        "[[job]]\nname = \"c1\"\ncron = \"@hourly\"\nrequests = 30\nmax_tokens = 4\n\
+         [[job]]\nname = \"c4\"\ncron = \"@hourly\"\nrequests = 40\nconcurrency = 4\nmax_tokens = 4\n",
+    );
+    for job in ["c1", "c4"] {
+        let (code, out, err) = common::soakd(&["once", job, "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let db = dir.path().join("soakd.db");
+    let json: Value = serde_json::from_str(&report(&db, &["--format", "json", "--no-save"])).unwrap();
+    let b = &json["backends"][0];
+    assert!(b["failures"]["server_reported_crash"].as_u64().unwrap() >= 5, "{}", b["failures"]);
+    let top = &b["crash_patterns"][0];
+    assert_eq!(
+        (top["factor"].as_str(), top["level"].as_str()),
+        (Some("concurrency"), Some("4")),
+        "{}",
+        b["crash_patterns"]
+    );
+    assert_eq!(top["rate_outside"], 0.0);
+}

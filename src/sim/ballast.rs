@@ -19,6 +19,8 @@ use super::options::MemoryOptions;
 const CHUNK: usize = 1024 * 1024;
 /// One reserved segment: allocated (virtually) at once, committed page by page as it is filled.
 const SEGMENT: usize = 64 * CHUNK;
+/// The smallest reservation for a noise buffer (see `noise`).
+const NOISE_RESERVE: usize = 33 * CHUNK;
 /// How often the per-hour growth task wakes.
 const TICK: Duration = Duration::from_secs(1);
 /// The byte every ballast page is filled with (non-zero, so no page stays shared/zero).
@@ -104,6 +106,30 @@ pub(crate) async fn grow_over_time(
     }
 }
 
+/// Every tick, replace a buffer of random size in `0..=max_bytes` (seeded), until `stop`: the
+/// old one is freed (whole segments go back to the system) and the new one written.
+pub(crate) async fn noise(max_bytes: usize, seed: u64, mut stop: watch::Receiver<bool>) {
+    if max_bytes == 0 {
+        return;
+    }
+    let mut rng = super::behaviour::request_rng(seed, u64::MAX);
+    let mut ticker = tokio::time::interval(TICK);
+    let mut _held: Vec<u8> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let size = rand::Rng::random_range(&mut rng, 0..=max_bytes);
+        _held = Vec::new();
+        // Reserved above glibc's largest mmap threshold (32 MiB), so every buffer is mapped on
+        // its own and really given back when freed; only the written part counts in RSS.
+        let mut buffer = Vec::with_capacity(size.max(NOISE_RESERVE));
+        buffer.resize(size, FILL);
+        _held = buffer;
+    }
+}
+
 /// Bytes that `bytes_per_hour` has earned after `elapsed`.
 fn due(bytes_per_hour: usize, elapsed: Duration) -> u128 {
     (bytes_per_hour as u128) * elapsed.as_millis() / 3_600_000
@@ -144,6 +170,16 @@ mod tests {
         b.grow(3 * CHUNK / 2);
         let held = b.lock();
         assert!(held.chunks.iter().all(|c| c.iter().all(|&x| x == FILL)));
+    }
+
+    #[tokio::test]
+    async fn noise_runs_until_stopped() {
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(noise(2 * CHUNK, 1, rx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(2), task).await.expect("stops").expect("no panic");
+        noise(0, 1, watch::channel(false).1).await; // no noise: returns at once
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub struct SimArgs {
     /// When the ballast reaches this size, in MiB, it is freed back to 0 like a flushed cache (0 = never).
     #[arg(long, default_value_t = 0)]
     pub sawtooth_mb: u64,
+    /// Memory noise: every second, hold a fresh buffer of a random 0..N MiB (RSS moves up and
+    /// down around the trend, as a real server's does).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub memory_noise_mb: u64,
 
     /// Crash on the Nth chat request (counting from 1).
     #[arg(long, value_name = "N")]
@@ -170,6 +174,7 @@ pub async fn serve(
         state.opts.memory.grow_per_hour,
         state.stop_signal(),
     ));
+    let noise = tokio::spawn(ballast::noise(state.opts.memory.noise, state.opts.seed, state.stop_signal()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let mut stopper = {
         let state = state.clone();
@@ -200,6 +205,7 @@ pub async fn serve(
         },
     };
     grower.abort();
+    noise.abort();
     stopper.abort();
     result.context("soakd sim server task failed")?.context("soakd sim stopped serving")?;
     Ok(())

@@ -152,6 +152,8 @@ pub(crate) struct MemoryOptions {
     pub(crate) grow_per_hour: usize,
     pub(crate) cap: Option<usize>,
     pub(crate) sawtooth: Option<usize>,
+    /// Up to this many bytes of noise, redrawn every second.
+    pub(crate) noise: usize,
 }
 
 /// Token timing.
@@ -247,6 +249,7 @@ impl Options {
                 grow_per_hour: mib(args.grow_per_hour_mb),
                 cap: nonzero(mib(args.memory_cap_mb)),
                 sawtooth: nonzero(mib(args.sawtooth_mb)),
+                noise: mib(args.memory_noise_mb),
             },
             triggers: Triggers {
                 exit_after: args.exit_after,
