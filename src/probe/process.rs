@@ -68,6 +68,7 @@ impl Processes {
                 .iter()
                 .filter(|(pid, p)| {
                     **pid != Pid::from_u32(std::process::id())
+                        && p.thread_kind().is_none()
                         && !matches!(p.status(), ProcessStatus::Zombie | ProcessStatus::Dead)
                         && (re.is_match(&p.name().to_string_lossy())
                             || re.is_match(&p.cmd().iter().map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")))
@@ -147,13 +148,19 @@ impl Processes {
     }
 }
 
-/// `root` and every process below it.
+/// `root` and every process below it. Threads are not processes: on Linux sysinfo lists them
+/// as children of their process, and each would count the shared memory once more.
 fn descendants(sys: &System, root: Pid) -> Vec<Pid> {
     let mut tree = vec![root];
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(sys.processes().iter().filter(|(_, p)| p.parent() == Some(parent)).map(|(pid, _)| *pid));
+        tree.extend(
+            sys.processes()
+                .iter()
+                .filter(|(_, p)| p.parent() == Some(parent) && p.thread_kind().is_none())
+                .map(|(pid, _)| *pid),
+        );
         i += 1;
     }
     tree
@@ -221,6 +228,37 @@ mod tests {
         assert!(m.processes >= 2, "the tree includes the child: {m:?}");
         child.kill().ok();
         child.wait().ok();
+    }
+
+    /// Threads share their process's memory: counting them as processes multiplied RSS.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn threads_are_not_counted_as_processes() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        let mut p = Processes::new(ProcessSelector::Pid(std::process::id()));
+        p.resolve().expect("this process");
+        let m = p.measure(true).expect("measured");
+        let own: u64 = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        // Other tests' children (small `sleep`s) may be in the tree; threads (5+) must not be.
+        assert!(m.rss_bytes < own * 2, "tree RSS {} vs this process's {own}: threads counted?", m.rss_bytes);
     }
 
     #[test]
