@@ -279,8 +279,20 @@ fn llama_server_killed_mid_burst_then_restarted() {
         .query_row("SELECT old_pid, new_pid FROM restarts", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("one restart event");
     assert_eq!(restart, (i64::from(old_pid), i64::from(new_pid)));
-    // The request count starts again with the new process.
-    assert_eq!(one::<i64>(&conn, &format!("SELECT min(server_seq) FROM requests WHERE server_pid = {new_pid}")), 1);
+    // The request count starts again with the new process, counting the requests that reached
+    // it before the sampler had seen it (e.g. its 503 "Loading model" answers).
+    let started: i64 =
+        one(&conn, &format!("SELECT min(proc_started_at) * 1000 FROM memory_samples WHERE pid = {new_pid}"));
+    let unseen: i64 = count(
+        &conn,
+        &format!(
+            "server_pid IS NULL AND started_at >= {started} AND outcome NOT IN ('connect_refused', 'connect_error', 'connect_timeout')"
+        ),
+    );
+    assert_eq!(
+        one::<i64>(&conn, &format!("SELECT min(server_seq) FROM requests WHERE server_pid = {new_pid}")),
+        unseen + 1
+    );
     assert_eq!(one::<i64>(&conn, "SELECT count(DISTINCT pid) FROM memory_samples WHERE pid IS NOT NULL"), 2);
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'process_missing'"), 1);
 }

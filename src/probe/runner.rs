@@ -207,7 +207,8 @@ impl Worker<'_> {
             tracing::debug!(backend = %self.spec.backend.name, seq, %outcome, error = ?record.error, "request failed");
         }
         self.writer.request_finished(record);
-        self.sampler.request_finished();
+        let reached = !matches!(outcome, Outcome::ConnectRefused | Outcome::ConnectTimeout | Outcome::ConnectError);
+        self.sampler.request_finished(start.wall_ms, reached, position);
         if let Some(f) = &self.on_outcome {
             f(outcome);
         }

@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Full process rescans (to find new children) at most this often.
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
 /// Looking for a missing process at most this often.
-const RESOLVE_EVERY: Duration = Duration::from_secs(1);
+const RESOLVE_EVERY: Duration = Duration::from_millis(500);
+/// Recent request ends remembered, to count what a restarted server received before it was seen.
+const RECENT: usize = 4096;
 
 /// What the runner and the sampler share about one backend's server.
 #[derive(Debug)]
@@ -31,6 +33,9 @@ struct Shared {
     /// True once the first sample has looked for the process.
     ready: watch::Sender<bool>,
     in_flight: AtomicU32,
+    /// Latest finished requests that started with no server process known: their start (unix ms)
+    /// and whether they reached a server.
+    recent: Mutex<std::collections::VecDeque<(i64, bool)>>,
     /// The run whose requests are in flight (for `memory_samples.run_id`); 0 when none.
     run_id: AtomicI64,
     server: Mutex<ServerCount>,
@@ -73,6 +78,7 @@ impl Sampler {
         let shared = Arc::new(Shared {
             ready: watch::Sender::new(false),
             in_flight: AtomicU32::new(0),
+            recent: Mutex::default(),
             run_id: AtomicI64::new(0),
             server: Mutex::default(),
         });
@@ -138,8 +144,17 @@ impl SamplerHandle {
         }
     }
 
-    /// A request ended: takes an `after` sample when none is left in flight.
-    pub fn request_finished(&self) {
+    /// A request that started at `started_ms` ended; `reached` is false when it never got to a
+    /// server (a refused or failed connect); `position` is what `request_starting` said. Takes
+    /// an `after` sample when none is left in flight.
+    pub fn request_finished(&self, started_ms: i64, reached: bool, position: ServerPosition) {
+        if position.pid.is_none() {
+            let mut recent = self.shared.recent.lock().expect("sampler state");
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back((started_ms, reached));
+        }
         if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.send(Cmd::Sample(Phase::After, None));
         }
@@ -284,7 +299,18 @@ impl State {
                     "restart",
                     json!({"old_pid": old.pid, "new_pid": new.pid, "old_started_at": old.started_at, "new_started_at": new.started_at}),
                 ));
-                self.adopt(new, 0);
+                // Requests that reached a server, sent since the new process started while no
+                // process was known, were its own although it had not been seen yet.
+                let since = new.started_at as i64 * 1000;
+                let received = self
+                    .shared
+                    .recent
+                    .lock()
+                    .expect("sampler state")
+                    .iter()
+                    .filter(|(start, reached)| *reached && *start >= since)
+                    .count() as u64;
+                self.adopt(new, received);
             }
             (None, Some(new)) => {
                 let before = self.requests_already_sent(new).await;
