@@ -176,7 +176,7 @@ impl OpenAi {
                 return Err(fail(Outcome::NoFirstByte, format!("no response byte within {waited} ms")));
             }
             Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
-            Ok(Err(e)) => return Err(send_error(&e)),
+            Ok(Err(e)) => return Err(send_error(e)),
             Ok(Ok(r)) => r,
         };
         tl.first_byte(std::time::Instant::now());
@@ -436,22 +436,24 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     bounded(&parts.join(": "), MAX_ERROR_BYTES)
 }
 
-/// Classifies a failure to get response headers.
-fn send_error(e: &reqwest::Error) -> Attempt {
-    let text = error_chain(e);
+/// Classifies a failure to get response headers. The URL is left out of the text (the backend
+/// names it), so errors group by cause.
+fn send_error(e: reqwest::Error) -> Attempt {
+    let e = e.without_url();
+    let text = error_chain(&e);
     if e.is_connect() {
         let outcome = if e.is_timeout() {
             Outcome::ConnectTimeout
-        } else if io_kind(e) == Some(std::io::ErrorKind::ConnectionRefused) {
+        } else if io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused) {
             Outcome::ConnectRefused
         } else {
             Outcome::ConnectError
         };
         return fail(outcome, text);
     }
-    let closed = is_incomplete_message(e)
+    let closed = is_incomplete_message(&e)
         || matches!(
-            io_kind(e),
+            io_kind(&e),
             Some(
                 std::io::ErrorKind::ConnectionReset
                     | std::io::ErrorKind::BrokenPipe
@@ -553,7 +555,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let err = rt.block_on(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/")).send()).unwrap_err();
-        match send_error(&err) {
+        match send_error(err) {
             Attempt::Failed(f) => assert_eq!(f.outcome, Outcome::ConnectRefused),
             Attempt::StaleConnection(_) => panic!("a refused connect is not a stale connection"),
         }
