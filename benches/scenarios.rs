@@ -11,9 +11,11 @@
 use soakd::analysis::leaks::{LeakParams, Lifetime, MemPoint, Verdict, detect_leak};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const SOAKD: &str = env!("CARGO_BIN_EXE_soakd");
+mod common;
+
+use common::{SOAKD, free_port, sim};
 const K: f64 = 240.0;
 const LEAK_RUN_S: u64 = 90;
 
@@ -67,35 +69,6 @@ fn main() {
         let right = crash_rows.iter().filter(|(_, c)| *c).count();
         println!("crash patterns: top factor right in {right}/{} scenarios", crash_rows.len());
     }
-}
-
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sim(port: u16, args: &[&str]) -> Sim {
-    let child = Command::new(SOAKD)
-        .args(["sim", "--port", &port.to_string()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "sim did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sim(child)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn config(dir: &Path, port: u16, jobs: &str) -> std::path::PathBuf {
@@ -319,7 +292,9 @@ fn run_crash(s: &CrashScenario) -> (Option<String>, String) {
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let mut server = sim(port, &args);
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) && server.0.try_wait().ok().flatten().is_none() {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                    && server.child.try_wait().ok().flatten().is_none()
+                {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 std::thread::sleep(Duration::from_millis(300));

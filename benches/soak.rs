@@ -10,10 +10,12 @@
 
 use rusqlite::Connection;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-const SOAKD: &str = env!("CARGO_BIN_EXE_soakd");
+mod common;
+
+use common::{SOAKD, free_port, sim};
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -27,32 +29,6 @@ fn main() {
     if run("writer") {
         writer();
     }
-}
-
-struct Sim(Child, u16);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sim(args: &[&str]) -> Sim {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(SOAKD)
-        .args(["sim", "--port", &port.to_string()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "sim did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Sim(child, port)
 }
 
 /// Runs one job with `soakd once` against `port`; returns the database.
@@ -84,9 +60,10 @@ fn runner() {
     println!("runner: soakd once against soakd sim (ttft 0, 8 tokens at 100k tok/s, streamed)");
     println!("  {:>11} {:>9} {:>10} {:>12} {:>16}", "concurrency", "requests", "ok", "requests/s", "soakd ms/request");
     for (concurrency, requests) in [(1, 1000), (4, 2000), (16, 4000)] {
-        let s = sim(&["--ttft-ms", "0", "--tokens-per-s", "100000", "--jitter", "0"]);
+        let s = sim(free_port(), &["--ttft-ms", "0", "--tokens-per-s", "100000", "--jitter", "0"]);
         let dir = tempfile::tempdir().unwrap();
-        let c = once(dir.path(), s.1, &format!("requests = {requests}\nconcurrency = {concurrency}\nmax_tokens = 8\n"));
+        let c =
+            once(dir.path(), s.port, &format!("requests = {requests}\nconcurrency = {concurrency}\nmax_tokens = 8\n"));
         let ok: i64 = q(&c, "SELECT count(*) FROM requests WHERE outcome = 'ok'");
         let secs: f64 = q::<i64>(&c, "SELECT max(started_at) - min(started_at) FROM requests") as f64 / 1000.0;
         // Per worker: wall time between requests not spent inside a request (sampling, writing).
@@ -102,9 +79,10 @@ fn accuracy() {
         "sim TTFT", "sim tok/s", "TTFT error ms p50/p95/max", "decode tok/s mean (error)"
     );
     for (ttft, rate) in [(50u64, 50.0f64), (200, 20.0), (20, 500.0)] {
-        let s = sim(&["--ttft-ms", &ttft.to_string(), "--tokens-per-s", &rate.to_string(), "--jitter", "0"]);
+        let s =
+            sim(free_port(), &["--ttft-ms", &ttft.to_string(), "--tokens-per-s", &rate.to_string(), "--jitter", "0"]);
         let dir = tempfile::tempdir().unwrap();
-        let c = once(dir.path(), s.1, "requests = 200\nconcurrency = 4\nmax_tokens = 16\n");
+        let c = once(dir.path(), s.port, "requests = 200\nconcurrency = 4\nmax_tokens = 16\n");
         let mut errors: Vec<f64> = c
             .prepare("SELECT ttft_ms FROM requests WHERE outcome = 'ok'")
             .unwrap()
