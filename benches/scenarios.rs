@@ -208,7 +208,6 @@ struct CrashScenario {
 }
 
 fn crash_scenarios() -> Vec<CrashScenario> {
-    const SHORT: &str = "prompts = [\"Explain SQL injection briefly.\", { name = \"long\", context_tokens = 4000 }]";
     vec![
         CrashScenario {
             name: "above concurrency 2",
@@ -238,10 +237,8 @@ fn crash_scenarios() -> Vec<CrashScenario> {
                 "--ttft-ms",
                 "20",
             ],
-            jobs: Box::leak(
-                format!("[[job]]\nname = \"mix\"\ncron = \"@hourly\"\nrequests = 80\nmax_tokens = 8\n{SHORT}\n")
-                    .into_boxed_str(),
-            ),
+            jobs: "[[job]]\nname = \"mix\"\ncron = \"@hourly\"\nrequests = 80\nmax_tokens = 8\n\
+                   prompts = [\"Explain SQL injection briefly.\", { name = \"long\", context_tokens = 4000 }]\n",
             run: &["mix"],
             expect_factor: Some("prompt_size="),
         },

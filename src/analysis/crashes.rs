@@ -13,7 +13,7 @@ use std::{cmp::Reverse, collections::BTreeMap};
 use serde::Serialize;
 
 use super::contingency::{fisher_exact, holm};
-use super::stats::{mean, percentiles};
+use super::stats::{mean, median};
 
 /// One request of one backend, as the store holds it.
 #[derive(Debug, Clone, Default)]
@@ -240,7 +240,7 @@ fn episodes(rows: &[Attempt]) -> (Option<f64>, u64, Option<f64>) {
     let recoveries = runs.windows(2).filter(|w| w[0][0].failed).map(|w| seconds(w[0][0].at_ms, w[1][0].at_ms));
     let span = rows.first().zip(rows.last()).filter(|_| count > 0 && rows.len() > 1);
     let mtbf = span.map(|(first, last)| seconds(first.at_ms, last.at_ms).max(0.0) / count as f64);
-    (mtbf, longest, percentiles(recoveries.map(|s| s.max(0.0)), [50.0])[0])
+    (mtbf, longest, median(recoveries.map(|s| s.max(0.0))))
 }
 
 /// Server lifetimes: a new one starts at a pid other than the last seen, or where server_seq falls
@@ -287,7 +287,7 @@ fn request_count(rows: &[Attempt], lives: &[&[Attempt]]) -> Option<RequestCountP
     let (seq_cv, time_cv) = (cv(&seqs), cv(&times));
     let by_count = terminal_only && matches!((seq_cv, time_cv), (Some(s), Some(t)) if s < 0.25 && s < t);
     let period = period(rows, points.iter().map(|p| p.1));
-    let (median_seq, seq_cv, time_cv) = (percentiles(seqs, [50.0])[0]?, seq_cv.unwrap_or(0.0), time_cv.unwrap_or(0.0));
+    let (median_seq, seq_cv, time_cv) = (median(seqs)?, seq_cv.unwrap_or(0.0), time_cv.unwrap_or(0.0));
     (by_count || period.is_some()).then_some(RequestCountPattern { lifetimes, median_seq, seq_cv, time_cv, period })
 }
 

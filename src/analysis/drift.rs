@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::stats::{percentile, percentiles};
+use super::stats::{median, percentiles};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -148,12 +148,6 @@ fn drift_of(metric: &'static str, series: &[(i64, f64)], up_is_worse: bool, p: &
     let change_pct = change(recent);
     let worse = if up_is_worse { change_pct > 0.0 } else { change_pct < 0.0 };
     Some(Drift { metric, since_ms: tail[0].0, baseline, recent, change_pct, hours: run, worse })
-}
-
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_unstable_by(f64::total_cmp);
-    percentile(&v, 50.0)
 }
 
 #[cfg(test)]

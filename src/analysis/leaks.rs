@@ -23,7 +23,7 @@
 
 use serde::Serialize;
 
-use super::stats::percentile;
+use super::stats::median;
 use super::trend::{Step, bucket_medians, cusum_steps, mann_kendall, seasonal_kendall, seasonal_sen_slope, theil_sen};
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -277,18 +277,16 @@ fn plateau(s: &Series, p: &LeakParams) -> Option<Plateau> {
         return None;
     }
     let first_third: Vec<f64> = hours.iter().zip(mb).filter(|(h, _)| **h < third).map(|(_, m)| *m).collect();
-    let level_mb = median(late_mb)?;
-    Some(Plateau { since_ms: at_ms(s.first_ms, late_h[0]), level_mb, grew_mb: level_mb - median(&first_third)? })
+    let level_mb = median(late_mb.iter().copied())?;
+    Some(Plateau {
+        since_ms: at_ms(s.first_ms, late_h[0]),
+        level_mb,
+        grew_mb: level_mb - median(first_third.iter().copied())?,
+    })
 }
 
 fn at_ms(first_ms: i64, hours: f64) -> i64 {
     first_ms.saturating_add((hours * MS_PER_HOUR).round() as i64)
-}
-
-fn median(values: &[f64]) -> Option<f64> {
-    let mut v = values.to_vec();
-    v.sort_unstable_by(f64::total_cmp);
-    percentile(&v, 50.0)
 }
 
 fn fmt_p(p: f64) -> String {

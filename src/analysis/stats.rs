@@ -19,6 +19,15 @@ pub fn percentiles<const N: usize>(values: impl IntoIterator<Item = f64>, ps: [f
     ps.map(|p| percentile(&v, p))
 }
 
+/// The median (the 50th percentile as `percentile` defines it) of `values`, NaNs dropped.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let [m] = percentiles(values, [50.0]);
+    m
+}
+
+/// The standard normal 97.5 % quantile: the half-width, in standard errors, of a 95 % interval.
+pub const Z_975: f64 = 1.959_963_984_540_054;
+
 pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     (n > 0).then(|| sum / n as f64)
@@ -46,6 +55,8 @@ mod tests {
         let [p50, p100] = percentiles([3.0, f64::NAN, 1.0, 2.0], [50.0, 100.0]);
         assert_eq!((p50, p100), (Some(2.0), Some(3.0)));
         assert_eq!(mean([1.0, 2.0, 6.0]), Some(3.0));
+        assert_eq!(median([4.0, 1.0, f64::NAN, 3.0]), Some(3.0));
+        assert_eq!(median([]), None);
         assert_eq!(mean([]), None);
     }
 }

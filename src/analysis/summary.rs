@@ -2,7 +2,7 @@
 //! `soakd demo` print — requests, success rate (with a 95 % Wilson interval, so 3 of 5 reads
 //! as the uncertain number it is), TTFT and tokens/s percentiles, peak memory, restarts.
 
-use super::stats::{mean, percentiles};
+use super::stats::{Z_975, mean, percentiles};
 use std::collections::BTreeMap;
 
 /// The facts about one request the summary needs.
@@ -89,12 +89,11 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }
-    const Z: f64 = 1.959_963_984_540_054;
     let (k, n) = (k as f64, n as f64);
     let p = k / n;
-    let denom = 1.0 + Z * Z / n;
-    let centre = (p + Z * Z / (2.0 * n)) / denom;
-    let half = Z * (p * (1.0 - p) / n + Z * Z / (4.0 * n * n)).sqrt() / denom;
+    let denom = 1.0 + Z_975 * Z_975 / n;
+    let centre = (p + Z_975 * Z_975 / (2.0 * n)) / denom;
+    let half = Z_975 * (p * (1.0 - p) / n + Z_975 * Z_975 / (4.0 * n * n)).sqrt() / denom;
     ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 

@@ -16,12 +16,11 @@
 //! Pairwise slopes are O(n²), so those estimators first reduce each series to at most 1000 points
 //! with [`bucket_medians`] (median per equal-width bucket of x).
 
+use super::stats::Z_975;
 use statrs::function::erf::erfc;
 
 /// Points kept per series before an O(n²) pairwise-slope step.
 const PAIRWISE_MAX_POINTS: usize = 1000;
-/// The standard normal 97.5 % quantile, for the 95 % confidence interval.
-const Z_975: f64 = 1.959_963_984_540_054;
 /// Points on each side of a level shift whose median gives `before` and `after`.
 const STEP_WINDOW: usize = 5;
 

@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow::Result<ExitCode> {
     let (config, jobs) = load(flag)?;
-    let Some(job) = jobs.into_iter().find(|j| j.name == job_name) else {
-        let (_, jobs) = load(flag)?;
-        let names: Vec<String> = jobs.into_iter().map(|j| j.name).collect();
+    let Some(job) = jobs.iter().find(|j| j.name == job_name).cloned() else {
+        let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         anyhow::bail!("no job named \"{job_name}\" in {}; jobs: {}", config.schedules.display(), names.join(", "));
     };
     let targets: Vec<BackendConfig> = if only.is_empty() {

@@ -8,7 +8,7 @@ use crate::analysis::crashes::{Attempt, crash_patterns};
 use crate::analysis::drift::{DriftParams, Observation, detect_drift, hourly};
 use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
 use crate::analysis::overhead::median_ratio;
-use crate::analysis::stats::{mean, percentiles};
+use crate::analysis::stats::{mean, median, percentiles};
 use crate::analysis::summary::wilson;
 use crate::store::queries::{self, RequestRow};
 use chrono::{Local, TimeZone, Timelike};
@@ -74,7 +74,7 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
     let mode = |stream: bool| {
         let all: Vec<&RequestRow> = counted.iter().copied().filter(|r| r.stream == stream).collect();
         let good: Vec<&RequestRow> = all.iter().copied().filter(|r| &*r.outcome == "ok").collect();
-        let p50 = |f: fn(&RequestRow) -> Option<f64>| percentiles(good.iter().filter_map(|r| f(r)), [50.0])[0];
+        let p50 = |f: fn(&RequestRow) -> Option<f64>| median(good.iter().filter_map(|r| f(r)));
         Mode {
             requests: all.len() as u64,
             ok: good.len() as u64,
@@ -94,7 +94,7 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
     let drift = detect_drift(&hours, &DriftParams::default());
     let ttft: Vec<f64> = ok_rows.iter().filter_map(|r| r.ttft_ms).collect();
     let tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
-    let [tps_p50] = percentiles(tps.iter().copied(), [50.0]);
+    let tps_p50 = median(tps.iter().copied());
     let report = BackendReport {
         name: name.to_string(),
         requests,
