@@ -71,7 +71,7 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
 /// What a firing needs from the session (handles are cheap clones).
 struct Parts {
     writer: crate::store::WriterHandle,
-    samplers: Vec<(String, crate::probe::sampler::SamplerHandle)>,
+    targets: Vec<(String, crate::probe::runner::Target)>,
     shutdown: crate::shutdown::Shutdown,
 }
 
@@ -79,7 +79,7 @@ impl Parts {
     fn of(session: &Session) -> Parts {
         Parts {
             writer: session.writer(),
-            samplers: session.config.backends.iter().map(|b| (b.name.clone(), session.sampler(&b.name))).collect(),
+            targets: session.config.backends.iter().map(|b| (b.name.clone(), session.target(&b.name))).collect(),
             shutdown: session.shutdown.clone(),
         }
     }
@@ -133,9 +133,9 @@ impl Inner {
     async fn run_one(&self, index: usize, backend: &BackendConfig, planned_at: i64) {
         let parts = &self.session_parts;
         if !parts.shutdown.is_stopping() {
-            let sampler = parts.samplers.iter().find(|(n, _)| *n == backend.name).map(|(_, s)| s).expect("sampler");
+            let target = parts.targets.iter().find(|(n, _)| *n == backend.name).map(|(_, t)| t).expect("target");
             let spec = RunSpec { job: &self.jobs[index], backend, trigger: self.trigger, planned_at };
-            runner::run(spec, &parts.writer, sampler, &parts.shutdown, None).await;
+            runner::run(spec, target, &parts.shutdown, None).await;
         }
         self.claimed.lock().expect("claims").remove(&(index, backend.name.clone()));
     }

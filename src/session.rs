@@ -1,19 +1,26 @@
-//! A soak session: the database writer and one memory sampler per backend, started together
-//! and stopped together. The daemon, `once` and `demo` each run their workloads inside one.
+//! A soak session: the database writer, the backends' adapters, and one memory sampler and
+//! evidence collector per backend, started together and stopped together. The daemon, `once`
+//! and `demo` each run their workloads inside one.
 
+use crate::backend::Adapters;
 use crate::config::Config;
+use crate::probe::evidence::Collector;
+use crate::probe::runner::Target;
 use crate::probe::sampler::{Sampler, SamplerHandle};
 use crate::shutdown::Shutdown;
 use crate::store::rows::Event;
 use crate::store::{self, StoreError, Writer, WriterHandle};
 use crate::time::now_ms;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub struct Session {
     pub config: Config,
     pub shutdown: Shutdown,
     writer: Writer,
     samplers: BTreeMap<String, Sampler>,
+    collectors: BTreeMap<String, Arc<Collector>>,
+    adapters: Arc<Adapters>,
 }
 
 impl Session {
@@ -30,6 +37,8 @@ impl Session {
             );
         }
         let writer = Writer::start(conn, config.db.clone());
+        let collectors: BTreeMap<String, Arc<Collector>> =
+            config.backends.iter().map(|b| (b.name.clone(), Arc::new(Collector::new(b)))).collect();
         let samplers = config
             .backends
             .iter()
@@ -39,13 +48,24 @@ impl Session {
                     b.process.clone(),
                     config.sampler.clone(),
                     writer.handle(),
+                    collectors[&b.name].clone(),
                     config.db.clone(),
                     shutdown.clone(),
                 );
                 (b.name.clone(), s)
             })
             .collect();
-        Ok(Session { config, shutdown, writer, samplers })
+        Ok(Session { config, shutdown, writer, samplers, collectors, adapters: Arc::default() })
+    }
+
+    /// What a run at `backend` works with.
+    pub fn target(&self, backend: &str) -> Target {
+        Target {
+            writer: self.writer(),
+            sampler: self.sampler(backend),
+            adapters: self.adapters.clone(),
+            evidence: self.collectors.get(backend).expect("a collector for every configured backend").clone(),
+        }
     }
 
     pub fn writer(&self) -> WriterHandle {
@@ -64,6 +84,7 @@ impl Session {
     /// Stops the samplers and commits everything recorded.
     pub async fn close(self) -> store::writer::WriterStats {
         self.shutdown.stop();
+        self.adapters.close().await;
         for (_, s) in self.samplers {
             s.join().await;
         }

@@ -1,12 +1,22 @@
 //! Backends: the LLM servers soakd talks to. Each kind is an adapter behind `Backend`, which
 //! sends one chat request and reports, through a `Timeline`, what arrived and when. Adapters
 //! never fail: whatever the server does becomes a `Failure` with an `Outcome`.
+//!
+//! Beyond the chat itself an adapter may tell what the server says about itself (`describe`:
+//! version and model, asked at each run's start), its own view of its state around a workload
+//! (`observe`: metrics, loaded models, slots), and what changed after a failure
+//! (`after_failure`: LM Studio's model going from loaded to not-loaded). Adapters live for a
+//! whole session (`Adapters`), so a worker process is started once, not once per run.
 
 mod chunk;
 mod guard;
+pub mod numbers;
 mod openai;
+mod pool;
 
+pub use numbers::ServerNumbers;
 pub use openai::OpenAi;
+pub use pool::Adapters;
 
 use crate::config::{BackendConfig, BackendKind};
 use crate::probe::outcome::Outcome;
@@ -47,6 +57,37 @@ impl Failure {
     }
 }
 
+/// What a server says about itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerInfo {
+    /// Version or build, e.g. llama.cpp's `b4589 (6e8a9c1)`.
+    pub version: Option<String>,
+    /// The model it serves (or has loaded) for this backend.
+    pub model: Option<String>,
+    /// Everything else worth keeping (JSON, bounded).
+    pub detail: serde_json::Value,
+}
+
+/// One look at the server's own view of its state (`server_samples`, db/README.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Where it came from: `metrics`, `slots`, `health`, `ps`, `models`, `worker`.
+    pub source: &'static str,
+    /// Memory the server reports for the model (Ollama `size`, MLX active memory).
+    pub memory_bytes: Option<u64>,
+    /// Of that, on the GPU (Ollama `size_vram`, MLX peak).
+    pub gpu_memory_bytes: Option<u64>,
+    /// The parsed numbers, JSON, bounded.
+    pub data: serde_json::Value,
+}
+
+/// Something the server's state says happened (an `events` row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEvent {
+    pub kind: &'static str,
+    pub detail: serde_json::Value,
+}
+
 /// An LLM server's chat API.
 pub trait Backend: Send + Sync {
     /// Sends one request; `timeline` starts at the request's actual start. Returns when the
@@ -57,6 +98,26 @@ pub trait Backend: Send + Sync {
         timeline: &'a mut Timeline,
         shutdown: &'a Shutdown,
     ) -> BoxFuture<'a, Exchange>;
+
+    /// The server's version and model, asked at the start of each run.
+    fn describe(&self) -> BoxFuture<'_, ServerInfo> {
+        Box::pin(async { ServerInfo::default() })
+    }
+
+    /// The server's own view of its state, taken before and after each workload.
+    fn observe(&self) -> BoxFuture<'_, Vec<Observation>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Called after a failed request: what the server's state says about it.
+    fn after_failure<'a>(&'a self, _failure: &'a Failure) -> BoxFuture<'a, Vec<ServerEvent>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Stops whatever the adapter started (a worker process) at the session's end.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Why a backend could not be set up for a run.
@@ -70,9 +131,14 @@ pub enum BackendError {
     Client { backend: String, err: reqwest::Error },
 }
 
-/// The adapter for a configured backend, with the connect timeout of the workload.
+/// A new adapter for a configured backend, with the connect timeout of the workload.
 pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Backend>, BackendError> {
     match config.kind {
-        BackendKind::OpenAi => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        BackendKind::OpenAi
+        | BackendKind::LmStudio
+        | BackendKind::Ollama
+        | BackendKind::LlamaCpp
+        | BackendKind::Vllm
+        | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
     }
 }

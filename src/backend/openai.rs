@@ -327,6 +327,12 @@ fn keep_server_fields(body: &Body, tl: &mut Timeline) {
         tl.server_model = Some(bounded(m, 256));
     }
     let mut server = serde_json::Map::new();
+    if let Some(t) = body.timings.as_ref().filter(|v| v.is_object()) {
+        tl.server.read_llamacpp(t);
+    }
+    if let Some(s) = body.stats.as_ref().filter(|v| v.is_object()) {
+        tl.server.read_lmstudio(s);
+    }
     for (key, value) in [("timings", &body.timings), ("stats", &body.stats)] {
         if let Some(v) = value.as_ref().filter(|v| v.is_object()) {
             server.insert(key.to_string(), v.clone());

@@ -112,6 +112,8 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         backends.push(BackendConfig {
             name: sim.name.to_string(),
             kind: BackendKind::OpenAi,
+            log: None,
+            python: None,
             url: format!("http://127.0.0.1:{port}").parse().expect("a valid URL"),
             model: None,
             api_key_env: None,

@@ -46,9 +46,7 @@ pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow
     for backend in &targets {
         let bar = progress_bar(&backend.name, u64::from(job.workload.requests));
         let spec = RunSpec { job: &job, backend, trigger: "once", planned_at: started };
-        let result =
-            runner::run(spec, &session.writer(), &session.sampler(&backend.name), &shutdown, Some(bar.on_outcome()))
-                .await;
+        let result = runner::run(spec, &session.target(&backend.name), &shutdown, Some(bar.on_outcome())).await;
         bar.bar.finish();
         run_ids.extend(result.run_id);
         if shutdown.is_stopping() {

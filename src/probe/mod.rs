@@ -1,6 +1,7 @@
 //! Probing a backend: the workload runner, each request's timeline and outcome, and the memory
 //! sampler that watches the backend's processes while it works.
 
+pub mod evidence;
 pub mod outcome;
 pub mod process;
 pub mod runner;

@@ -61,6 +61,7 @@ impl Processes {
         let pid = match &self.selector {
             ProcessSelector::None => None,
             ProcessSelector::Pid(p) => Some(Pid::from_u32(*p)).filter(|p| self.sys.process(*p).is_some()),
+            ProcessSelector::Worker(w) => w.get().map(Pid::from_u32).filter(|p| self.sys.process(*p).is_some()),
             ProcessSelector::Port(port) => self.listening_root(*port),
             ProcessSelector::Name(re) => self
                 .sys

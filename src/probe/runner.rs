@@ -6,15 +6,16 @@
 //! Every request is written when it starts (`in_flight`) and completed when it ends, so a
 //! soakd that dies mid-run leaves a trace that the next start marks `interrupted`.
 
+use super::evidence::{Cause, Collector};
 use super::outcome::Outcome;
 use super::sampler::SamplerHandle;
 use super::timeline::Timeline;
-use crate::backend::{self, Backend, ChatRequest, Exchange};
+use crate::backend::{Adapters, Backend, ChatRequest, Exchange, Failure};
 use crate::config::BackendConfig;
 use crate::schedule::Job;
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;
-use crate::store::rows::{Event, RequestEnd, RequestStart, RunStart, RunStatus};
+use crate::store::rows::{Event, Evidence, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample};
 use crate::text::{MAX_ERROR_BYTES, bounded, signature};
 use crate::time::{Stamp, ms_between, now_ms};
 use futures_util::future::join_all;
@@ -36,6 +37,19 @@ pub struct RunSpec<'a> {
     pub planned_at: i64,
 }
 
+/// What a run at one backend works with: the session's writer and adapters, and the
+/// backend's sampler and evidence collector.
+#[derive(Clone)]
+pub struct Target {
+    pub writer: WriterHandle,
+    pub sampler: SamplerHandle,
+    pub adapters: Arc<Adapters>,
+    pub evidence: Arc<Collector>,
+}
+
+/// How long a run waits for the server to describe or observe itself.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResult {
@@ -45,15 +59,10 @@ pub struct RunResult {
 }
 
 /// Runs one workload to its end (or until shutdown) and records everything.
-pub async fn run(
-    spec: RunSpec<'_>,
-    writer: &WriterHandle,
-    sampler: &SamplerHandle,
-    shutdown: &Shutdown,
-    on_outcome: Option<OnOutcome>,
-) -> RunResult {
+pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_outcome: Option<OnOutcome>) -> RunResult {
     let w = &spec.job.workload;
-    let adapter = match backend::connect(spec.backend, &w.timeouts) {
+    let (writer, sampler) = (&target.writer, &target.sampler);
+    let adapter = match target.adapters.get(spec.backend, &w.timeouts) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(job = %spec.job.name, backend = %spec.backend.name, "{e}");
@@ -107,11 +116,28 @@ pub async fn run(
         }
     };
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, requests = w.requests, "run started");
+    let ask = async {
+        let info = tokio::time::timeout(ASK_TIMEOUT, adapter.describe()).await.unwrap_or_default();
+        if info != Default::default() {
+            writer.run_server(RunServer {
+                run_id,
+                version: info.version,
+                model: info.model,
+                info: (!info.detail.is_null()).then(|| bounded(&info.detail.to_string(), MAX_ERROR_BYTES)),
+            });
+        }
+        observe(adapter.as_ref(), writer, &spec.backend.name, run_id, "before").await;
+    };
+    tokio::select! {
+        _ = ask => {}
+        _ = shutdown.stopping() => {}
+    }
 
     let ctx = Worker {
         spec: &spec,
         run_id,
         adapter: adapter.as_ref(),
+        target,
         writer,
         sampler,
         shutdown,
@@ -123,15 +149,37 @@ pub async fn run(
     join_all((0..w.concurrency).map(|i| ctx.work(i))).await;
     let done = ctx.done.load(Ordering::SeqCst);
     let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
+    if !shutdown.is_stopping() {
+        observe(adapter.as_ref(), writer, &spec.backend.name, run_id, "after").await;
+    }
     writer.end_run(run_id, status, now_ms(), done);
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, done, status = status.as_str(), "run ended");
     RunResult { run_id: Some(run_id), status, requests_done: done }
+}
+
+/// Records the server's own view of its state.
+async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, run_id: i64, phase: &'static str) {
+    let seen = tokio::time::timeout(ASK_TIMEOUT, adapter.observe()).await.unwrap_or_default();
+    let taken_at = now_ms();
+    for o in seen {
+        writer.server_sample(ServerSample {
+            backend: backend.to_string(),
+            run_id: Some(run_id),
+            taken_at,
+            phase,
+            source: o.source,
+            memory_bytes: o.memory_bytes,
+            gpu_memory_bytes: o.gpu_memory_bytes,
+            data: bounded(&o.data.to_string(), 16 * 1024),
+        });
+    }
 }
 
 struct Worker<'a> {
     spec: &'a RunSpec<'a>,
     run_id: i64,
     adapter: &'a dyn Backend,
+    target: &'a Target,
     writer: &'a WriterHandle,
     sampler: &'a SamplerHandle,
     shutdown: &'a Shutdown,
@@ -201,6 +249,9 @@ impl Worker<'_> {
         let mut timeline = Timeline::new(start.mono);
         let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;
         let end = timeline.end().unwrap_or_else(Instant::now);
+        if let Err(failure) = &exchange.result {
+            self.after_failure(key, failure, position.pid).await;
+        }
         let record = finished(key, &timeline, exchange, end);
         let outcome = record.outcome;
         if !outcome.is_ok() {
@@ -216,14 +267,34 @@ impl Worker<'_> {
     }
 }
 
+impl Worker<'_> {
+    /// Asks the server what its state says about a failure, and gathers crash evidence in the
+    /// background (the next request does not wait for it).
+    async fn after_failure(&self, key: u64, failure: &Failure, pid: Option<u32>) {
+        if matches!(failure.outcome, Outcome::Cancelled) {
+            return;
+        }
+        let backend = &self.spec.backend.name;
+        let said = tokio::time::timeout(ASK_TIMEOUT, self.adapter.after_failure(failure)).await.unwrap_or_default();
+        for e in said {
+            tracing::warn!(%backend, kind = e.kind, detail = %e.detail, "the server's state changed after a failure");
+            self.writer.event(Event { backend: Some(backend.clone()), kind: e.kind, at: now_ms(), detail: e.detail });
+        }
+        let (collector, writer, backend) = (self.target.evidence.clone(), self.writer.clone(), backend.clone());
+        tokio::spawn(async move {
+            if let Some(items) = collector.gather(Cause::FailedRequest, pid).await.filter(|i| !i.is_empty()) {
+                writer.evidence(Evidence { backend, request_key: Some(key), event: None, at: now_ms(), items });
+            }
+        });
+    }
+}
+
 /// The row for a finished request.
 fn finished(key: u64, tl: &Timeline, ex: Exchange, end: Instant) -> RequestEnd {
     let (outcome, error) = match ex.result {
         Ok(()) => (Outcome::Ok, None),
         Err(f) => (f.outcome, Some(bounded(&f.error, MAX_ERROR_BYTES))),
     };
-    let timings = tl.server_timings.as_ref();
-    let number = |path: &str| timings.and_then(|t| t.pointer(path)).and_then(serde_json::Value::as_f64);
     RequestEnd {
         key,
         outcome,
@@ -235,10 +306,8 @@ fn finished(key: u64, tl: &Timeline, ex: Exchange, end: Instant) -> RequestEnd {
         tool_call_seen: ex.tool_call_seen,
         tool_call_valid: ex.tool_call_valid,
         server_model: tl.server_model.clone(),
-        server_prompt_ms: number("/timings/prompt_ms")
-            .or_else(|| number("/stats/time_to_first_token").map(|s| s * 1000.0)),
-        server_decode_tps: number("/timings/predicted_per_second").or_else(|| number("/stats/tokens_per_second")),
-        server_timings: timings.map(|t| bounded(&t.to_string(), MAX_ERROR_BYTES)),
+        server: tl.server.clone(),
+        server_timings: tl.server_timings.as_ref().map(|t| bounded(&t.to_string(), MAX_ERROR_BYTES)),
         output: tl.output().to_string(),
         error_signature: error.as_deref().map(signature),
         error,

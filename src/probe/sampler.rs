@@ -6,11 +6,12 @@
 //! It also keeps the backend's "requests since the server started" counter (`server_seq`),
 //! seeded from the database when a process is first seen, so a soakd restart does not reset it.
 
+use super::evidence::{Cause, Collector};
 use super::process::{Identity, Processes};
 use crate::config::{ProcessSelector, SamplerConfig};
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;
-use crate::store::rows::{Event, MemorySample, Phase};
+use crate::store::rows::{Event, Evidence, MemorySample, Phase};
 use crate::time::now_ms;
 use serde_json::json;
 use std::path::PathBuf;
@@ -72,6 +73,7 @@ impl Sampler {
         selector: ProcessSelector,
         config: SamplerConfig,
         writer: WriterHandle,
+        evidence: Arc<Collector>,
         db: PathBuf,
         shutdown: Shutdown,
     ) -> Sampler {
@@ -93,6 +95,7 @@ impl Sampler {
             processes: Some(Processes::new(selector)),
             config,
             writer,
+            evidence,
             db,
             shared: shared.clone(),
             last_known: None,
@@ -186,6 +189,7 @@ struct State {
     processes: Option<Processes>,
     config: SamplerConfig,
     writer: WriterHandle,
+    evidence: Arc<Collector>,
     db: PathBuf,
     shared: Arc<Shared>,
     last_known: Option<Identity>,
@@ -290,15 +294,14 @@ impl State {
                 if !self.missing_reported {
                     self.missing_reported = true;
                     let detail = json!({"last_pid": self.last_known.map(|i| i.pid), "selector": self.processes.as_ref().map(|p| p.selector().describe())});
-                    self.writer.event(event("process_missing", detail));
+                    let pid = self.last_known.map(|i| i.pid);
+                    self.event_with_evidence(event("process_missing", detail), pid).await;
                     self.shared.server.lock().expect("sampler state").identity = None;
                 }
             }
             (Some(old), Some(new)) if old != new => {
-                self.writer.event(event(
-                    "restart",
-                    json!({"old_pid": old.pid, "new_pid": new.pid, "old_started_at": old.started_at, "new_started_at": new.started_at}),
-                ));
+                let detail = json!({"old_pid": old.pid, "new_pid": new.pid, "old_started_at": old.started_at, "new_started_at": new.started_at});
+                self.event_with_evidence(event("restart", detail), Some(old.pid)).await;
                 // Requests that reached a server, sent since the new process started while no
                 // process was known, were its own although it had not been seen yet.
                 let since = new.started_at as i64 * 1000;
@@ -324,6 +327,18 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Records a restart or a lost process with what the machine knows about the old one.
+    async fn event_with_evidence(&self, event: Event, pid: Option<u32>) {
+        let items = self.evidence.gather(Cause::Restart, pid).await.unwrap_or_default();
+        self.writer.evidence(Evidence {
+            backend: self.backend.clone(),
+            request_key: None,
+            at: event.at,
+            event: Some(event),
+            items,
+        });
     }
 
     fn adopt(&mut self, identity: Identity, requests: u64) {

@@ -6,6 +6,7 @@
 //! (completion tokens − 1) / (end − first token); inter-token gaps are kept as p50/p95/max.
 
 use crate::analysis::stats::percentile;
+use crate::backend::ServerNumbers;
 use crate::text::{MAX_OUTPUT_BYTES, push_bounded};
 use crate::time::ms_between;
 use std::time::Instant;
@@ -50,7 +51,10 @@ pub struct Timeline {
     pub done_marker: bool,
     pub reasoning_seen: bool,
     pub server_model: Option<String>,
+    /// The server's extra fields as sent (llama.cpp `timings`, LM Studio `stats`, ...).
     pub server_timings: Option<serde_json::Value>,
+    /// The server's own numbers, parsed from those fields.
+    pub server: ServerNumbers,
     output: String,
     output_full: bool,
     ended: Option<Instant>,
@@ -89,6 +93,7 @@ impl Timeline {
             reasoning_seen: false,
             server_model: None,
             server_timings: None,
+            server: ServerNumbers::default(),
             output: String::new(),
             output_full: false,
             ended: None,

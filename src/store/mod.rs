@@ -9,6 +9,7 @@ pub mod findings;
 pub mod queries;
 mod recover;
 pub mod rows;
+mod signals;
 pub mod writer;
 
 pub use writer::{Writer, WriterHandle};
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../../db/0001_init.sql")),
     ("0002_findings.sql", include_str!("../../db/0002_findings.sql")),
+    ("0003_server_signals.sql", include_str!("../../db/0003_server_signals.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

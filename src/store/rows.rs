@@ -1,5 +1,6 @@
 //! The rows soakd writes, as values the writer thread takes. Column meanings: `db/README.md`.
 
+use crate::backend::ServerNumbers;
 use crate::probe::outcome::Outcome;
 use crate::probe::timeline::Measured;
 
@@ -75,8 +76,7 @@ pub struct RequestEnd {
     pub tool_call_seen: bool,
     pub tool_call_valid: Option<bool>,
     pub server_model: Option<String>,
-    pub server_prompt_ms: Option<f64>,
-    pub server_decode_tps: Option<f64>,
+    pub server: ServerNumbers,
     pub server_timings: Option<String>,
     pub output: String,
     pub error: Option<String>,
@@ -132,4 +132,45 @@ pub struct Event {
     pub kind: &'static str,
     pub at: i64,
     pub detail: serde_json::Value,
+}
+
+/// What the server said about itself when a run began (`runs.server_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunServer {
+    pub run_id: i64,
+    pub version: Option<String>,
+    pub model: Option<String>,
+    pub info: Option<String>,
+}
+
+/// One look at the server's own view of its state (`server_samples`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSample {
+    pub backend: String,
+    pub run_id: Option<i64>,
+    pub taken_at: i64,
+    pub phase: &'static str,
+    pub source: &'static str,
+    pub memory_bytes: Option<u64>,
+    pub gpu_memory_bytes: Option<u64>,
+    pub data: String,
+}
+
+/// What the machine knew about a failure (`crash_evidence`), tied to a request (by its key)
+/// or to an event recorded with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub backend: String,
+    pub request_key: Option<u64>,
+    pub event: Option<Event>,
+    pub at: i64,
+    pub items: Vec<EvidenceItem>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceItem {
+    /// `log` | `crash_report` | `unified_log` | `exit`.
+    pub source: &'static str,
+    pub path: Option<String>,
+    pub text: String,
 }

@@ -3,9 +3,12 @@
 //! queues its rows and the thread commits whatever has accumulated in one transaction.
 
 use super::StoreError;
-use super::rows::{Event, MemorySample, RequestEnd, RequestStart, RunStart, RunStatus};
+use super::rows::{
+    Event, Evidence, MemorySample, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample,
+};
+use super::signals;
 use rusqlite::{Connection, Transaction, params};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The most operations applied in one transaction.
 const MAX_BATCH: usize = 2048;
+
+/// Finished requests whose row ids are remembered, so evidence gathered after a request
+/// ended can still point at it.
+const RECENT_FINISHED: usize = 4096;
 
 enum Op {
     BeginRun(Box<RunStart>, oneshot::Sender<Result<i64, String>>),
@@ -27,6 +34,9 @@ enum Op {
     RequestFinished(Box<RequestEnd>),
     Sample(Box<MemorySample>),
     Event(Box<Event>),
+    RunServer(Box<RunServer>),
+    ServerSample(Box<ServerSample>),
+    Evidence(Box<Evidence>),
     Flush(oneshot::Sender<()>),
     /// Commit what came before, then stop.
     Close,
@@ -110,6 +120,18 @@ impl WriterHandle {
         let _ = self.send(Op::Event(Box::new(e)));
     }
 
+    pub fn run_server(&self, r: RunServer) {
+        let _ = self.send(Op::RunServer(Box::new(r)));
+    }
+
+    pub fn server_sample(&self, s: ServerSample) {
+        let _ = self.send(Op::ServerSample(Box::new(s)));
+    }
+
+    pub fn evidence(&self, e: Evidence) {
+        let _ = self.send(Op::Evidence(Box::new(e)));
+    }
+
     /// Waits until everything sent before is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
@@ -141,7 +163,7 @@ fn own_identity() -> (u32, u64) {
 
 fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>, owner: (u32, u64)) -> WriterStats {
     let mut stats = WriterStats::default();
-    let mut in_flight: HashMap<u64, i64> = HashMap::new();
+    let mut rows = Rows::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -153,7 +175,7 @@ fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>,
         let mut replies = Vec::new();
         let mut attempt = 0;
         loop {
-            match apply(&mut conn, &batch, &mut in_flight, owner, &mut replies) {
+            match apply(&mut conn, &batch, &mut rows, owner, &mut replies) {
                 Ok(()) => break,
                 Err(e) => {
                     stats.failed_transactions += 1;
@@ -189,12 +211,38 @@ fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>,
     stats
 }
 
+/// Request keys → row ids: those in flight, and the latest finished ones.
+#[derive(Default)]
+struct Rows {
+    in_flight: HashMap<u64, i64>,
+    finished: HashMap<u64, i64>,
+    order: VecDeque<u64>,
+}
+
+impl Rows {
+    fn get(&self, key: u64) -> Option<i64> {
+        self.in_flight.get(&key).or_else(|| self.finished.get(&key)).copied()
+    }
+
+    fn finish(&mut self, key: u64) {
+        if let Some(row) = self.in_flight.remove(&key) {
+            self.finished.insert(key, row);
+            self.order.push_back(key);
+            if self.order.len() > RECENT_FINISHED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.finished.remove(&old);
+            }
+        }
+    }
+}
+
 /// Applies a batch in one transaction; `replies[i]` is the row id for a `BeginRun` at `i`.
-/// `in_flight` (request key → row id) changes only once the transaction has committed.
+/// `rows` (request key → row id) changes only once the transaction has committed.
 fn apply(
     conn: &mut Connection,
     batch: &[Op],
-    in_flight: &mut HashMap<u64, i64>,
+    rows: &mut Rows,
     owner: (u32, u64),
     replies: &mut Vec<Option<i64>>,
 ) -> rusqlite::Result<()> {
@@ -212,26 +260,34 @@ fn apply(
             Op::RequestStarted(r) => {
                 started.insert(r.key, insert_request(&tx, r)?);
             }
-            Op::RequestFinished(r) => match started.get(&r.key).or_else(|| in_flight.get(&r.key)) {
-                Some(row) => {
-                    update_request(&tx, *row, r)?;
-                    finished.push(r.key);
+            Op::RequestFinished(r) => {
+                match started.get(&r.key).copied().or_else(|| rows.in_flight.get(&r.key).copied()) {
+                    Some(row) => {
+                        update_request(&tx, row, r)?;
+                        finished.push(r.key);
+                    }
+                    None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
                 }
-                None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
-            },
+            }
             Op::Sample(s) => insert_sample(&tx, s)?,
             Op::Event(e) => {
                 tx.prepare_cached("INSERT INTO events (backend, kind, at, detail) VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![e.backend, e.kind, e.at, e.detail.to_string()])?;
+            }
+            Op::RunServer(r) => signals::update_run_server(&tx, r)?,
+            Op::ServerSample(s) => signals::insert_server_sample(&tx, s)?,
+            Op::Evidence(e) => {
+                let request = e.request_key.and_then(|k| started.get(&k).copied().or_else(|| rows.get(k)));
+                signals::insert_evidence(&tx, e, request)?;
             }
             Op::Flush(_) | Op::Close => {}
         }
         replies.push(id);
     }
     tx.commit()?;
-    in_flight.extend(started);
+    rows.in_flight.extend(started);
     for key in finished {
-        in_flight.remove(&key);
+        rows.finish(key);
     }
     Ok(())
 }
@@ -300,7 +356,9 @@ fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::R
              decode_tps = ?15, output_tps = ?16, finish_reason = ?17, reasoning_seen = ?18,
              tool_call_seen = ?19, tool_call_valid = ?20, server_model = ?21, server_prompt_ms = ?22,
              server_decode_tps = ?23, server_timings = ?24, output = ?25, error = ?26,
-             error_signature = ?27
+             error_signature = ?27, server_ttft_ms = ?28, server_load_ms = ?29, server_total_ms = ?30,
+             server_prompt_tokens = ?31, server_completion_tokens = ?32, server_stop_reason = ?33,
+             server_peak_bytes = ?34
          WHERE id = ?1",
     )?
     .execute(params![
@@ -325,12 +383,19 @@ fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::R
         r.tool_call_seen,
         r.tool_call_valid,
         r.server_model,
-        r.server_prompt_ms,
-        r.server_decode_tps,
+        r.server.prompt_ms,
+        r.server.decode_tps,
         r.server_timings,
         r.output,
         r.error,
         r.error_signature,
+        r.server.ttft_ms,
+        r.server.load_ms,
+        r.server.total_ms,
+        r.server.prompt_tokens,
+        r.server.completion_tokens,
+        r.server.stop_reason,
+        r.server.peak_memory_bytes.map(|b| b as i64),
     ])?;
     Ok(())
 }
@@ -419,8 +484,7 @@ mod tests {
             tool_call_seen: false,
             tool_call_valid: None,
             server_model: None,
-            server_prompt_ms: None,
-            server_decode_tps: None,
+            server: Default::default(),
             server_timings: None,
             output: "hi".into(),
             error: None,

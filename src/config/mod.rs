@@ -5,9 +5,11 @@
 //! folder (`~/Library/Application Support/soakd/config.toml` on macOS,
 //! `~/.config/soakd/config.toml` on Linux). Relative paths in it resolve against its folder.
 
+mod backend;
+
+pub use backend::{BackendConfig, BackendKind, ProcessSelector, WorkerPid};
+
 use crate::fields::{Fields, Place, Problem, Problems};
-use regex::Regex;
-use reqwest::Url;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,59 +37,6 @@ pub struct SamplerConfig {
 impl Default for SamplerConfig {
     fn default() -> Self {
         SamplerConfig { idle_interval: Duration::from_secs(60), during_interval: Duration::from_secs(2) }
-    }
-}
-
-/// One LLM server soakd talks to.
-#[derive(Debug, Clone)]
-pub struct BackendConfig {
-    pub name: String,
-    pub kind: BackendKind,
-    /// Base URL, without the `/v1` suffix.
-    pub url: Url,
-    /// Sent as the request's `model` when set.
-    pub model: Option<String>,
-    /// The name of an env var holding a bearer token (the token itself never enters the config).
-    pub api_key_env: Option<String>,
-    pub process: ProcessSelector,
-    /// Reuse pooled HTTP connections between requests, as most clients do.
-    pub reuse_connections: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// Any server with an OpenAI-compatible `/v1/chat/completions`.
-    OpenAi,
-}
-
-impl BackendKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::OpenAi => "openai",
-        }
-    }
-}
-
-/// Which process holds a backend's memory.
-#[derive(Debug, Clone)]
-pub enum ProcessSelector {
-    /// The process listening on this TCP port.
-    Port(u16),
-    Pid(u32),
-    /// The oldest process whose name or command line matches.
-    Name(Regex),
-    /// Not sampled (a remote server).
-    None,
-}
-
-impl ProcessSelector {
-    pub fn describe(&self) -> String {
-        match self {
-            ProcessSelector::Port(p) => format!("the process listening on port {p}"),
-            ProcessSelector::Pid(p) => format!("pid {p}"),
-            ProcessSelector::Name(r) => format!("the process matching /{}/", r.as_str()),
-            ProcessSelector::None => "none".to_string(),
-        }
     }
 }
 
@@ -167,7 +116,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
             }
             names.push(name.to_string());
         }
-        parsed.extend(parse_backend(table, i + 1, path, &mut problems));
+        parsed.extend(backend::parse_backend(table, i + 1, path, &mut problems));
     }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(Problems(problems)));
@@ -202,118 +151,6 @@ fn parse_sampler(table: toml::Table, path: &Path, problems: &mut Vec<Problem>) -
     }
     f.finish();
     s
-}
-
-fn parse_backend(table: toml::Table, n: usize, path: &Path, problems: &mut Vec<Problem>) -> Option<BackendConfig> {
-    let label = match table.get("name").and_then(|v| v.as_str()) {
-        Some(name) => format!("backend \"{name}\" (entry {n})"),
-        None => format!("backend entry {n}"),
-    };
-    let mut f = Fields::new(table, Place::entry(path, label), problems);
-    let name: Option<String> = f.require("name", "give the backend a short name, e.g. name = \"mlx-server\"");
-    if let Some(name) = &name
-        && (name.is_empty() || name == "*" || name.len() > 64 || name.chars().any(|c| c.is_control()))
-    {
-        f.problem("name", "must be 1–64 printable characters and not \"*\"");
-    }
-    let kind = match f.require::<String>("kind", "say which API the server speaks, e.g. kind = \"openai\"") {
-        Some(k) => parse_kind(&k).map_err(|m| f.problem("kind", m)).ok(),
-        None => None,
-    };
-    let url = match f.require::<String>("url", "give the server's base URL, e.g. url = \"http://127.0.0.1:8080\"") {
-        Some(u) => parse_url(&u).map_err(|m| f.problem("url", m)).ok(),
-        None => None,
-    };
-    let model: Option<String> = f.take("model");
-    let api_key_env: Option<String> = f.take("api_key_env");
-    if let Some(var) = &api_key_env
-        && (var.is_empty() || var.contains('=') || var.contains('\0'))
-    {
-        f.problem("api_key_env", "must be the NAME of an environment variable (the key itself never goes in the file)");
-    }
-    let process = f.take_value("process");
-    let reuse_connections: bool = f.take("reuse_connections").unwrap_or(true);
-    let process = match process {
-        Some(v) => parse_process(v).map_err(|m| f.problem("process", m)).ok(),
-        None => Some(default_process(url.as_ref())),
-    };
-    f.finish();
-    Some(BackendConfig {
-        name: name?,
-        kind: kind?,
-        url: url?,
-        model,
-        api_key_env,
-        process: process?,
-        reuse_connections,
-    })
-}
-
-fn parse_kind(k: &str) -> Result<BackendKind, String> {
-    match k {
-        "openai" => Ok(BackendKind::OpenAi),
-        "lmstudio" | "ollama" | "llamacpp" | "vllm" | "mlx-lm" | "mlx" => Err(format!(
-            "kind \"{k}\" is not supported by this version of soakd yet; use kind = \"openai\" with the server's OpenAI-compatible URL meanwhile"
-        )),
-        other => Err(format!("unknown kind \"{other}\"; use \"openai\" for any OpenAI-compatible server")),
-    }
-}
-
-fn parse_url(u: &str) -> Result<Url, String> {
-    let url =
-        Url::parse(u).map_err(|e| format!("\"{u}\" is not a URL ({e}); write it like \"http://127.0.0.1:8080\""))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("\"{u}\" must start with http:// or https://"));
-    }
-    if url.host_str().is_none() {
-        return Err(format!("\"{u}\" has no host"));
-    }
-    if url.path().trim_end_matches('/').ends_with("/v1") {
-        return Err(format!(
-            "give the base URL without /v1 (soakd adds /v1/chat/completions): \"{}\"",
-            u.trim_end_matches('/').trim_end_matches("/v1")
-        ));
-    }
-    Ok(url)
-}
-
-fn parse_process(v: toml::Value) -> Result<ProcessSelector, String> {
-    const SHAPES: &str = "write process = { port = 8080 }, { pid = 1234 }, { name = \"regex\" } or \"none\"";
-    if v.as_str() == Some("none") {
-        return Ok(ProcessSelector::None);
-    }
-    let Some(t) = v.as_table() else {
-        return Err(format!("{}: {SHAPES}", crate::fields::short(&v)));
-    };
-    if t.len() != 1 {
-        return Err(format!("give exactly one of port, pid, name; {SHAPES}"));
-    }
-    let (key, value) = t.iter().next().expect("one entry");
-    match (key.as_str(), value) {
-        ("port", toml::Value::Integer(p)) if (1..=65535).contains(p) => Ok(ProcessSelector::Port(*p as u16)),
-        ("pid", toml::Value::Integer(p)) if (1..=i64::from(u32::MAX)).contains(p) => {
-            Ok(ProcessSelector::Pid(*p as u32))
-        }
-        ("name", toml::Value::String(re)) => {
-            Regex::new(re).map(ProcessSelector::Name).map_err(|e| format!("name is not a valid regex: {e}"))
-        }
-        _ => Err(format!("{key} = {}: {SHAPES}", crate::fields::short(value))),
-    }
-}
-
-/// Without a `process` entry: the process listening on the URL's port, when the server is local.
-fn default_process(url: Option<&Url>) -> ProcessSelector {
-    let Some(url) = url else { return ProcessSelector::None };
-    let local = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    match (local, url.port_or_known_default()) {
-        (true, Some(port)) => ProcessSelector::Port(port),
-        _ => ProcessSelector::None,
-    }
 }
 
 #[cfg(test)]
@@ -375,7 +212,7 @@ mod tests {
             colour = "blue"
             [[backend]]
             name = "a"
-            kind = "ollama"
+            kind = "mlx"
             url = "http://127.0.0.1:11434/v1"
             [[backend]]
             kind = "openai"
@@ -394,7 +231,10 @@ mod tests {
         let has = |s: &str| all.iter().any(|l| l.contains(s));
         assert!(has("c.toml: field `shutdown_grace_s`: must be between 0 and 3600"), "{all:#?}");
         assert!(has("c.toml: field `colour`: unknown field"), "{all:#?}");
-        assert!(has("backend \"a\" (entry 1): field `kind`: kind \"ollama\" is not supported"), "{all:#?}");
+        assert!(
+            has("backend \"a\" (entry 1): field `kind`: kind \"mlx\" (in-process MLX) is not supported"),
+            "{all:#?}"
+        );
         assert!(has("backend \"a\" (entry 1): field `url`: give the base URL without /v1"), "{all:#?}");
         assert!(has("backend entry 2: field `name`: missing"), "{all:#?}");
         assert!(has("backend entry 2: field `url`: \"not a url\" is not a URL"), "{all:#?}");
@@ -412,7 +252,7 @@ mod tests {
 
     #[test]
     fn process_shapes() {
-        let p = |s: &str| parse_process(s.parse::<toml::Table>().unwrap().remove("process").unwrap());
+        let p = |s: &str| backend::parse_process(s.parse::<toml::Table>().unwrap().remove("process").unwrap());
         assert!(matches!(p("process = { pid = 42 }"), Ok(ProcessSelector::Pid(42))));
         assert!(matches!(p("process = { name = \"mlx_lm\\\\.server\" }"), Ok(ProcessSelector::Name(_))));
         assert!(matches!(p("process = \"none\""), Ok(ProcessSelector::None)));
