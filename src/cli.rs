@@ -76,6 +76,22 @@ pub enum Command {
         no_save: bool,
     },
 
+    /// Find the LLM servers running on this machine: looks at the well-known ports (LM Studio
+    /// 1234, Ollama 11434, mlx_lm / llama.cpp 8080, vLLM 8000) and any given, tells each
+    /// server's kind from its endpoints, finds the listening process, and prints
+    /// `[[backend]]` entries to paste into the config.
+    Discover {
+        /// Another port to look at (repeatable).
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<u16>,
+        /// The host to look on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// How long each endpoint may take to answer, in milliseconds.
+        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        timeout_ms: u64,
+    },
+
     /// Serve a simulated OpenAI-compatible LLM on 127.0.0.1, with settable speed, memory growth,
     /// crashes and faults (for the demo and fault tests).
     Sim(crate::sim::SimArgs),

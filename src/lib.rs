@@ -10,15 +10,17 @@
 //!                                                                                    │ concurrency,
 //!            ┌───────────────────────────────────────────────────────────────────────┘ delay / rate
 //!            ▼
-//!   backend (OpenAI-compatible adapter) ──► probe::record (timings + outcome)
-//!            │
+//!   backend (one adapter per kind) ──► probe::timeline (timings + outcome + server numbers)
+//!            │ describe / observe / after_failure ──► runs.server_*, server_samples, events
 //!   probe::sampler (sysinfo: the backend's process tree + system) ──► memory samples, restarts
+//!   probe::evidence (log tail, crash reports, unified log) ──► crash_evidence
 //!            ▼
 //!   store (rusqlite, WAL, one writer thread, batched transactions, migrations in db/)
 //!            ▼
 //!   analysis (pure functions over rows) ──► report (the comparison table)
 //! ```
 //!
+//! `discover` finds the servers running on this machine and writes their config entries.
 //! `sim` is a built-in OpenAI-compatible server with controllable speed, memory growth and
 //! faults; `demo` soaks two of them to show the whole flow without any LLM server installed.
 
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod discover;
 pub mod fields;
 pub mod probe;
 pub mod report;

@@ -63,7 +63,7 @@ fn check_reports_schedule_problems_even_when_the_config_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        "[[backend]]\nname = \"a\"\nkind = \"ollama\"\nurl = \"http://127.0.0.1:1\"\n",
+        "[[backend]]\nname = \"a\"\nkind = \"mlx\"\nurl = \"http://127.0.0.1:1\"\n",
         "[[job]]\nname = \"x\"\n",
     );
     let (code, _, err) = soakd(&["check", "--config", config.to_str().unwrap()]);

@@ -17,7 +17,7 @@ fn once(config: &Path, job: &str) -> String {
 /// A llama-server on the babble model, and a config pointing at it with these jobs.
 fn llama_with_jobs(d: &Deps, dir: &Path, jobs: &str) -> (Server, std::path::PathBuf) {
     let server = start_llama(d, "babble", free_port(), dir);
-    let config = write_config(dir, &common::backend("llama", server.port), jobs);
+    let config = write_config(dir, &common::llamacpp_backend("llama", &server), jobs);
     (server, config)
 }
 
@@ -100,6 +100,31 @@ fn llama_server_rows_timings_tokens_and_memory_are_right() {
         one::<i64>(&conn, &format!("SELECT count(*) FROM runs WHERE server_pid = {pid} AND status = 'completed'")),
         2
     );
+    // Kind llamacpp: the server's build and model per run, and its own view before and after.
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            "SELECT count(*) FROM runs WHERE server_version LIKE 'b%' AND server_model = 'tiny' AND json_extract(server_info, '$.n_ctx') > 0"
+        ),
+        2
+    );
+    assert_eq!(count(&conn, "server_completion_tokens = 64 AND server_prompt_tokens > 0 AND server_total_ms > 0"), 9);
+    for (source, phase) in [("health", "before"), ("metrics", "after"), ("slots", "after")] {
+        assert_eq!(
+            one::<i64>(
+                &conn,
+                &format!("SELECT count(*) FROM server_samples WHERE source = '{source}' AND phase = '{phase}'")
+            ),
+            2,
+            "{source} {phase}"
+        );
+    }
+    // llama-server's own counter saw every token soakd counted.
+    let predicted: f64 = one(
+        &conn,
+        "SELECT json_extract(data, '$.tokens_predicted_total') FROM server_samples WHERE source = 'metrics' ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(predicted, 9.0 * 64.0);
 }
 
 #[test]
@@ -240,7 +265,7 @@ fn llama_server_killed_mid_burst_then_restarted() {
     let old_pid = first.pid();
     let config = write_config(
         dir.path(),
-        &common::backend("llama", port),
+        &common::llamacpp_backend("llama", &first),
         "[[job]]\nname = \"burst\"\ncron = \"@hourly\"\nrequests = 300\ndelay_ms = 20\nmax_tokens = 48\n\
          timeouts = { first_byte_ms = 5000 }\n",
     );
@@ -295,6 +320,28 @@ fn llama_server_killed_mid_burst_then_restarted() {
     );
     assert_eq!(one::<i64>(&conn, "SELECT count(DISTINCT pid) FROM memory_samples WHERE pid IS NOT NULL"), 2);
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'process_missing'"), 1);
+    // The failures carry the tail of the server's log: for the lost process, and for the first
+    // failed request of the burst.
+    let evidence = |filter: &str| -> i64 {
+        let log = first.log.display().to_string();
+        one(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM crash_evidence WHERE source = 'log' AND path = '{log}' AND text LIKE '%slot%' AND {filter}"
+            ),
+        )
+    };
+    assert_eq!(evidence("event_id = (SELECT id FROM events WHERE kind = 'process_missing')"), 1);
+    assert!(evidence("request_id IN (SELECT id FROM requests WHERE outcome <> 'ok')") >= 1);
+    // The server's health, looked at after failures: gone, then back.
+    let health: Vec<String> = conn
+        .prepare("SELECT json_extract(detail, '$.to') FROM events WHERE kind = 'health_changed' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(health.contains(&"unreachable".to_string()), "{health:?}");
 }
 
 /// mlx_lm.server streams over HTTP/1.0 with no length: a kill mid-stream looks like an early
@@ -305,9 +352,10 @@ fn mlx_lm_server_killed_mid_stream() {
     let d: Deps = deps();
     let dir = tempfile::tempdir().unwrap();
     let mut server = start_mlx(&d, "babble", free_port(), dir.path());
+    let backend = format!("{}log = \"{}\"\n", common::backend("mlx", server.port), server.log.display());
     let config = write_config(
         dir.path(),
-        &common::backend("mlx", server.port),
+        &backend,
         "[[job]]\nname = \"long\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 4000\n",
     );
     let child = std::process::Command::new(common::SOAKD)
@@ -329,6 +377,75 @@ fn mlx_lm_server_killed_mid_stream() {
         "tokens before the kill were counted"
     );
     assert_eq!(one::<String>(&conn, "SELECT outcome FROM requests WHERE seq = 1"), "connect_refused");
+    // The cut-off request carries the tail of mlx_lm.server's log.
+    let log = server.log.display().to_string();
+    assert_eq!(
+        one::<i64>(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM crash_evidence WHERE request_id = (SELECT id FROM requests WHERE seq = 0) AND source = 'log' AND path = '{log}' AND length(text) > 0"
+            )
+        ),
+        1
+    );
+}
+
+/// Killed while idle under the daemon: the lost process is an event with the log's tail, the
+/// next firing's requests fail as refused, and the new server is a restart.
+#[test]
+fn llama_server_killed_while_idle_under_the_daemon() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = start_llama(&d, "babble", port, dir.path());
+    let old_pid = first.pid();
+    let config = write_config(
+        dir.path(),
+        &common::llamacpp_backend("llama", &first),
+        "[[job]]\nname = \"every-3s\"\ncron = \"*/3 * * * * *\"\nrequests = 2\nmax_tokens = 8\n",
+    );
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(dir.path(), "SELECT count(*) FROM runs WHERE status = 'completed'", 1, Duration::from_secs(30));
+    // Between firings: no request in flight.
+    wait_for(dir.path(), "SELECT count(*) = 0 FROM requests WHERE outcome = 'in_flight'", 1, Duration::from_secs(10));
+    let log_before_kill = first.log_text();
+    first.kill();
+    wait_for(dir.path(), "SELECT count(*) FROM events WHERE kind = 'process_missing'", 1, Duration::from_secs(15));
+    wait_for(dir.path(), "SELECT count(*) FROM requests WHERE outcome = 'connect_refused'", 1, Duration::from_secs(15));
+    let second = start_llama(&d, "babble", port, dir.path());
+    let new_pid = second.pid();
+    wait_for(
+        dir.path(),
+        &format!("SELECT count(*) FROM requests WHERE outcome = 'ok' AND server_pid = {new_pid}"),
+        1,
+        Duration::from_secs(30),
+    );
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = db(dir.path());
+    assert_eq!(
+        one::<i64>(&conn, "SELECT json_extract(detail, '$.last_pid') FROM events WHERE kind = 'process_missing'"),
+        i64::from(old_pid)
+    );
+    let restart: (i64, i64) = conn
+        .query_row("SELECT old_pid, new_pid FROM restarts", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("one restart event");
+    assert_eq!(restart, (i64::from(old_pid), i64::from(new_pid)));
+    // The evidence is the end of the killed server's log, as it was.
+    let tail: String = one(
+        &conn,
+        "SELECT text FROM crash_evidence WHERE source = 'log' AND event_id = (SELECT id FROM events WHERE kind = 'process_missing')",
+    );
+    let last_line = log_before_kill.lines().last().expect("llama-server logged");
+    assert!(tail.ends_with(last_line), "{tail:?} does not end with {last_line:?}");
+    assert_eq!(count(&conn, "outcome NOT IN ('ok', 'connect_refused', 'cancelled')"), 0, "{:?}", failures(&conn));
 }
 
 /// `soakd run` fires the schedules, skips a firing that would stack on a running one, and

@@ -10,9 +10,13 @@
 
 mod chunk;
 mod guard;
+mod llamacpp;
+mod metrics;
 pub mod numbers;
 mod openai;
 mod pool;
+pub mod side;
+mod vllm;
 
 pub use numbers::ServerNumbers;
 pub use openai::OpenAi;
@@ -131,14 +135,26 @@ pub enum BackendError {
     Client { backend: String, err: reqwest::Error },
 }
 
+/// The `Authorization` header for a backend with `api_key_env`, marked sensitive (never logged).
+fn bearer(config: &BackendConfig) -> Result<Option<reqwest::header::HeaderValue>, BackendError> {
+    let Some(var) = &config.api_key_env else { return Ok(None) };
+    let key = std::env::var(var)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| BackendError::MissingKey { backend: config.name.clone(), var: var.clone() })?;
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .map_err(|_| BackendError::BadKey { backend: config.name.clone(), var: var.clone() })?;
+    v.set_sensitive(true);
+    Ok(Some(v))
+}
+
 /// A new adapter for a configured backend, with the connect timeout of the workload.
 pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Backend>, BackendError> {
     match config.kind {
-        BackendKind::OpenAi
-        | BackendKind::LmStudio
-        | BackendKind::Ollama
-        | BackendKind::LlamaCpp
-        | BackendKind::Vllm
-        | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        BackendKind::LlamaCpp => Ok(Box::new(llamacpp::LlamaCpp::new(config, timeouts)?)),
+        BackendKind::Vllm => Ok(Box::new(vllm::Vllm::new(config, timeouts)?)),
+        BackendKind::OpenAi | BackendKind::LmStudio | BackendKind::Ollama | BackendKind::MlxLm => {
+            Ok(Box::new(OpenAi::new(config, timeouts)?))
+        }
     }
 }

@@ -51,19 +51,7 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub fn new(config: &BackendConfig, timeouts: &Timeouts) -> Result<Self, BackendError> {
-        let auth = match &config.api_key_env {
-            None => None,
-            Some(var) => {
-                let key = std::env::var(var)
-                    .ok()
-                    .filter(|k| !k.is_empty())
-                    .ok_or_else(|| BackendError::MissingKey { backend: config.name.clone(), var: var.clone() })?;
-                let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-                    .map_err(|_| BackendError::BadKey { backend: config.name.clone(), var: var.clone() })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
+        let auth = super::bearer(config)?;
         let build = |pool: bool| {
             let b = Client::builder()
                 .connect_timeout(timeouts.connect)
@@ -402,7 +390,7 @@ fn empty_check(tl: &Timeline, calls: &ToolCalls) -> Result<(), Failure> {
 }
 
 /// Reads at most `max` bytes of a body; `complete` is false when there was more.
-async fn read_bounded(mut response: Response, max: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+pub(super) async fn read_bounded(mut response: Response, max: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut buf = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         if buf.len() + chunk.len() > max {

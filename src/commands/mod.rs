@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod discover;
 mod once;
 mod report;
 
@@ -31,6 +32,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.config.as_deref(),
                 report::Args { db, since: Some(since), until, backends, format, save: !no_save },
             ),
+            Command::Discover { ports, host, timeout_ms } => {
+                discover::run(&host, &ports, std::time::Duration::from_millis(timeout_ms)).await
+            }
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,
         }

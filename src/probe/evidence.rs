@@ -5,8 +5,8 @@
 //! GPU driver around that minute (Metal errors such as
 //! `kIOGPUCommandBufferCallbackErrorOutOfMemory`, `IOGPUMetalError`, aborts).
 //!
-//! A burst of failures gathers once: after one gathering, failed requests get none for
-//! `QUIET`; restarts always do.
+//! A burst of failures gathers once: after one gathering for a failed request, the next
+//! failed requests get none for `QUIET`; restarts and lost processes always gather.
 
 use crate::config::{BackendConfig, ProcessSelector};
 use crate::store::rows::EvidenceItem;
@@ -81,10 +81,12 @@ impl Collector {
     pub async fn gather(&self, cause: Cause, pid: Option<u32>) -> Option<Vec<EvidenceItem>> {
         let since = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if cause == Cause::FailedRequest && s.last.is_some_and(|t| t.elapsed() < QUIET) {
-                return None;
+            if cause == Cause::FailedRequest {
+                if s.last.is_some_and(|t| t.elapsed() < QUIET) {
+                    return None;
+                }
+                s.last = Some(Instant::now());
             }
-            s.last = Some(Instant::now());
             s.since
         };
         let log = self.log.clone();
@@ -269,6 +271,9 @@ mod tests {
         assert_eq!(first[0].text, "ggml_metal: error: out of memory");
         assert!(c.gather(Cause::FailedRequest, Some(1)).await.is_none(), "quiet after a gathering");
         assert!(c.gather(Cause::Restart, Some(1)).await.is_some(), "a restart always gathers");
+        let c = Collector::with_reports_dir(&config(Some(dir.path().join("server.log"))), None);
+        assert!(c.gather(Cause::Restart, Some(1)).await.is_some());
+        assert!(c.gather(Cause::FailedRequest, Some(1)).await.is_some(), "a restart does not quiet the requests");
     }
 
     #[tokio::test]

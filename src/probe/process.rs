@@ -281,3 +281,12 @@ mod tests {
         assert!(p.resolve().is_none());
     }
 }
+
+/// The process listening on `port` on this machine: its pid and name (`soakd discover`).
+pub fn listening_process(port: u16) -> Option<(u32, String)> {
+    let mut p = Processes::new(ProcessSelector::Port(port));
+    let id = p.resolve()?;
+    let name =
+        p.sys.process(Pid::from_u32(id.pid)).map(|p| p.name().to_string_lossy().into_owned()).unwrap_or_default();
+    Some((id.pid, name))
+}

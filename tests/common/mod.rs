@@ -199,6 +199,15 @@ pub fn backend(name: &str, port: u16) -> String {
     format!("[[backend]]\nname = \"{name}\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{port}\"\n")
 }
 
+/// A `[[backend]]` entry of kind `llamacpp` for a llama-server, with its log file.
+pub fn llamacpp_backend(name: &str, server: &Server) -> String {
+    format!(
+        "[[backend]]\nname = \"{name}\"\nkind = \"llamacpp\"\nurl = \"http://127.0.0.1:{}\"\nlog = \"{}\"\n",
+        server.port,
+        server.log.display()
+    )
+}
+
 /// Runs soakd with arguments; returns (exit code, stdout, stderr).
 pub fn soakd(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(SOAKD).args(args).output().expect("soakd runs");

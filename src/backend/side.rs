@@ -1,0 +1,136 @@
+//! The side endpoints a server has beside its chat API (`/health`, `/props`, `/metrics`,
+//! `/version`, ...): short GETs with their own small timeout, bounded bodies, and the same
+//! bearer token as the chat requests. A side endpoint that fails is simply not recorded.
+
+use super::BackendError;
+use super::openai::read_bounded;
+use crate::config::BackendConfig;
+use crate::text::bounded;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::{Client, Url};
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long one side request may take.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// The most of a side endpoint's body that is read (a `/metrics` page is a few KiB).
+const MAX_BYTES: usize = 1024 * 1024;
+
+pub struct Side {
+    client: Client,
+    base: Url,
+    auth: Option<HeaderValue>,
+}
+
+/// A side endpoint's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    /// The `Server` header, if any.
+    pub server: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+impl Side {
+    pub fn new(config: &BackendConfig) -> Result<Side, BackendError> {
+        let side = Side::at(config.url.clone(), TIMEOUT)
+            .map_err(|err| BackendError::Client { backend: config.name.clone(), err })?;
+        Ok(Side { auth: super::bearer(config)?, ..side })
+    }
+
+    /// Side requests to `base` with no token, each bounded by `timeout`.
+    pub fn at(base: Url, timeout: Duration) -> Result<Side, reqwest::Error> {
+        let client = Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .build()?;
+        Ok(Side { client, base, auth: None })
+    }
+
+    /// `GET {base}{path}`; `None` when the server could not be reached or the body did not end.
+    pub async fn get(&self, path: &str) -> Option<Reply> {
+        let mut url = self.base.clone();
+        let (p, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+        url.set_path(&format!("{}{p}", self.base.path().trim_end_matches('/')));
+        url.set_query(query);
+        let mut req = self.client.get(url);
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        let response = req.send().await.ok()?;
+        let status = response.status().as_u16();
+        let server =
+            response.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).map(|s| bounded(s, 128));
+        let (bytes, complete) = read_bounded(response, MAX_BYTES).await.ok()?;
+        complete.then(|| Reply { status, server, body: String::from_utf8_lossy(&bytes).into_owned() })
+    }
+
+    /// `GET {base}{path}` as JSON, when it answered 2xx with JSON.
+    pub async fn json(&self, path: &str) -> Option<Value> {
+        self.get(path).await.filter(Reply::ok).and_then(|r| r.json())
+    }
+}
+
+/// A server's `/health` as last seen, so that a failure records an event only when the
+/// health changed (a burst of failures against a loading server gives one event, not 100).
+#[derive(Default)]
+pub struct HealthWatch {
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl HealthWatch {
+    /// `health_changed` when the state differs from the last one seen.
+    pub fn note(&self, reply: Option<&Reply>) -> Option<super::ServerEvent> {
+        let state = health_state(reply);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(state.as_str()) {
+            return None;
+        }
+        let before = last.replace(state.clone());
+        let body = reply.map(|r| bounded(&r.body, 512));
+        Some(super::ServerEvent {
+            kind: "health_changed",
+            detail: serde_json::json!({"from": before, "to": state, "status": reply.map(|r| r.status), "body": body}),
+        })
+    }
+}
+
+/// `ok`, `unreachable`, or `http NNN` (llama.cpp answers 503 while loading its model).
+pub fn health_state(reply: Option<&Reply>) -> String {
+    match reply {
+        None => "unreachable".into(),
+        Some(r) if r.ok() => "ok".into(),
+        Some(r) => format!("http {}", r.status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_events_only_on_change() {
+        let w = HealthWatch::default();
+        let ok = Reply { status: 200, server: None, body: "{\"status\":\"ok\"}".into() };
+        let loading = Reply { status: 503, server: None, body: "{\"error\":{\"message\":\"Loading model\"}}".into() };
+        assert!(w.note(Some(&ok)).is_some(), "the first look is recorded");
+        assert!(w.note(Some(&ok)).is_none());
+        let e = w.note(Some(&loading)).expect("a change");
+        assert_eq!(e.detail["from"], "ok");
+        assert_eq!(e.detail["to"], "http 503");
+        assert!(w.note(Some(&loading)).is_none());
+        assert_eq!(w.note(None).expect("a change").detail["to"], "unreachable");
+    }
+}
