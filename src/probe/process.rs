@@ -193,6 +193,15 @@ pub fn footprint(_pid: u32) -> Option<u64> {
     None
 }
 
+/// The process listening on `port` on this machine: its pid and name (`soakd discover`).
+pub fn listening_process(port: u16) -> Option<(u32, String)> {
+    let mut p = Processes::new(ProcessSelector::Port(port));
+    let id = p.resolve()?;
+    let name =
+        p.sys.process(Pid::from_u32(id.pid)).map(|p| p.name().to_string_lossy().into_owned()).unwrap_or_default();
+    Some((id.pid, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,13 +289,4 @@ mod tests {
         assert!(s.used_bytes > 0 && s.available_bytes > 0);
         assert!(p.resolve().is_none());
     }
-}
-
-/// The process listening on `port` on this machine: its pid and name (`soakd discover`).
-pub fn listening_process(port: u16) -> Option<(u32, String)> {
-    let mut p = Processes::new(ProcessSelector::Port(port));
-    let id = p.resolve()?;
-    let name =
-        p.sys.process(Pid::from_u32(id.pid)).map(|p| p.name().to_string_lossy().into_owned()).unwrap_or_default();
-    Some((id.pid, name))
 }
