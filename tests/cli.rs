@@ -69,7 +69,7 @@ fn check_reports_schedule_problems_even_when_the_config_is_invalid() {
     let (code, _, err) = soakd(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("2 problems found"), "{err}");
-    assert!(err.contains("field `kind`") && err.contains("job \"x\" (entry 1): field `cron`: missing"), "{err}");
+    assert!(err.contains("field `model`") && err.contains("job \"x\" (entry 1): field `cron`: missing"), "{err}");
 }
 
 #[test]

@@ -5,16 +5,23 @@
 //! Beyond the chat itself an adapter may tell what the server says about itself (`describe`:
 //! version and model, asked at each run's start), its own view of its state around a workload
 //! (`observe`: metrics, loaded models, slots), and what changed after a failure
-//! (`after_failure`: LM Studio's model going from loaded to not-loaded). Adapters live for a
+//! (`after_failure`: LM Studio's model going from loaded to not-loaded), and what it noticed in
+//! its own traffic (`noticed`: an Ollama reload seen in `load_duration`). Adapters live for a
 //! whole session (`Adapters`), so a worker process is started once, not once per run.
 
 mod chunk;
 mod guard;
+mod http;
+mod lmstudio;
+mod ndjson;
 pub mod numbers;
+mod ollama;
 mod openai;
 mod pool;
 
+pub use lmstudio::LmStudio;
 pub use numbers::ServerNumbers;
+pub use ollama::Ollama;
 pub use openai::OpenAi;
 pub use pool::Adapters;
 
@@ -114,6 +121,12 @@ pub trait Backend: Send + Sync {
         Box::pin(async { Vec::new() })
     }
 
+    /// Events the adapter noticed in its own replies since it was last asked (an Ollama model
+    /// reload in `load_duration`, LM Studio's model loaded again); asked after every request.
+    fn noticed(&self) -> Vec<ServerEvent> {
+        Vec::new()
+    }
+
     /// Stops whatever the adapter started (a worker process) at the session's end.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -134,11 +147,10 @@ pub enum BackendError {
 /// A new adapter for a configured backend, with the connect timeout of the workload.
 pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Backend>, BackendError> {
     match config.kind {
-        BackendKind::OpenAi
-        | BackendKind::LmStudio
-        | BackendKind::Ollama
-        | BackendKind::LlamaCpp
-        | BackendKind::Vllm
-        | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        BackendKind::LmStudio => Ok(Box::new(LmStudio::new(config, timeouts)?)),
+        BackendKind::Ollama => Ok(Box::new(Ollama::new(config, timeouts)?)),
+        BackendKind::OpenAi | BackendKind::LlamaCpp | BackendKind::Vllm | BackendKind::MlxLm => {
+            Ok(Box::new(OpenAi::new(config, timeouts)?))
+        }
     }
 }
