@@ -214,10 +214,10 @@ impl Backend for LmStudio {
                 Ok(models) => {
                     let mut known = self.known();
                     for m in &models {
-                        if let (Some(id), Some(state)) = (short_str(m, "id"), short_str(m, "state")) {
-                            if let Some(e) = known.update(&id, &state, "observe") {
-                                known.pending.push(e);
-                            }
+                        if let (Some(id), Some(state)) = (short_str(m, "id"), short_str(m, "state"))
+                            && let Some(e) = known.update(&id, &state, "observe")
+                        {
+                            known.pending.push(e);
                         }
                     }
                     json!({"models": models})
