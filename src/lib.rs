@@ -10,7 +10,7 @@
 //!                                                                                    │ concurrency,
 //!            ┌───────────────────────────────────────────────────────────────────────┘ delay / rate
 //!            ▼
-//!   backend (OpenAI-compatible adapter) ──► probe::record (timings + outcome)
+//!   backend (OpenAI-compatible, lmstudio, ollama adapters) ──► probe::record (timings + outcome)
 //!            │
 //!   probe::sampler (sysinfo: the backend's process tree + system) ──► memory samples, restarts
 //!            ▼
