@@ -74,7 +74,8 @@ impl Seen {
         let previous = self.last_load_ms.replace(load_ms);
         self.in_ps = Some(true);
         let jumped = load_ms > RELOAD_MIN_MS && previous.is_some_and(|p| load_ms > RELOAD_FACTOR * p);
-        if load_ms > RELOAD_MIN_MS && std::mem::take(&mut self.reload_reported) {
+        // The first reply after a reported reload shows that reload's load (if anyone's).
+        if std::mem::take(&mut self.reload_reported) {
             return None;
         }
         jumped.then(|| ServerEvent {

@@ -145,6 +145,10 @@ fn leaving_ps_is_a_reload_and_its_load_is_not_counted_twice() {
     assert_eq!(s.load("m", 2500.0), None, "the load of the reload already reported");
     assert_eq!(s.load("m", 5.0), None);
     assert!(s.load("m", 2500.0).is_some(), "a later jump is a new reload");
+    // Someone else's request reloaded it: ours sees no load, and a later reload still counts.
+    assert!(s.in_ps("m", false).is_some());
+    assert_eq!(s.load("m", 3.0), None);
+    assert!(s.load("m", 2500.0).is_some());
 }
 
 #[test]
