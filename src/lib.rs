@@ -11,7 +11,7 @@
 //!            ┌───────────────────────────────────────────────────────────────────────┘ delay / rate
 //!            ▼
 //!   backend (one adapter per kind) ──► probe::timeline (timings + outcome + server numbers)
-//!            │ describe / observe / after_failure ──► runs.server_*, server_samples, events
+//!            │ describe / observe / after_failure / noticed ──► runs.server_*, server_samples, events
 //!   probe::sampler (sysinfo: the backend's process tree + system) ──► memory samples, restarts
 //!   probe::evidence (log tail, crash reports, unified log) ──► crash_evidence
 //!            ▼

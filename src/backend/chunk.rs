@@ -21,6 +21,12 @@ pub(crate) struct Body {
     /// LM Studio's server-side numbers.
     #[serde(default)]
     pub stats: Option<Value>,
+    /// LM Studio's `/api/v0` model facts (`arch`, `quant`, `format`, `context_length`).
+    #[serde(default)]
+    pub model_info: Option<Value>,
+    /// LM Studio's `/api/v0` engine (`name`, `version`).
+    #[serde(default)]
+    pub runtime: Option<Value>,
     #[serde(default)]
     pub error: Option<Value>,
 }
@@ -115,6 +121,11 @@ impl ToolCalls {
 
     pub fn seen(&self) -> bool {
         !self.calls.is_empty()
+    }
+
+    /// How many calls so far.
+    pub fn count(&self) -> usize {
+        self.calls.len()
     }
 
     /// Every call names one of `offered` (an OpenAI `tools` array) and its arguments are a

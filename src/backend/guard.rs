@@ -26,7 +26,7 @@ impl fmt::Display for StreamFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StreamFault::Stalled(d) => write!(f, "no data for {} ms mid-stream", d.as_millis()),
-            StreamFault::LineTooLong => write!(f, "an SSE line longer than {MAX_LINE_BYTES} bytes"),
+            StreamFault::LineTooLong => write!(f, "a stream line longer than {MAX_LINE_BYTES} bytes"),
             StreamFault::Transport(e) => write!(f, "{}", super::openai::error_chain(e)),
         }
     }

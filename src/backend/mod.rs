@@ -5,20 +5,27 @@
 //! Beyond the chat itself an adapter may tell what the server says about itself (`describe`:
 //! version and model, asked at each run's start), its own view of its state around a workload
 //! (`observe`: metrics, loaded models, slots), and what changed after a failure
-//! (`after_failure`: LM Studio's model going from loaded to not-loaded). Adapters live for a
+//! (`after_failure`: LM Studio's model going from loaded to not-loaded), and what it noticed in
+//! its own traffic (`noticed`: an Ollama reload seen in `load_duration`). Adapters live for a
 //! whole session (`Adapters`), so a worker process is started once, not once per run.
 
 mod chunk;
 mod guard;
+mod http;
 mod llamacpp;
+mod lmstudio;
 mod metrics;
+mod ndjson;
 pub mod numbers;
+mod ollama;
 mod openai;
 mod pool;
 pub mod side;
 mod vllm;
 
+pub use lmstudio::LmStudio;
 pub use numbers::ServerNumbers;
+pub use ollama::Ollama;
 pub use openai::OpenAi;
 pub use pool::Adapters;
 
@@ -118,6 +125,12 @@ pub trait Backend: Send + Sync {
         Box::pin(async { Vec::new() })
     }
 
+    /// Events the adapter noticed in its own replies since it was last asked (an Ollama model
+    /// reload in `load_duration`, LM Studio's model loaded again); asked after every request.
+    fn noticed(&self) -> Vec<ServerEvent> {
+        Vec::new()
+    }
+
     /// Stops whatever the adapter started (a worker process) at the session's end.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -153,8 +166,8 @@ pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Ba
     match config.kind {
         BackendKind::LlamaCpp => Ok(Box::new(llamacpp::LlamaCpp::new(config, timeouts)?)),
         BackendKind::Vllm => Ok(Box::new(vllm::Vllm::new(config, timeouts)?)),
-        BackendKind::OpenAi | BackendKind::LmStudio | BackendKind::Ollama | BackendKind::MlxLm => {
-            Ok(Box::new(OpenAi::new(config, timeouts)?))
-        }
+        BackendKind::LmStudio => Ok(Box::new(LmStudio::new(config, timeouts)?)),
+        BackendKind::Ollama => Ok(Box::new(Ollama::new(config, timeouts)?)),
+        BackendKind::OpenAi | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
     }
 }

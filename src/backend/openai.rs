@@ -13,6 +13,7 @@
 
 use super::chunk::{Body, ToolCalls, error_text};
 use super::guard::{Guarded, StreamFault};
+use super::http::{Http, read_bounded};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure};
 use crate::config::BackendConfig;
 use crate::probe::outcome::{Outcome, is_crash_text};
@@ -23,7 +24,7 @@ use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Response, Url};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -31,47 +32,36 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// A pooled connection found closed this soon after sending is the reuse race, not a crash.
-const STALE_WINDOW: Duration = Duration::from_millis(250);
+pub(super) const STALE_WINDOW: Duration = Duration::from_millis(250);
 
 /// How long to read on after `[DONE]` for the body's end (not counted in the request's time).
 const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
 
 /// The most of a non-streamed body soakd reads before calling it malformed.
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct OpenAi {
+    http: Http,
     endpoint: Url,
     model: Option<String>,
-    pooled: Client,
-    fresh: Client,
-    reuse: bool,
-    auth: Option<HeaderValue>,
-    timeouts: Timeouts,
 }
 
 impl OpenAi {
+    /// The adapter for `POST {url}/v1/chat/completions`.
     pub fn new(config: &BackendConfig, timeouts: &Timeouts) -> Result<Self, BackendError> {
-        let auth = super::bearer(config)?;
-        let build = |pool: bool| {
-            let b = Client::builder()
-                .connect_timeout(timeouts.connect)
-                .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")))
-                .no_proxy();
-            let b = if pool { b.pool_idle_timeout(Duration::from_secs(30)) } else { b.pool_max_idle_per_host(0) };
-            b.build().map_err(|err| BackendError::Client { backend: config.name.clone(), err })
-        };
-        let mut endpoint = config.url.clone();
-        let path = format!("{}/v1/chat/completions", endpoint.path().trim_end_matches('/'));
-        endpoint.set_path(&path);
-        Ok(OpenAi {
-            endpoint,
-            model: config.model.clone(),
-            pooled: build(true)?,
-            fresh: build(false)?,
-            reuse: config.reuse_connections,
-            auth,
-            timeouts: *timeouts,
-        })
+        Self::with_path(config, timeouts, "/v1/chat/completions")
+    }
+
+    /// The same adapter for another OpenAI-shaped endpoint under the base URL (LM Studio's
+    /// `/api/v0/chat/completions`).
+    pub fn with_path(config: &BackendConfig, timeouts: &Timeouts, path: &str) -> Result<Self, BackendError> {
+        let http = Http::new(config, timeouts)?;
+        Ok(OpenAi { endpoint: http.url(path), http, model: config.model.clone() })
+    }
+
+    /// The shared HTTP side (clients, token, side endpoints).
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
     }
 
     /// The JSON body for one request.
@@ -106,13 +96,13 @@ impl OpenAi {
         let mut attempts = 1;
         let mut first_error = None;
         loop {
-            let client = if self.reuse && attempts == 1 { &self.pooled } else { &self.fresh };
+            let client = self.http.client(attempts == 1);
             let mut calls = ToolCalls::default();
             let mut http_status = None;
             let result = self.attempt(client, &body, req, tl, shutdown, &mut calls, &mut http_status).await;
             if let Err(Attempt::StaleConnection(f)) = &result
                 && attempts == 1
-                && self.reuse
+                && self.http.reuses()
                 && tl.start().elapsed() < STALE_WINDOW
             {
                 attempts = 2;
@@ -151,13 +141,10 @@ impl OpenAi {
         http_status: &mut Option<u16>,
     ) -> Result<(), Attempt> {
         let start = Instant::from_std(tl.start());
-        let total = start + self.timeouts.total;
+        let total = start + self.http.timeouts.total;
         // A non-streamed reply's first byte comes when generation ends: only `total` bounds it.
-        let first_byte = if req.workload.stream { start + self.timeouts.first_byte } else { total };
-        let mut request = client.post(self.endpoint.clone()).json(body);
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
+        let first_byte = if req.workload.stream { start + self.http.timeouts.first_byte } else { total };
+        let request = self.http.post(client, self.endpoint.clone(), body);
         let response = match race(request.send(), first_byte.min(total), shutdown).await {
             Err(Stop::Deadline) => {
                 let waited = first_byte.min(total).saturating_duration_since(start).as_millis();
@@ -199,13 +186,13 @@ impl OpenAi {
         shutdown: &Shutdown,
         calls: &mut ToolCalls,
     ) -> Result<(), Attempt> {
-        let mut events = std::pin::pin!(Guarded::new(response.bytes_stream(), self.timeouts.stall).eventsource());
+        let mut events = std::pin::pin!(Guarded::new(response.bytes_stream(), self.http.timeouts.stall).eventsource());
         loop {
             let event = match race(events.next(), total, shutdown).await {
                 Err(Stop::Deadline) => {
                     return Err(fail(
                         Outcome::Timeout,
-                        format!("still streaming after {} ms", self.timeouts.total.as_millis()),
+                        format!("still streaming after {} ms", self.http.timeouts.total.as_millis()),
                     ));
                 }
                 Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
@@ -255,20 +242,20 @@ impl Backend for OpenAi {
 
 /// What one attempt ended in: a failure, or a stale pooled connection worth one retry.
 #[derive(Debug)]
-enum Attempt {
+pub(super) enum Attempt {
     Failed(Failure),
     StaleConnection(Failure),
 }
 
 impl Attempt {
-    fn into_failure(self) -> Failure {
+    pub(super) fn into_failure(self) -> Failure {
         match self {
             Attempt::Failed(f) | Attempt::StaleConnection(f) => f,
         }
     }
 }
 
-fn fail(outcome: Outcome, error: impl Into<String>) -> Attempt {
+pub(super) fn fail(outcome: Outcome, error: impl Into<String>) -> Attempt {
     Attempt::Failed(Failure::new(outcome, error))
 }
 
@@ -321,13 +308,23 @@ fn keep_server_fields(body: &Body, tl: &mut Timeline) {
     if let Some(s) = body.stats.as_ref().filter(|v| v.is_object()) {
         tl.server.read_lmstudio(s);
     }
-    for (key, value) in [("timings", &body.timings), ("stats", &body.stats)] {
+    let fields = [
+        ("timings", &body.timings),
+        ("stats", &body.stats),
+        ("model_info", &body.model_info),
+        ("runtime", &body.runtime),
+    ];
+    for (key, value) in fields {
         if let Some(v) = value.as_ref().filter(|v| v.is_object()) {
             server.insert(key.to_string(), v.clone());
         }
     }
     if !server.is_empty() {
-        tl.server_timings = Some(Value::Object(server));
+        // Later chunks add to what earlier ones said.
+        match &mut tl.server_timings {
+            Some(Value::Object(kept)) => kept.extend(server),
+            _ => tl.server_timings = Some(Value::Object(server)),
+        }
     }
 }
 
@@ -377,7 +374,7 @@ async fn read_whole(
 }
 
 /// A reply with nothing in it is the `empty` outcome.
-fn empty_check(tl: &Timeline, calls: &ToolCalls) -> Result<(), Failure> {
+pub(super) fn empty_check(tl: &Timeline, calls: &ToolCalls) -> Result<(), Failure> {
     let no_tokens = tl.deltas() == 0 && tl.output().is_empty() && !tl.reasoning_seen && !calls.seen();
     if no_tokens {
         let reason = tl.finish_reason.as_deref().unwrap_or("none");
@@ -389,26 +386,13 @@ fn empty_check(tl: &Timeline, calls: &ToolCalls) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Reads at most `max` bytes of a body; `complete` is false when there was more.
-pub(super) async fn read_bounded(mut response: Response, max: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if buf.len() + chunk.len() > max {
-            buf.extend_from_slice(&chunk[..max - buf.len()]);
-            return Ok((buf, false));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((buf, true))
-}
-
-enum Stop {
+pub(super) enum Stop {
     Deadline,
     Aborted,
 }
 
 /// Runs `fut` until it ends, the deadline passes, or shutdown aborts in-flight work.
-async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdown) -> Result<F::Output, Stop> {
+pub(super) async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdown) -> Result<F::Output, Stop> {
     tokio::select! {
         out = fut => Ok(out),
         _ = tokio::time::sleep_until(deadline) => Err(Stop::Deadline),
@@ -432,7 +416,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Classifies a failure to get response headers. The URL is left out of the text (the backend
 /// names it), so errors group by cause.
-fn send_error(e: reqwest::Error) -> Attempt {
+pub(super) fn send_error(e: reqwest::Error) -> Attempt {
     let e = e.without_url();
     let text = error_chain(&e);
     if e.is_connect() {

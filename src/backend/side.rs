@@ -3,7 +3,7 @@
 //! bearer token as the chat requests. A side endpoint that fails is simply not recorded.
 
 use super::BackendError;
-use super::openai::read_bounded;
+use super::http::read_bounded;
 use crate::config::BackendConfig;
 use crate::text::bounded;
 use reqwest::header::{AUTHORIZATION, HeaderValue};

@@ -178,6 +178,12 @@ pub(super) fn parse_backend(
         if python.is_some() {
             f.problem("python", "only kind = \"mlx-lm\" runs a Python worker; remove `python`");
         }
+        if kind == Some(BackendKind::Ollama) && model.is_none() {
+            f.problem(
+                "model",
+                "missing; Ollama needs the model to ask for, e.g. model = \"qwen3:8b\" (see `ollama list`)",
+            );
+        }
         let default_url = kind.and_then(BackendKind::default_port).map(|p| format!("http://127.0.0.1:{p}"));
         let url = match url_text.or(default_url) {
             Some(u) => parse_url(&u).map_err(|m| f.problem("url", m)).ok(),

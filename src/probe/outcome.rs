@@ -92,12 +92,13 @@ impl fmt::Display for Outcome {
 }
 
 /// Texts by which servers say their model crashed or ran out of memory (ANCHORS.md §4):
-/// LM Studio's engine crash and unload, Metal command-buffer and allocator failures, MLX and
+/// LM Studio's engine crash and unload, Ollama's dead runner, Metal command-buffer and allocator failures, MLX and
 /// llama.cpp aborts, OOM answers.
 const CRASH_MARKERS: &[&str] = &[
     "model has crashed",
     "model is unloaded",
     "model unloaded",
+    "runner process has terminated",
     "kiogpucommandbuffercallbackerror",
     "iogpumetalerror",
     "[metal]",

@@ -117,21 +117,14 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
     };
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, requests = w.requests, "run started");
     let ask = async {
-        let info = tokio::time::timeout(ASK_TIMEOUT, adapter.describe()).await.unwrap_or_default();
-        if info != Default::default() {
-            writer.run_server(RunServer {
-                run_id,
-                version: info.version,
-                model: info.model,
-                info: (!info.detail.is_null()).then(|| bounded(&info.detail.to_string(), MAX_ERROR_BYTES)),
-            });
-        }
+        let known = describe(adapter.as_ref(), writer, run_id).await;
         observe(adapter.as_ref(), writer, &spec.backend.name, run_id, "before").await;
+        known
     };
-    tokio::select! {
-        _ = ask => {}
-        _ = shutdown.stopping() => {}
-    }
+    let version_known = tokio::select! {
+        known = ask => known,
+        _ = shutdown.stopping() => true,
+    };
 
     let ctx = Worker {
         spec: &spec,
@@ -150,11 +143,30 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
     let done = ctx.done.load(Ordering::SeqCst);
     let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
     if !shutdown.is_stopping() {
+        // Some servers tell their version only in replies (LM Studio's `runtime`): ask again.
+        if !version_known {
+            describe(adapter.as_ref(), writer, run_id).await;
+        }
         observe(adapter.as_ref(), writer, &spec.backend.name, run_id, "after").await;
     }
     writer.end_run(run_id, status, now_ms(), done);
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, done, status = status.as_str(), "run ended");
     RunResult { run_id: Some(run_id), status, requests_done: done }
+}
+
+/// Records what the server says about itself; `true` when that included its version.
+async fn describe(adapter: &dyn Backend, writer: &WriterHandle, run_id: i64) -> bool {
+    let info = tokio::time::timeout(ASK_TIMEOUT, adapter.describe()).await.unwrap_or_default();
+    let known = info.version.is_some();
+    if info != Default::default() {
+        writer.run_server(RunServer {
+            run_id,
+            version: info.version,
+            model: info.model,
+            info: (!info.detail.is_null()).then(|| bounded(&info.detail.to_string(), MAX_ERROR_BYTES)),
+        });
+    }
+    known
 }
 
 /// Records the server's own view of its state.
@@ -249,6 +261,11 @@ impl Worker<'_> {
         let mut timeline = Timeline::new(start.mono);
         let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;
         let end = timeline.end().unwrap_or_else(Instant::now);
+        for e in self.adapter.noticed() {
+            tracing::info!(backend = %self.spec.backend.name, kind = e.kind, detail = %e.detail, "the server's replies show a change");
+            let backend = Some(self.spec.backend.name.clone());
+            self.writer.event(Event { backend, kind: e.kind, at: now_ms(), detail: e.detail });
+        }
         if let Err(failure) = &exchange.result {
             self.after_failure(key, failure, position.pid).await;
         }

@@ -124,7 +124,8 @@ fn splitmix64(x: u64) -> u64 {
 pub(crate) enum Lifecycle {
     /// Serving normally.
     Loaded,
-    /// LM Studio style after a crash: this many more requests get "Model is unloaded.".
+    /// Not loaded (after a crash, or at start for Ollama): this many more requests get "Model is
+    /// unloaded." (LM Studio style), then the next one loads the model again (JIT loading).
     Unloaded { remaining: u32 },
     /// Exit style with the process kept alive (in-process tests): every connection dies.
     Crashed,
@@ -134,6 +135,8 @@ pub(crate) enum Lifecycle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
     Serve,
+    /// Load the model first (the request waits `--load-ms`), then serve.
+    Load,
     Unloaded,
     Dead,
 }
@@ -147,6 +150,8 @@ pub(crate) enum CrashEffect {
     Dead,
     /// Answer with LM Studio's crash body; the model is unloaded for a while.
     LmStudioError,
+    /// Answer with Ollama's dead-runner error; the next request reloads the model.
+    OllamaError,
 }
 
 impl Lifecycle {
@@ -155,12 +160,20 @@ impl Lifecycle {
         match *self {
             Lifecycle::Loaded => Admission::Serve,
             Lifecycle::Crashed => Admission::Dead,
+            Lifecycle::Unloaded { remaining: 0 } => {
+                *self = Lifecycle::Loaded;
+                Admission::Load
+            }
             Lifecycle::Unloaded { remaining } => {
-                *self =
-                    if remaining <= 1 { Lifecycle::Loaded } else { Lifecycle::Unloaded { remaining: remaining - 1 } };
+                *self = Lifecycle::Unloaded { remaining: remaining - 1 };
                 Admission::Unloaded
             }
         }
+    }
+
+    /// Whether the model is loaded (LM Studio's `state`, Ollama's `/api/ps`).
+    pub(crate) fn is_loaded(self) -> bool {
+        self == Lifecycle::Loaded
     }
 
     /// Record a crash and say what it does.
@@ -173,13 +186,15 @@ impl Lifecycle {
             }
             CrashStyle::Lmstudio => {
                 if *self != Lifecycle::Crashed {
-                    *self = if unloaded_requests == 0 {
-                        Lifecycle::Loaded
-                    } else {
-                        Lifecycle::Unloaded { remaining: unloaded_requests }
-                    };
+                    *self = Lifecycle::Unloaded { remaining: unloaded_requests };
                 }
                 CrashEffect::LmStudioError
+            }
+            CrashStyle::Ollama => {
+                if *self != Lifecycle::Crashed {
+                    *self = Lifecycle::Unloaded { remaining: 0 };
+                }
+                CrashEffect::OllamaError
             }
         }
     }
@@ -324,10 +339,23 @@ mod tests {
         let mut life = Lifecycle::Loaded;
         assert_eq!(life.admit(), Admission::Serve);
         assert_eq!(life.crash(CrashStyle::Lmstudio, true, 2), CrashEffect::LmStudioError);
+        assert!(!life.is_loaded());
         assert_eq!(life.admit(), Admission::Unloaded);
         assert_eq!(life.admit(), Admission::Unloaded);
+        assert!(!life.is_loaded(), "not loaded until a request loads it");
+        assert_eq!(life.admit(), Admission::Load);
+        assert!(life.is_loaded());
         assert_eq!(life.admit(), Admission::Serve);
         assert_eq!(life.crash(CrashStyle::Lmstudio, false, 0), CrashEffect::LmStudioError);
+        assert_eq!(life.admit(), Admission::Load);
+    }
+
+    #[test]
+    fn ollama_lifecycle_reloads_on_the_next_request() {
+        let mut life = Lifecycle::Loaded;
+        assert_eq!(life.crash(CrashStyle::Ollama, true, 5), CrashEffect::OllamaError, "the server stays up");
+        assert!(!life.is_loaded());
+        assert_eq!(life.admit(), Admission::Load);
         assert_eq!(life.admit(), Admission::Serve);
     }
 

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use tokio::time::Instant;
 
 use super::behaviour::CrashEffect;
 use super::conn::ConnHandle;
+use super::lmstudio;
 use super::plan::{CutKind, Script};
 use super::shapes::{self, Header};
 use super::state::{InFlight, SimState, stopped};
@@ -22,6 +24,8 @@ pub(crate) struct Reply {
     pub(crate) header: Header,
     pub(crate) prompt_tokens: u64,
     pub(crate) start: Instant,
+    /// LM Studio's `/api/v0`: the reply carries `stats`, `model_info` and `runtime`.
+    pub(crate) lmstudio_stats: bool,
     pub(crate) conn: ConnHandle,
     pub(crate) in_flight: InFlight,
 }
@@ -49,6 +53,9 @@ pub(crate) async fn respond(reply: Reply) -> Response {
             CrashEffect::LmStudioError => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(shapes::lmstudio_crash())).into_response()
             }
+            CrashEffect::OllamaError => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": shapes::OLLAMA_CRASH }))).into_response()
+            }
             CrashEffect::Dead | CrashEffect::ExitProcess => abort(&reply.conn),
         },
         Some((_, CutKind::Reset)) => abort(&reply.conn),
@@ -65,8 +72,12 @@ pub(crate) async fn respond(reply: Reply) -> Response {
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], shapes::MALFORMED_BODY).into_response()
         }
         Some((_, CutKind::Stall(_))) | None => {
-            let body =
+            let mut body =
                 shapes::completion(&reply.header, &script.pieces, Some(script.finish_reason), reply.prompt_tokens);
+            if reply.lmstudio_stats {
+                let (ttft, generation) = script.token_times();
+                lmstudio::add_extras(&mut body, all, ttft, generation, script.finish_reason);
+            }
             Json(body).into_response()
         }
     };

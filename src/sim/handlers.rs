@@ -1,6 +1,8 @@
-//! HTTP handlers: `/health`, `/v1/models`, `/sim/stats`, and `/v1/chat/completions`, which reads
-//! a bounded body, validates it, admits the request, grows the ballast, decides its fate and
-//! hands the script to `stream.rs` or `complete.rs`.
+//! HTTP handlers: `/health`, `/v1/models`, `/sim/stats`, and the chat request of every API
+//! (`serve_chat`: `/v1/chat/completions`, LM Studio's `/api/v0/chat/completions`, Ollama's
+//! `/api/chat`), which reads a bounded body, validates it, admits the request, grows the
+//! ballast, decides its fate and hands the script to `stream.rs` / `complete.rs` (OpenAI
+//! shapes) or `ollama.rs`.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use tokio::time::Instant;
 use super::behaviour::{self, Decision};
 use super::complete::{self, abort};
 use super::conn::ConnHandle;
+use super::ollama;
 use super::options::FaultKind;
 use super::plan::{self, Opening};
 use super::request;
@@ -50,18 +53,41 @@ pub(crate) async fn not_found(State(state): Shared, ConnectInfo(conn): Conn, req
         return abort(&conn);
     }
     let message = format!(
-        "no route for {} {}; soakd sim serves GET /health, GET /v1/models, POST /v1/chat/completions and GET /sim/stats",
+        "no route for {} {}; soakd sim serves GET /health, GET /v1/models, POST /v1/chat/completions and GET /sim/stats{}",
         req.method(),
-        req.uri().path()
+        req.uri().path(),
+        match state.opts.flavour {
+            super::Flavour::Openai => "",
+            super::Flavour::Lmstudio =>
+                ", and (--flavour lmstudio) GET /api/v0/models, GET /api/v0/models/{id}, POST /api/v0/chat/completions",
+            super::Flavour::Ollama => ", and (--flavour ollama) POST /api/chat, GET /api/ps, /api/version, /api/tags",
+        }
     );
     (StatusCode::NOT_FOUND, Json(shapes::invalid_request(&message))).into_response()
 }
 
+/// Which chat API a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `/v1/chat/completions`.
+    OpenAi,
+    /// LM Studio's `/api/v0/chat/completions`: OpenAI-shaped plus `stats`, `model_info`, `runtime`.
+    LmStudio,
+    /// Ollama's `/api/chat`.
+    Ollama,
+}
+
 pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Request) -> Response {
+    serve_chat(state, conn, req, Api::OpenAi).await
+}
+
+/// A chat request on any API: read, validate, admit (loading the model first when it is not
+/// loaded), grow the ballast, decide its fate, and play the script in the API's shape.
+pub(crate) async fn serve_chat(state: Arc<SimState>, conn: ConnHandle, req: Request, api: Api) -> Response {
     if state.is_dead() {
         return abort(&conn);
     }
-    let start = Instant::now();
+    let arrived = Instant::now();
     let limit = state.opts.max_body_bytes;
     let body = match read_body(req, limit).await {
         Ok(body) => body,
@@ -70,24 +96,30 @@ pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Req
                 "request body is larger than {} KiB; send a smaller prompt or start soakd sim with a larger --max-body-kb",
                 limit / 1024
             );
-            return (StatusCode::PAYLOAD_TOO_LARGE, Json(shapes::invalid_request(&message))).into_response();
+            return error(api, StatusCode::PAYLOAD_TOO_LARGE, &message);
         }
         Err(BodyError::Read(err)) => {
             let message = format!("could not read the request body: {err}");
-            return bad_request(&message);
+            return error(api, StatusCode::BAD_REQUEST, &message);
         }
     };
-    let chat = match request::parse(&body) {
-        Ok(chat) => chat,
-        Err(message) => return bad_request(&message),
+    let parsed = match api {
+        Api::Ollama => ollama::parse(&body, &state.opts.model),
+        Api::OpenAi | Api::LmStudio => request::parse(&body).map_err(|m| (StatusCode::BAD_REQUEST, m)),
     };
-    let (facts, in_flight) = match state.admit(chat.prompt_tokens) {
-        Admitted::Serve(facts, in_flight) => (facts, in_flight),
+    let chat = match parsed {
+        Ok(chat) => chat,
+        Err((status, message)) => return error(api, status, &message),
+    };
+    let (facts, in_flight, load) = match state.admit(chat.prompt_tokens) {
+        Admitted::Serve(facts, in_flight, load) => (facts, in_flight, load),
         Admitted::Unloaded => {
             return (StatusCode::BAD_REQUEST, Json(shapes::model_unloaded())).into_response();
         }
         Admitted::Dead => return abort(&conn),
     };
+    // Loading the model delays every token of this reply.
+    let start = arrived + load.unwrap_or_default();
     if state.opts.memory.grow_per_request > 0 {
         state.ballast.grow(state.opts.memory.grow_per_request);
     }
@@ -105,7 +137,10 @@ pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Req
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            (status, Json(shapes::fault_error(kind))).into_response()
+            match api {
+                Api::Ollama => error(api, status, shapes::fault_message(kind)),
+                Api::OpenAi | Api::LmStudio => (status, Json(shapes::fault_error(kind))).into_response(),
+            }
         }
         Opening::Hang => {
             // Hold the request (and its in-flight slot) until the client leaves (hyper drops
@@ -114,6 +149,20 @@ pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Req
             drop(in_flight);
             abort(&conn)
         }
+        Opening::Script if api == Api::Ollama => {
+            let reply = ollama::Reply {
+                state,
+                script,
+                model: header.model,
+                prompt_tokens: chat.prompt_tokens,
+                arrived,
+                start,
+                load,
+                conn,
+                _in_flight: in_flight,
+            };
+            if chat.stream { ollama::stream(reply) } else { ollama::whole(reply).await }
+        }
         Opening::Script if chat.stream => stream::response(stream::Reply {
             state,
             script,
@@ -121,6 +170,7 @@ pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Req
             prompt_tokens: chat.prompt_tokens,
             include_usage: chat.include_usage,
             start,
+            lmstudio_stats: api == Api::LmStudio,
             _in_flight: in_flight,
         }),
         Opening::Script => {
@@ -130,6 +180,7 @@ pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Req
                 header,
                 prompt_tokens: chat.prompt_tokens,
                 start,
+                lmstudio_stats: api == Api::LmStudio,
                 conn,
                 in_flight,
             })
@@ -138,8 +189,13 @@ pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Req
     }
 }
 
-fn bad_request(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(shapes::invalid_request(message))).into_response()
+/// An error answer in the API's shape: OpenAI's `{"error": {"message", "type"}}`, Ollama's
+/// `{"error": "..."}`.
+fn error(api: Api, status: StatusCode, message: &str) -> Response {
+    match api {
+        Api::Ollama => (status, Json(serde_json::json!({ "error": message }))).into_response(),
+        Api::OpenAi | Api::LmStudio => (status, Json(shapes::invalid_request(message))).into_response(),
+    }
 }
 
 enum BodyError {

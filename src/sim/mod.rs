@@ -6,13 +6,17 @@
 //! `options` (validated settings), `behaviour` (pure "what happens to request n"), `request`
 //! (parsing the client's JSON), `plan` (the script of one reply), `stream` / `complete`
 //! (streamed / non-streamed playback), `shapes` (JSON bodies), `ballast` (memory growth),
-//! `state` (counters, lifecycle, crash), `conn` (killable connections), `handlers` (routes).
+//! `state` (counters, lifecycle, crash), `conn` (killable connections), `handlers` (routes),
+//! and the other servers' own APIs (`--flavour`): `lmstudio` (REST API v0), `ollama`
+//! (`/api/chat`, `/api/ps`, ...).
 
 mod ballast;
 mod behaviour;
 mod complete;
 mod conn;
 mod handlers;
+mod lmstudio;
+mod ollama;
 mod options;
 mod plan;
 mod request;
@@ -37,7 +41,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use clap::Parser;
 
-pub use options::{CrashStyle, FaultKind, FaultSpec};
+pub use options::{CrashStyle, FaultKind, FaultSpec, Flavour};
 
 use conn::{ConnHandle, SimListener};
 use options::Options;
@@ -58,6 +62,15 @@ pub struct SimArgs {
     /// Model id the server reports in /v1/models and in every completion.
     #[arg(long, default_value = "sim-model")]
     pub model: String,
+    /// Which server's own API to serve beside the OpenAI one: `lmstudio` adds LM Studio's REST
+    /// API (/api/v0), `ollama` Ollama's (/api/chat, /api/ps, /api/version, /api/tags).
+    #[arg(long, value_enum, default_value_t = Flavour::Openai)]
+    pub flavour: Flavour,
+    /// How long loading the model takes, in ms: the first request after the model was unloaded
+    /// (by a crash, or at start with --flavour ollama) waits this long before its first token.
+    /// Default: 1500 with --flavour ollama, else 0.
+    #[arg(long, value_name = "MS")]
+    pub load_ms: Option<u64>,
     /// Seed for every random choice (faults, words, jitter), so runs are reproducible.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -118,10 +131,12 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 3)]
     pub exit_after_tokens: u32,
     /// What a crash does: `exit` ends the process with code 134; `lmstudio` answers like LM
-    /// Studio when its engine dies, then reports the model unloaded.
+    /// Studio when its engine dies, then reports the model unloaded; `ollama` answers like
+    /// Ollama when its runner dies, and the next request reloads the model.
     #[arg(long, value_enum, default_value_t = CrashStyle::Exit)]
     pub crash_style: CrashStyle,
-    /// With --crash-style lmstudio: how many requests after a crash get "Model is unloaded.".
+    /// With --crash-style lmstudio: how many requests after a crash get "Model is unloaded."
+    /// (the model is `not-loaded` until the request after them loads it again).
     #[arg(long, default_value_t = 2)]
     pub unloaded_requests: u32,
 
@@ -257,11 +272,22 @@ async fn termination() {
 
 /// The routes.
 fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/health", get(handlers::health))
         .route("/v1/models", get(handlers::models))
         .route("/v1/chat/completions", post(handlers::chat))
-        .route("/sim/stats", get(handlers::stats))
-        .fallback(handlers::not_found)
-        .with_state(state)
+        .route("/sim/stats", get(handlers::stats));
+    let router = match state.opts.flavour {
+        Flavour::Openai => router,
+        Flavour::Lmstudio => router
+            .route("/api/v0/models", get(lmstudio::models))
+            .route("/api/v0/models/{id}", get(lmstudio::model))
+            .route("/api/v0/chat/completions", post(lmstudio::chat)),
+        Flavour::Ollama => router
+            .route("/api/chat", post(ollama::chat))
+            .route("/api/ps", get(ollama::ps))
+            .route("/api/version", get(ollama::version))
+            .route("/api/tags", get(ollama::tags)),
+    };
+    router.fallback(handlers::not_found).with_state(state)
 }

@@ -18,6 +18,24 @@ pub enum CrashStyle {
     /// The server stays up and answers like LM Studio when its engine child dies:
     /// HTTP 500 "The model has crashed…", then "Model is unloaded." for a few requests.
     Lmstudio,
+    /// The server stays up and answers like Ollama when its runner dies: HTTP 500 (or an error
+    /// line mid-stream) "llama runner process has terminated…"; the model leaves `/api/ps` and
+    /// the next request loads it again.
+    Ollama,
+}
+
+/// Which server's API the sim speaks besides the OpenAI one (`--flavour`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavour {
+    /// `/v1/chat/completions`, `/v1/models`, `/health` only.
+    #[default]
+    Openai,
+    /// Adds LM Studio's REST API: `/api/v0/models`, `/api/v0/models/{id}` (with `state`) and
+    /// `/api/v0/chat/completions` (with `stats`, `model_info`, `runtime`).
+    Lmstudio,
+    /// Adds Ollama's API: `/api/chat` (NDJSON or whole, nanosecond durations), `/api/ps`,
+    /// `/api/version`, `/api/tags`. The model starts unloaded: the first request loads it.
+    Ollama,
 }
 
 /// One kind of injected fault (`--fault KIND=PROB`).
@@ -169,6 +187,9 @@ pub(crate) struct Speed {
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) model: String,
+    pub(crate) flavour: Flavour,
+    /// How long loading the model takes (the first request after an unload waits for it).
+    pub(crate) load: Duration,
     pub(crate) seed: u64,
     pub(crate) speed: Speed,
     pub(crate) reasoning_tokens: u32,
@@ -237,6 +258,11 @@ impl Options {
         let nonzero = |v: usize| (v > 0).then_some(v);
         Ok(Options {
             model: args.model.clone(),
+            flavour: args.flavour,
+            load: Duration::from_millis(args.load_ms.unwrap_or(match args.flavour {
+                Flavour::Ollama => 1500,
+                Flavour::Openai | Flavour::Lmstudio => 0,
+            })),
             seed: args.seed,
             speed: Speed {
                 ttft: Duration::from_millis(args.ttft_ms),

@@ -80,6 +80,15 @@ impl Script {
     pub(crate) fn time_until(&self, k: usize) -> Duration {
         self.delays.iter().take(k + 1).sum()
     }
+
+    /// As scripted: the first piece's time, and the time from the first piece to the last.
+    pub(crate) fn token_times(&self) -> (Duration, Duration) {
+        let n = self.pieces.len();
+        if n == 0 {
+            return (self.time_until(0), Duration::ZERO);
+        }
+        (self.time_until(0), self.time_until(n - 1) - self.time_until(0))
+    }
 }
 
 /// Build the script for a request.

@@ -45,6 +45,42 @@ pub(crate) fn parse(body: &[u8]) -> Result<ChatRequest, String> {
     })
 }
 
+/// Parse an Ollama `/api/chat` body: `model` (required), `messages`, `stream` (default true),
+/// `options.num_predict` (absent: the default; negative: unlimited, i.e. the cap), `tools`.
+pub(crate) fn parse_ollama(body: &[u8]) -> Result<(ChatRequest, String), String> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("request body is not valid JSON ({e}); send a JSON object with a \"messages\" array"))?;
+    let Value::Object(obj) = value else {
+        return Err("request body must be a JSON object with a \"messages\" array".into());
+    };
+    let model = match obj.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        _ => return Err("model is required".into()),
+    };
+    let chars = message_chars(obj.get("messages"))?;
+    let max_tokens = match obj.get("options").and_then(|o| o.get("num_predict")) {
+        None | Some(Value::Null) => DEFAULT_MAX_TOKENS,
+        Some(v) => match v.as_i64() {
+            Some(n) if n > 0 => u32::try_from(n).unwrap_or(MAX_TOKENS_CAP).min(MAX_TOKENS_CAP),
+            Some(_) => MAX_TOKENS_CAP,
+            None => return Err(format!("options.num_predict must be an integer (got {v})")),
+        },
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("\"stream\" must be true or false".into()),
+    };
+    let chat = ChatRequest {
+        prompt_tokens: prompt_tokens(chars),
+        max_tokens,
+        stream,
+        include_usage: false,
+        tool: first_tool(obj.get("tools"))?,
+    };
+    Ok((chat, model))
+}
+
 /// Prompt tokens estimated from characters: chars / 4, rounded up, at least 1.
 pub(crate) fn prompt_tokens(chars: usize) -> u64 {
     u64::try_from(chars.div_ceil(4)).unwrap_or(u64::MAX).max(1)
@@ -170,6 +206,28 @@ mod tests {
             let err = parse(body).expect_err("must be rejected");
             assert!(err.contains(wanted), "{:?}: {err}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn ollama_bodies_use_native_fields() {
+        let (req, model) = parse_ollama(
+            br#"{"model":"qwen3:8b","messages":[{"role":"user","content":"abcdefgh"}],"options":{"num_predict":7}}"#,
+        )
+        .expect("valid request");
+        assert_eq!(model, "qwen3:8b");
+        assert_eq!((req.max_tokens, req.stream, req.prompt_tokens), (7, true, 2), "stream defaults to true");
+        let (req, _) = parse_ollama(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":false,"options":{"num_predict":-1}}"#,
+        )
+        .expect("valid request");
+        assert_eq!((req.max_tokens, req.stream), (MAX_TOKENS_CAP, false));
+        assert!(
+            parse_ollama(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap_err().contains("model is required")
+        );
+        assert!(
+            parse_ollama(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"options":{"num_predict":"x"}}"#)
+                .is_err()
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use super::plan::Piece;
 /// LM Studio's answer when its engine child process dies.
 pub(crate) const LMSTUDIO_CRASH: &str =
     "The model has crashed without additional information. (Exit code: 18446744072635812000)";
+/// Ollama's answer when its runner process dies.
+pub(crate) const OLLAMA_CRASH: &str = "llama runner process has terminated: signal: aborted (core dumped)";
 /// LM Studio's answer while the model is unloaded after a crash.
 pub(crate) const MODEL_UNLOADED: &str = "Model is unloaded.";
 /// The Metal out-of-memory error MLX reports.
@@ -142,6 +144,20 @@ pub(crate) fn lmstudio_crash() -> Value {
 /// LM Studio's streamed crash event payload.
 pub(crate) fn lmstudio_crash_event() -> Value {
     json!({ "error": { "message": LMSTUDIO_CRASH } })
+}
+
+/// Ollama's crash text in an OpenAI-shaped error (its `/v1` side).
+pub(crate) fn ollama_crash_event() -> Value {
+    json!({ "error": { "message": OLLAMA_CRASH } })
+}
+
+/// The message of an HTTP-error fault.
+pub(crate) fn fault_message(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Http503 => "Service unavailable: out of memory",
+        FaultKind::MetalOom => METAL_OOM,
+        _ => "Internal server error",
+    }
 }
 
 pub(crate) fn model_unloaded() -> Value {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::ballast::Ballast;
 use super::behaviour::{Admission, CrashEffect, CrashReason, Lifecycle, RequestFacts};
-use super::options::{CrashStyle, Options};
+use super::options::{CrashStyle, Flavour, Options};
 use super::shapes::Stats;
 
 /// Everything the handlers share.
@@ -37,20 +37,24 @@ struct Timeline {
 
 /// How an arriving chat request is admitted.
 pub(crate) enum Admitted {
-    Serve(RequestFacts, InFlight),
+    /// Serve it; `Some(load)`: the model is loaded for it first, which takes `load`.
+    Serve(RequestFacts, InFlight, Option<std::time::Duration>),
     Unloaded,
     Dead,
 }
 
 impl SimState {
     pub(crate) fn new(opts: Options) -> Arc<SimState> {
+        // Ollama loads a model on its first request; the others start with it loaded.
+        let lifecycle =
+            if opts.flavour == Flavour::Ollama { Lifecycle::Unloaded { remaining: 0 } } else { Lifecycle::Loaded };
         Arc::new(SimState {
             ballast: Arc::new(Ballast::new(&opts.memory)),
             opts,
             started: unix_now(),
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
-            timeline: Mutex::new(Timeline { last_end: None, lifecycle: Lifecycle::Loaded }),
+            timeline: Mutex::new(Timeline { last_end: None, lifecycle }),
             stop: watch::Sender::new(false),
         })
     }
@@ -74,7 +78,8 @@ impl SimState {
             prompt_tokens,
         };
         drop(timeline);
-        Admitted::Serve(facts, InFlight(self.clone()))
+        let load = (admission == Admission::Load).then_some(self.opts.load);
+        Admitted::Serve(facts, InFlight(self.clone()), load)
     }
 
     /// Make a crash happen. With the exit style and `exit_on_crash` this never returns.
@@ -93,8 +98,16 @@ impl SimState {
             CrashEffect::LmStudioError => {
                 tracing::warn!("soakd sim: crash: {reason} (LM Studio style: model unloaded)");
             }
+            CrashEffect::OllamaError => {
+                tracing::warn!("soakd sim: crash: {reason} (Ollama style: runner gone, reload on the next request)");
+            }
         }
         effect
+    }
+
+    /// Whether the model is loaded now.
+    pub(crate) fn model_loaded(&self) -> bool {
+        self.timeline().lifecycle.is_loaded()
     }
 
     /// True once the in-process server has crashed: answer nothing (but `/sim/stats`).

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::behaviour::CrashEffect;
+use super::lmstudio;
 use super::plan::{CutKind, Script};
 use super::shapes::{self, Header};
 use super::state::{InFlight, SimState, stopped};
@@ -30,6 +31,8 @@ pub(crate) struct Reply {
     pub(crate) include_usage: bool,
     /// When the request was accepted; every deadline is relative to it.
     pub(crate) start: Instant,
+    /// LM Studio's `/api/v0`: the last chunk carries `stats`, `model_info` and `runtime`.
+    pub(crate) lmstudio_stats: bool,
     /// Held, not read: dropped when the stream ends or the client goes away.
     pub(crate) _in_flight: InFlight,
 }
@@ -66,6 +69,9 @@ struct Player {
     /// Extra delay added by a stall to every later deadline.
     shift: Duration,
     stop: watch::Receiver<bool>,
+    /// When the first and the last piece went out (for LM Studio's `stats`).
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
 }
 
 /// The HTTP response for a streamed reply.
@@ -76,6 +82,8 @@ pub(crate) fn response(reply: Reply) -> Response {
         phase: Phase::Keepalive,
         cut_done: false,
         shift: Duration::ZERO,
+        first_at: None,
+        last_at: None,
     };
     let events = futures_util::stream::unfold(player, |mut player| async move {
         let event = player.next().await?;
@@ -109,12 +117,17 @@ impl Player {
                 Phase::Finish => {
                     self.phase = if self.reply.include_usage { Phase::Usage } else { Phase::Done };
                     let finish = self.reply.script.finish_reason;
-                    return Some(Ok(self.event(&shapes::chunk(&self.reply.header, json!({}), Some(finish)))));
+                    let mut chunk = shapes::chunk(&self.reply.header, json!({}), Some(finish));
+                    if !self.reply.include_usage {
+                        self.add_stats(&mut chunk);
+                    }
+                    return Some(Ok(self.event(&chunk)));
                 }
                 Phase::Usage => {
                     self.phase = Phase::Done;
                     let completion = self.reply.script.pieces.len() as u64;
-                    let usage = shapes::usage_chunk(&self.reply.header, self.reply.prompt_tokens, completion);
+                    let mut usage = shapes::usage_chunk(&self.reply.header, self.reply.prompt_tokens, completion);
+                    self.add_stats(&mut usage);
                     return Some(Ok(self.event(&usage)));
                 }
                 Phase::Done => {
@@ -151,6 +164,11 @@ impl Player {
             return self.stopped();
         }
         self.phase = if i >= len { Phase::Finish } else { Phase::Piece(i + 1) };
+        if i < len {
+            let now = Instant::now();
+            self.first_at.get_or_insert(now);
+            self.last_at = Some(now);
+        }
         Step::Emit(Ok(self.event(&event)))
     }
 
@@ -169,6 +187,7 @@ impl Player {
                 self.phase = Phase::Ended;
                 match self.reply.state.crash(reason) {
                     CrashEffect::LmStudioError => Step::Emit(Ok(self.event(&shapes::lmstudio_crash_event()))),
+                    CrashEffect::OllamaError => Step::Emit(Ok(self.event(&shapes::ollama_crash_event()))),
                     CrashEffect::Dead | CrashEffect::ExitProcess => Step::Emit(aborted("soakd sim: simulated crash")),
                 }
             }
@@ -200,6 +219,21 @@ impl Player {
     fn stopped(&mut self) -> Step {
         self.phase = Phase::Ended;
         Step::Emit(aborted("soakd sim: server stopped"))
+    }
+
+    /// LM Studio's `/api/v0` extras on the last chunk, from the times the pieces went out.
+    fn add_stats(&self, chunk: &mut serde_json::Value) {
+        if !self.reply.lmstudio_stats {
+            return;
+        }
+        let r = &self.reply;
+        let ttft = self.first_at.map_or(Duration::ZERO, |f| f.saturating_duration_since(r.start));
+        let generation = match (self.first_at, self.last_at) {
+            (Some(f), Some(l)) => l.saturating_duration_since(f),
+            _ => Duration::ZERO,
+        };
+        let n = r.script.pieces.len();
+        lmstudio::add_extras(chunk, n, ttft, generation, r.script.finish_reason);
     }
 
     fn event(&self, value: &serde_json::Value) -> Bytes {
