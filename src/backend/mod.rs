@@ -161,6 +161,12 @@ fn bearer(config: &BackendConfig) -> Result<Option<reqwest::header::HeaderValue>
     Ok(Some(v))
 }
 
+/// The `/metrics` reader, for the sim's tests.
+#[cfg(test)]
+pub(crate) fn metrics_for_tests(page: &str, prefix: &str) -> serde_json::Map<String, serde_json::Value> {
+    metrics::parse(page, prefix)
+}
+
 /// A new adapter for a configured backend, with the connect timeout of the workload.
 pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Backend>, BackendError> {
     match config.kind {

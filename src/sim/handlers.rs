@@ -61,6 +61,7 @@ pub(crate) async fn not_found(State(state): Shared, ConnectInfo(conn): Conn, req
             super::Flavour::Lmstudio =>
                 ", and (--flavour lmstudio) GET /api/v0/models, GET /api/v0/models/{id}, POST /api/v0/chat/completions",
             super::Flavour::Ollama => ", and (--flavour ollama) POST /api/chat, GET /api/ps, /api/version, /api/tags",
+            super::Flavour::Vllm => ", and (--flavour vllm) GET /version, GET /metrics",
         }
     );
     (StatusCode::NOT_FOUND, Json(shapes::invalid_request(&message))).into_response()

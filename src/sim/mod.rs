@@ -8,7 +8,7 @@
 //! (streamed / non-streamed playback), `shapes` (JSON bodies), `ballast` (memory growth),
 //! `state` (counters, lifecycle, crash), `conn` (killable connections), `handlers` (routes),
 //! and the other servers' own APIs (`--flavour`): `lmstudio` (REST API v0), `ollama`
-//! (`/api/chat`, `/api/ps`, ...).
+//! (`/api/chat`, `/api/ps`, ...), `vllm` (`/version`, `/metrics`).
 
 mod ballast;
 mod behaviour;
@@ -23,6 +23,7 @@ mod request;
 mod shapes;
 mod state;
 mod stream;
+mod vllm;
 
 #[cfg(test)]
 mod fault_tests;
@@ -288,6 +289,7 @@ fn router(state: Arc<SimState>) -> Router {
             .route("/api/ps", get(ollama::ps))
             .route("/api/version", get(ollama::version))
             .route("/api/tags", get(ollama::tags)),
+        Flavour::Vllm => router.route("/version", get(vllm::version)).route("/metrics", get(vllm::metrics)),
     };
     router.fallback(handlers::not_found).with_state(state)
 }

@@ -36,6 +36,8 @@ pub enum Flavour {
     /// Adds Ollama's API: `/api/chat` (NDJSON or whole, nanosecond durations), `/api/ps`,
     /// `/api/version`, `/api/tags`. The model starts unloaded: the first request loads it.
     Ollama,
+    /// Adds vLLM's `/version` and `/metrics` (Prometheus, `vllm:` series).
+    Vllm,
 }
 
 /// One kind of injected fault (`--fault KIND=PROB`).
@@ -261,7 +263,7 @@ impl Options {
             flavour: args.flavour,
             load: Duration::from_millis(args.load_ms.unwrap_or(match args.flavour {
                 Flavour::Ollama => 1500,
-                Flavour::Openai | Flavour::Lmstudio => 0,
+                Flavour::Openai | Flavour::Lmstudio | Flavour::Vllm => 0,
             })),
             seed: args.seed,
             speed: Speed {
