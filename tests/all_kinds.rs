@@ -79,6 +79,16 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
         assert_eq!(per(backend, &format!("server_pid = {pid}")), 4, "{backend}");
     }
 
+    // The report names each server's version and the longest model load it reported.
+    let (code, out, err) = soakd(&["report", "--config", config.to_str().unwrap(), "--format", "json", "--no-save"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let backend =
+        |name: &str| report["backends"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap().clone();
+    assert!(backend("ollama")["load_time_s"].as_f64().is_some_and(|s| s >= 0.3));
+    assert_eq!(backend("llama")["server_versions"].as_array().map(Vec::len), Some(1));
+    assert!(backend("mlx-server")["server_versions"].as_array().is_some_and(Vec::is_empty));
+
     // discover: every one of these servers, by its kind.
     let ports: Vec<String> = [&llama, &mlx, &lmstudio, &ollama, &vllm]
         .iter()

@@ -2,7 +2,7 @@
 //! pure analysis functions, and assemble the model. The only module of `report` that reads the
 //! database.
 
-use super::model::{BackendReport, CrashPattern, Mode, Overhead, Percentiles, Rate, Report, WindowOut};
+use super::model::{BackendReport, CrashPattern, Mode, Overhead, Percentiles, Rate, Report, ServerVersion, WindowOut};
 use super::window::Window;
 use crate::analysis::crashes::{Attempt, crash_patterns};
 use crate::analysis::drift::{DriftParams, Observation, detect_drift, hourly};
@@ -95,6 +95,7 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
     let ttft: Vec<f64> = ok_rows.iter().filter_map(|r| r.ttft_ms).collect();
     let tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
     let tps_p50 = median(tps.iter().copied());
+    let (load_ms, versions) = queries::server_signals(conn, name, w.from, w.to)?;
     let report = BackendReport {
         name: name.to_string(),
         requests,
@@ -112,7 +113,11 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
         decode_tps: Rate { mean: mean(tps.iter().copied()), p50: tps_p50 },
         streamed: mode(true),
         non_streamed: mode(false),
-        load_time_s: None,
+        load_time_s: load_ms.map(|ms| ms / 1000.0),
+        server_versions: versions
+            .into_iter()
+            .map(|(version, at)| ServerVersion { version, first_seen: at, first_seen_utc: super::window::utc(at) })
+            .collect(),
         peak_rss_bytes: peak,
         last_rss_bytes: last,
         memory_metric,

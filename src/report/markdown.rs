@@ -116,6 +116,11 @@ fn detailed(o: &mut String, i: usize, b: &BackendReport) {
         "- Load Time: {}",
         b.load_time_s.map_or("pre-loaded / not reported".into(), |s| format!("{s:.2} s"))
     );
+    if !b.server_versions.is_empty() {
+        let versions: Vec<String> =
+            b.server_versions.iter().map(|v| format!("{} (from {})", md(&v.version), v.first_seen_utc)).collect();
+        let _ = writeln!(o, "- Server version: {}", versions.join(" → "));
+    }
     let _ = writeln!(
         o,
         "- Reliability: {:.1} % ({}/{}; 95% CI {:.1}–{:.1} %)",

@@ -65,8 +65,12 @@ pub struct BackendReport {
     pub decode_tps: Rate,
     pub streamed: Mode,
     pub non_streamed: Mode,
-    /// Model load time, where the backend reports one (the in-process and direct kinds).
+    /// The longest model load the server reported (`requests.server_load_ms`: Ollama's
+    /// `load_duration`, the mlx-lm worker's load).
     pub load_time_s: Option<f64>,
+    /// The server versions seen, in order (`runs.server_version`): more than one means an
+    /// update happened within the window.
+    pub server_versions: Vec<ServerVersion>,
     pub peak_rss_bytes: Option<u64>,
     pub last_rss_bytes: Option<u64>,
     /// Which memory figure the leak analysis used: `footprint` (macOS physical footprint,
@@ -83,6 +87,14 @@ pub struct BackendReport {
     pub hypotheses: Hypotheses,
     pub drift: Vec<Drift>,
     pub hourly: Vec<HourStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerVersion {
+    pub version: String,
+    /// The first run that saw it.
+    pub first_seen: i64,
+    pub first_seen_utc: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

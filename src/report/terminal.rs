@@ -101,6 +101,19 @@ fn backend(out: &mut String, b: &BackendReport) {
         printable(&b.leak.reason),
         b.restarts
     );
+    if !b.server_versions.is_empty() || b.load_time_s.is_some() {
+        let versions: Vec<String> = b
+            .server_versions
+            .iter()
+            .map(|v| format!("{} (from {})", printable(&v.version), v.first_seen_utc))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  server        {}{}",
+            if versions.is_empty() { "version not reported".into() } else { versions.join(" → ") },
+            b.load_time_s.map_or(String::new(), |s| format!(" · longest model load {s:.2} s"))
+        );
+    }
     if b.requests > b.ok {
         let _ = writeln!(
             out,

@@ -72,6 +72,28 @@ pub fn peak_rss(conn: &Connection, backends: &[String], from: i64, to: i64) -> r
     )
 }
 
+/// The longest model load a backend's server reported within `[from, to]` (ms), and the
+/// server versions its runs saw, in order of first sight (unix ms).
+pub fn server_signals(
+    conn: &Connection,
+    backend: &str,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<(Option<f64>, Vec<(String, i64)>)> {
+    let load: Option<f64> = conn.query_row(
+        "SELECT max(server_load_ms) FROM requests WHERE backend = ?1 AND started_at BETWEEN ?2 AND ?3",
+        rusqlite::params![backend, from, to],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT server_version, min(started_at) FROM runs
+         WHERE backend = ?1 AND started_at BETWEEN ?2 AND ?3 AND server_version IS NOT NULL
+         GROUP BY server_version ORDER BY 2 LIMIT 20",
+    )?;
+    let versions = stmt.query_map(rusqlite::params![backend, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((load, versions.collect::<rusqlite::Result<_>>()?))
+}
+
 /// Restart events per backend within `[from, to]`.
 pub fn restarts(conn: &Connection, backends: &[String], from: i64, to: i64) -> rusqlite::Result<BTreeMap<String, u64>> {
     per_backend(
