@@ -72,14 +72,17 @@ pub fn peak_rss(conn: &Connection, backends: &[String], from: i64, to: i64) -> r
     )
 }
 
+/// A server version and when a run first saw it (unix ms).
+pub type VersionSeen = (String, i64);
+
 /// The longest model load a backend's server reported within `[from, to]` (ms), and the
-/// server versions its runs saw, in order of first sight (unix ms).
+/// server versions its runs saw, in order of first sight.
 pub fn server_signals(
     conn: &Connection,
     backend: &str,
     from: i64,
     to: i64,
-) -> rusqlite::Result<(Option<f64>, Vec<(String, i64)>)> {
+) -> rusqlite::Result<(Option<f64>, Vec<VersionSeen>)> {
     let load: Option<f64> = conn.query_row(
         "SELECT max(server_load_ms) FROM requests WHERE backend = ?1 AND started_at BETWEEN ?2 AND ?3",
         rusqlite::params![backend, from, to],
