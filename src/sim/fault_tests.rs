@@ -87,8 +87,9 @@ async fn stall_pauses_then_finishes() {
     assert_eq!(status, 200);
     assert!(sse.error.is_none(), "{:?}", sse.error);
     let times: Vec<Duration> = sse.events.iter().skip(1).take(5).map(|(t, _)| *t).collect();
-    assert!(times[2] - times[1] >= Duration::from_millis(550), "{times:?}");
-    assert!(times[1] - times[0] < Duration::from_millis(300), "{times:?}");
+    // The stall comes after the second token: the third is at least 600 ms in (a lower bound,
+    // which a busy machine cannot break; tokens may bunch after it, never come early).
+    assert!(times[2] >= Duration::from_millis(600), "{times:?}");
     assert_eq!(tokens(&sse.chunks()), 5);
     assert!(sse.has_done());
 
