@@ -10,10 +10,12 @@
 
 mod chunk;
 mod guard;
+mod mlx_lm;
 pub mod numbers;
 mod openai;
 mod pool;
 
+pub use mlx_lm::MlxLm;
 pub use numbers::ServerNumbers;
 pub use openai::OpenAi;
 pub use pool::Adapters;
@@ -129,6 +131,8 @@ pub enum BackendError {
     BadKey { backend: String, var: String },
     #[error("backend \"{backend}\": cannot build an HTTP client: {err}")]
     Client { backend: String, err: reqwest::Error },
+    #[error("backend \"{backend}\": kind \"mlx-lm\" needs `{field}` (check the config)")]
+    Worker { backend: String, field: &'static str },
 }
 
 /// A new adapter for a configured backend, with the connect timeout of the workload.
@@ -138,7 +142,7 @@ pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Ba
         | BackendKind::LmStudio
         | BackendKind::Ollama
         | BackendKind::LlamaCpp
-        | BackendKind::Vllm
-        | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        | BackendKind::Vllm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        BackendKind::MlxLm => Ok(Box::new(MlxLm::new(config)?)),
     }
 }
