@@ -15,40 +15,15 @@
 //!
 //! Timeouts and shutdown. The first-byte limit covers waiting for the worker, its start, the
 //! model load and the prompt; the stall limit covers silence between tokens; `total` the whole.
-//! A request that outruns one of them, or that shutdown aborts, sends `cancel`; a worker that
-//! does not end the generation within a second of it is killed and restarted. Tools are not
+//! A request that outruns one of them sends `cancel`; a worker that does not end the
+//! generation within a second of it is killed and restarted. A request that shutdown aborts
+//! sends `cancel` and leaves; `close`, at the session's end, closes the worker's stdin, waits
+//! 2 s and kills it. No worker outlives soakd: it is killed when its handle is dropped, and it
+//! exits by itself when its stdin closes (soakd gone). Tools are not
 //! sent (this kind ignores a workload's `tools`). `temperature` and `top_p` unset mean greedy,
 //! as in mlx_lm.server.
 //!
-//! Protocol, version 1: JSON, one object per line. soakd → worker (stdin); the first line is
-//! the worker's own source (see `worker`), then:
-//!
-//! ```text
-//! {"op":"generate","id":7,"messages":[{"role":"system","content":"…"},{"role":"user","content":"…"}],
-//!  "max_tokens":256,"temperature":null,"top_p":null,"stream":true}
-//! {"op":"cancel","id":7}            stop generation 7 (or skip it if not begun)
-//! {"op":"stats","id":8}             MLX memory now
-//! end of stdin                      exit
-//! ```
-//!
-//! worker → soakd (stdout; the worker points its own fd 1 at stderr so no library print can
-//! break the protocol):
-//!
-//! ```text
-//! {"t":"hello","v":1,"pid":…,"python":"3.11.7","mlx":"0.32.4","mlx_lm":"0.32.2","device":"Device(gpu, 0)","model":"…"}
-//! {"t":"loaded","id":7,"load_ms":6760.1,"active_bytes":…,"peak_bytes":…,"cache_bytes":…}
-//! {"t":"tok","id":7,"text":" world"}                  one per token (streamed requests only)
-//! {"t":"done","id":7,"finish_reason":"length"|"stop"|"cancelled","completion_tokens":256,"text":"…",
-//!  "prompt_tokens":13,"prompt_tps":…,"generation_tps":…,"ttft_ms":…,"total_ms":…,
-//!  "active_bytes":…,"peak_bytes":…,"cache_bytes":…}
-//! {"t":"error","id":7,"error":"ValueError: …"}        that request failed; the worker lives on
-//! {"t":"fatal","id":7,"error":"cannot load the model: …"}   the worker exits next
-//! {"t":"stats","id":8,"loaded":true,"active_bytes":…,"peak_bytes":…,"cache_bytes":…}
-//! ```
-//!
-//! `peak_bytes` is MLX's peak since the request began (`mx.reset_peak_memory()` before each
-//! generation); `ttft_ms` counts from the generation's start (after any load), `total_ms` from
-//! the request's arrival (load included). Lines are bounded (`protocol::MAX_LINE_BYTES`).
+//! The worker speaks JSON lines, protocol version 1: see `protocol` for the line shapes.
 
 mod protocol;
 mod worker;
@@ -162,7 +137,7 @@ impl MlxLm {
         slot.next_id += 1;
         let id = slot.next_id;
         let live = slot.live.as_mut().expect("a ready worker");
-        if live.worker.send(&generate_line(id, req)).await.is_err() {
+        if live.worker.send(&generate_line(id, req)).is_err() {
             return Err(self.died(&mut slot, tl).await);
         }
         live.busy = Some(id);
@@ -184,7 +159,7 @@ impl MlxLm {
                     return Err(failure);
                 }
                 Err(Stop::Aborted) => {
-                    let _ = live.worker.send(&cancel_line(id)).await;
+                    let _ = live.worker.send(&cancel_line(id));
                     return Err(Failure::new(Outcome::Cancelled, "soakd shut down mid-generation"));
                 }
                 Ok(None) => return Err(self.died(&mut slot, tl).await),
@@ -358,7 +333,7 @@ impl MlxLm {
             }
         }
         slot.not_before = None;
-        match Worker::spawn(&self.python, &self.model, self.log.as_deref(), &self.pid).await {
+        match Worker::spawn(&self.python, &self.model, self.log.as_deref(), &self.pid) {
             Ok(worker) => {
                 tracing::info!(pid = worker.pid, python = %self.python.display(), model = %self.model.display(), "mlx-lm worker started");
                 self.known().starts += 1;
@@ -379,7 +354,7 @@ impl MlxLm {
     async fn settle(&self, slot: &mut Slot) {
         let Some(live) = slot.live.as_mut() else { return };
         let Some(id) = live.busy else { return };
-        let _ = live.worker.send(&cancel_line(id)).await;
+        let _ = live.worker.send(&cancel_line(id));
         let until = Instant::now() + CANCEL_GRACE;
         loop {
             match tokio::time::timeout_at(until, live.worker.recv()).await {
@@ -465,7 +440,7 @@ impl MlxLm {
         else {
             return Vec::new();
         };
-        if live.worker.send(&stats_line(id)).await.is_err() {
+        if live.worker.send(&stats_line(id)).is_err() {
             return Vec::new();
         }
         let until = Instant::now() + Duration::from_secs(2);
@@ -548,7 +523,7 @@ impl Backend for MlxLm {
             let mut slot = self.slot.lock().await;
             if let Some(mut live) = slot.live.take() {
                 if let Some(id) = live.busy {
-                    let _ = live.worker.send(&cancel_line(id)).await;
+                    let _ = live.worker.send(&cancel_line(id));
                 }
                 let status = live.worker.stop(EXIT_GRACE).await;
                 tracing::debug!(pid = live.worker.pid, exit = %describe_exit(status), "mlx-lm worker stopped");

@@ -1,10 +1,39 @@
-//! The mlx-lm worker's protocol, version 1: the lines soakd writes (`generate_line`,
-//! `cancel_line`, `stats_line`) and the parsing of the lines the worker writes (`Msg`), with
-//! their bounds. The shapes are listed in the parent module's doc.
+//! The mlx-lm worker's protocol: the lines soakd writes (`generate_line`, `cancel_line`,
+//! `stats_line`) and the parsing of the lines the worker writes (`Msg`), with their bounds.
+//!
+//! Protocol, version 1: JSON, one object per line. soakd → worker (stdin); the first line is
+//! the worker's own source (see `worker`), then:
+//!
+//! ```text
+//! {"op":"generate","id":7,"messages":[{"role":"system","content":"…"},{"role":"user","content":"…"}],
+//!  "max_tokens":256,"temperature":null,"top_p":null,"stream":true}
+//! {"op":"cancel","id":7}            stop generation 7 (or skip it if not begun)
+//! {"op":"stats","id":8}             MLX memory now
+//! end of stdin                      exit
+//! ```
+//!
+//! worker → soakd (stdout; the worker points its own fd 1 at stderr so no library print can
+//! break the protocol):
+//!
+//! ```text
+//! {"t":"hello","v":1,"pid":…,"python":"3.11.7","mlx":"0.32.4","mlx_lm":"0.32.2","device":"Device(gpu, 0)","model":"…"}
+//! {"t":"loaded","id":7,"load_ms":6760.1,"active_bytes":…,"peak_bytes":…,"cache_bytes":…}
+//! {"t":"tok","id":7,"text":" world"}                  one per token (streamed requests only)
+//! {"t":"done","id":7,"finish_reason":"length"|"stop"|"cancelled","completion_tokens":256,"text":"…",
+//!  "prompt_tokens":13,"prompt_tps":…,"generation_tps":…,"ttft_ms":…,"total_ms":…,
+//!  "active_bytes":…,"peak_bytes":…,"cache_bytes":…}
+//! {"t":"error","id":7,"error":"ValueError: …"}        that request failed; the worker lives on
+//! {"t":"fatal","id":7,"error":"cannot load the model: …"}   the worker exits next
+//! {"t":"stats","id":8,"loaded":true,"active_bytes":…,"peak_bytes":…,"cache_bytes":…}
+//! ```
+//!
+//! `peak_bytes` is MLX's peak since the request began (`mx.reset_peak_memory()` before each
+//! generation); `ttft_ms` counts from the generation's start (after any load), `total_ms` from
+//! the request's arrival (load included).
 //!
 //! Everything the worker writes is untrusted: a line is at most `MAX_LINE_BYTES`, every text
-//! is cut to a bound, every number must be finite and non-negative, and a message missing a
-//! field it needs is a `ProtocolError`, never a panic.
+//! is cut to a bound, every number must be finite and non-negative (else it is dropped), and a
+//! message missing a field it needs is a `ProtocolError`, never a panic.
 
 use crate::backend::ChatRequest;
 use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};

@@ -31,7 +31,9 @@ const CHANNEL: usize = 256;
 pub struct Worker {
     pub pid: u32,
     pub started: Instant,
-    stdin: Option<ChildStdin>,
+    /// Lines for the stdin writer task: a line is queued whole, so a request that is dropped
+    /// half-way never leaves half a line in the pipe.
+    stdin: Option<mpsc::UnboundedSender<String>>,
     messages: mpsc::Receiver<Result<Msg, ProtocolError>>,
     exit: watch::Receiver<Option<ExitStatus>>,
     kill: Option<oneshot::Sender<()>>,
@@ -42,12 +44,7 @@ pub struct Worker {
 
 impl Worker {
     /// Starts `python` on the model folder and hands it the script. The pid is shared at once.
-    pub async fn spawn(
-        python: &Path,
-        model: &Path,
-        log: Option<&Path>,
-        shared_pid: &WorkerPid,
-    ) -> std::io::Result<Worker> {
+    pub fn spawn(python: &Path, model: &Path, log: Option<&Path>, shared_pid: &WorkerPid) -> std::io::Result<Worker> {
         let mut child = Command::new(python)
             .arg("-c")
             .arg(BOOTSTRAP)
@@ -61,8 +58,7 @@ impl Worker {
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id().unwrap_or_default();
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(std::io::Error::other("the worker's pipes were not set up"));
         };
@@ -76,16 +72,13 @@ impl Worker {
         let (exit_tx, exit) = watch::channel(None);
         let (kill, kill_rx) = oneshot::channel();
         tokio::spawn(own(child, pid, shared_pid.clone(), kill_rx, exit_tx));
-        // A worker that dies at once (not a Python) closes its stdin early: that shows as its
-        // exit, not as a failure to start.
-        let script = format!("{}\n", serde_json::Value::from(SCRIPT));
-        if stdin.write_all(script.as_bytes()).await.is_ok() {
-            let _ = stdin.flush().await;
-        }
+        let (lines, queued) = mpsc::unbounded_channel();
+        let _ = lines.send(format!("{}\n", serde_json::Value::from(SCRIPT)));
+        tokio::spawn(write_stdin(stdin, queued));
         Ok(Worker {
             pid,
             started: Instant::now(),
-            stdin: Some(stdin),
+            stdin: Some(lines),
             messages,
             exit,
             kill: Some(kill),
@@ -94,11 +87,10 @@ impl Worker {
         })
     }
 
-    /// Writes one protocol line; an error means the worker is gone.
-    pub async fn send(&mut self, line: &str) -> std::io::Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| std::io::Error::other("the worker's stdin is closed"))?;
-        stdin.write_all(line.as_bytes()).await?;
-        stdin.flush().await
+    /// Queues one protocol line; an error means the worker's stdin is gone (it exited).
+    pub fn send(&mut self, line: &str) -> std::io::Result<()> {
+        let stdin = self.stdin.as_ref().ok_or_else(|| std::io::Error::other("the worker's stdin is closed"))?;
+        stdin.send(line.to_string()).map_err(|_| std::io::Error::other("the worker's stdin is closed"))
     }
 
     /// The next message; `None` once stdout closed (the worker exited or is exiting).
@@ -148,6 +140,16 @@ impl Worker {
         let start = tail.len().saturating_sub(1024);
         let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(tail.len());
         bounded(&tail[start..], 1024)
+    }
+}
+
+/// Writes the queued lines; ends (closing stdin, the worker's signal to exit) when the queue
+/// is closed or the pipe breaks. A worker that dies at once (not a Python) shows as its exit.
+async fn write_stdin(mut stdin: ChildStdin, mut queued: mpsc::UnboundedReceiver<String>) {
+    while let Some(line) = queued.recv().await {
+        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -290,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("worker.log");
         let pid = WorkerPid::default();
-        let mut w = Worker::spawn(Path::new("sh"), dir.path(), Some(&log), &pid).await.unwrap();
+        let mut w = Worker::spawn(Path::new("sh"), dir.path(), Some(&log), &pid).unwrap();
         assert!(w.recv().await.is_none(), "no protocol line from sh");
         let status = w.end(Duration::from_secs(5)).await;
         assert!(status.is_some_and(|s| !s.success()), "{status:?}");
