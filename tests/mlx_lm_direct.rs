@@ -39,7 +39,11 @@ fn count(conn: &Connection, filter: &str) -> i64 {
 }
 
 fn alive(pid: i64) -> bool {
-    std::process::Command::new("kill").args(["-0", &pid.to_string()]).status().is_ok_and(|s| s.success())
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 const JOBS: &str = r#"
@@ -286,4 +290,34 @@ fn check_reports_a_missing_interpreter_and_model_folder() {
     assert_eq!(code, 78, "{out}\n{err}");
     assert!(err.contains("field `python`") && err.contains("no-python is not a file"), "{err}");
     assert!(err.contains("field `model`") && err.contains("no-model has no config.json"), "{err}");
+}
+
+/// SIGINT with a short grace: the generation in flight is `cancelled`, and soakd stops its
+/// worker before it exits.
+#[test]
+fn shutdown_cancels_the_generation_and_stops_the_worker() {
+    let _guard = heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "babble",
+        "[[job]]\nname = \"endless\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 100000\n",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("shutdown_grace_s = 1\n{text}")).unwrap();
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["once", "endless", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = wait_for_pid(dir.path(), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = db(dir.path());
+    assert_eq!(count(&conn, "outcome = 'cancelled' AND error = 'soakd shut down mid-generation'"), 1);
+    assert_eq!(count(&conn, "outcome <> 'cancelled'"), 0);
+    assert!(!alive(pid), "the worker {pid} outlived soakd");
 }
