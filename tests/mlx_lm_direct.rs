@@ -245,7 +245,9 @@ fn a_request_past_its_limit_is_cancelled_in_the_worker() {
 fn a_worker_that_cannot_start_or_load_fails_its_requests_in_words() {
     let _guard = heavy();
     let dir = tempfile::tempdir().unwrap();
-    let jobs = "[[job]]\nname = \"p\"\ncron = \"@hourly\"\nrequests = 1\nmax_tokens = 8\n";
+    let jobs = "[[job]]\nname = \"p\"\ncron = \"@hourly\"\nrequests = 1\nmax_tokens = 8\n\
+                [[job]]\nname = \"impatient\"\ncron = \"@hourly\"\nrequests = 1\nmax_tokens = 8\n\
+                timeouts = { first_byte_ms = 300 }\n";
     let backend = format!(
         "[[backend]]\nname = \"nopython\"\nkind = \"mlx-lm\"\npython = \"{}\"\nmodel = \"{}\"\n\
          [[backend]]\nname = \"nomodel\"\nkind = \"mlx-lm\"\npython = \"{}\"\nmodel = \"{}\"\n",
@@ -258,7 +260,7 @@ fn a_worker_that_cannot_start_or_load_fails_its_requests_in_words() {
     once(&config, "p");
     let conn = db(dir.path());
     let error = |b: &str| -> (String, String) {
-        conn.query_row(&format!("SELECT outcome, error FROM requests WHERE backend = '{b}'"), [], |r| {
+        conn.query_row(&format!("SELECT outcome, error FROM requests WHERE backend = '{b}' AND job = 'p'"), [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap()
@@ -266,6 +268,15 @@ fn a_worker_that_cannot_start_or_load_fails_its_requests_in_words() {
     let (outcome, text) = error("nopython");
     assert_eq!(outcome, "connect_error", "{text}");
     assert!(text.contains("cannot start the mlx-lm worker with") && text.contains("no-such-python"), "{text}");
+    // While the worker is down, a request whose first-byte limit ends before the next start
+    // (here 1 s after the failed one) is refused at once.
+    let (code, out, err) = soakd(&["once", "impatient", "--backend", "nopython", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (outcome, text): (String, String) = conn
+        .query_row("SELECT outcome, error FROM requests WHERE job = 'impatient'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(outcome, "connect_refused", "{text}");
+    assert!(text.contains("the mlx-lm worker is down") && text.contains("the next start is in"), "{text}");
     let (outcome, text) = error("nomodel");
     assert_eq!(outcome, "stream_error", "{text}");
     assert!(text.contains("cannot load the model"), "{text}");

@@ -32,6 +32,7 @@ use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, 
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::probe::outcome::{Outcome, is_crash_text};
 use crate::probe::timeline::{Delta, Timeline};
+use crate::schedule::Workload;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, bounded};
 use crate::time::now_ms;
@@ -53,7 +54,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long `describe` and `observe` wait for the worker (the runner gives them 5 s).
 const ASK: Duration = Duration::from_millis(4500);
-/// Worker exits kept until a failure carries them off as events.
+/// Worker exits kept (the newest) until a failure carries them off as events.
 const MAX_PENDING_EVENTS: usize = 16;
 
 pub struct MlxLm {
@@ -154,7 +155,7 @@ impl MlxLm {
             match got {
                 Err(Stop::Deadline) => {
                     tl.ended(now);
-                    let failure = self.overdue(tl, live.loaded, start, total, w.timeouts.stall);
+                    let failure = self.overdue(tl, live.loaded, start, total, w);
                     self.settle(&mut slot).await;
                     return Err(failure);
                 }
@@ -206,14 +207,16 @@ impl MlxLm {
     }
 
     /// A request's deadline passed: which limit it was.
-    fn overdue(&self, tl: &Timeline, loaded: bool, start: Instant, total: Instant, stall: Duration) -> Failure {
+    fn overdue(&self, tl: &Timeline, loaded: bool, start: Instant, total: Instant, w: &Workload) -> Failure {
+        let (stream, stall) = (w.stream, w.timeouts.stall);
         let elapsed = start.elapsed().as_millis();
         let tokens = tl.deltas();
         if tokens == 0 {
             let doing = if tl.server.load_ms.is_none() && !loaded { " (the model was still loading)" } else { "" };
+            let what = if stream { "no token" } else { "no reply" };
             return Failure::new(
                 Outcome::NoFirstByte,
-                format!("no token from the mlx-lm worker within {elapsed} ms{doing}"),
+                format!("{what} from the mlx-lm worker within {elapsed} ms{doing}"),
             );
         }
         if Instant::now() >= total {
@@ -344,6 +347,7 @@ impl MlxLm {
                 slot.deaths += 1;
                 slot.not_before = Some(Instant::now() + backoff(slot.deaths));
                 let text = format!("cannot start the mlx-lm worker with {}: {e}", self.python.display());
+                self.known().last_exit = Some(json!({"exit": format!("could not start: {e}"), "at": now_ms()}));
                 Err(Failure::new(Outcome::ConnectError, text))
             }
         }
@@ -426,9 +430,10 @@ impl MlxLm {
         tracing::warn!(pid = live.worker.pid, %exit, killed_by_soakd = ?by_soakd, during, "the mlx-lm worker ended");
         let mut known = self.known();
         known.last_exit = Some(detail.clone());
-        if known.events.len() < MAX_PENDING_EVENTS {
-            known.events.push(ServerEvent { kind: "worker_exit", detail });
+        if known.events.len() == MAX_PENDING_EVENTS {
+            known.events.remove(0);
         }
+        known.events.push(ServerEvent { kind: "worker_exit", detail });
         exit
     }
 
