@@ -52,6 +52,8 @@ impl Worker {
             // The model is a local folder: never reach for the Hugging Face hub.
             .env("HF_HUB_OFFLINE", "1")
             .env("PYTHONUNBUFFERED", "1")
+            // The protocol is UTF-8 whatever the locale (a launchd job has none).
+            .env("PYTHONIOENCODING", "utf-8")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
