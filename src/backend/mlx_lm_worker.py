@@ -12,6 +12,9 @@ import threading
 import time
 
 PROTOCOL = 1
+# At most 12 bytes a character once JSON-escaped: a done line stays under soakd's 1 MiB.
+MAX_TEXT_CHARS = 65536
+MAX_ERROR_CHARS = 4096
 
 
 def main():
@@ -140,7 +143,8 @@ def main():
             "id": rid,
             "finish_reason": finish or "length",
             "completion_tokens": count,
-            "text": "".join(parts) + tail,
+            # soakd keeps 64 KiB of a reply and reads lines of at most 1 MiB: send no more.
+            "text": ("".join(parts) + tail)[:MAX_TEXT_CHARS],
             "ttft_ms": (first - t0) * 1000.0 if first is not None else None,
             "total_ms": (end - t0) * 1000.0,
         }
@@ -170,14 +174,15 @@ def main():
             try:
                 state["model"], state["tokenizer"] = load(model_path)
             except Exception as e:  # noqa: BLE001 - a model that cannot load ends the worker
-                send({"t": "fatal", "id": rid, "error": "cannot load the model: %s: %s" % (type(e).__name__, e)})
+                err = "cannot load the model: %s: %s" % (type(e).__name__, e)
+                send({"t": "fatal", "id": rid, "error": err[:MAX_ERROR_CHARS]})
                 out.flush()
                 os._exit(3)
             send(dict({"t": "loaded", "id": rid, "load_ms": (time.perf_counter() - t0) * 1000.0}, **memory()))
         try:
             generate(msg, rid, t0)
         except Exception as e:  # noqa: BLE001 - a failed generation is reported; the worker lives on
-            send({"t": "error", "id": rid, "error": "%s: %s" % (type(e).__name__, e)})
+            send({"t": "error", "id": rid, "error": ("%s: %s" % (type(e).__name__, e))[:MAX_ERROR_CHARS]})
     out.flush()
     os._exit(0)
 
