@@ -1,6 +1,6 @@
-//! One schedule fired at every kind at once: the real llama-server (`llamacpp`) and
-//! mlx_lm.server (`openai`), and `soakd sim` in the shapes of LM Studio, Ollama and vLLM (which
-//! cannot run here). Every row carries soakd's own numbers and, where the server gives them,
+//! One schedule fired at all six kinds at once: the real llama-server (`llamacpp`),
+//! mlx_lm.server (`openai`) and mlx_lm in soakd's own worker (`mlx-lm`), and `soakd sim` in
+//! the shapes of LM Studio, Ollama and vLLM (which cannot run here). Every row carries soakd's own numbers and, where the server gives them,
 //! the server's; `soakd discover` tells every one of those servers' kinds apart.
 
 mod common;
@@ -30,6 +30,11 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
         entry("lmstudio", "lmstudio", lmstudio.port, "model = \"sim-model\"\n"),
         entry("ollama", "ollama", ollama.port, "model = \"sim-model\"\n"),
         entry("vllm", "vllm", vllm.port, ""),
+        format!(
+            "[[backend]]\nname = \"direct\"\nkind = \"mlx-lm\"\npython = \"{}\"\nmodel = \"{}\"\n",
+            d.mlx_server.with_file_name("python3").display(),
+            d.hf("babble").display()
+        ),
     ]
     .concat();
     let config = write_config(dir.path(), &backends, JOB);
@@ -41,7 +46,7 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
         one(&conn, &format!("SELECT count(*) FROM requests WHERE backend = '{backend}' AND {filter}"))
     };
     // soakd's own numbers, for every kind.
-    for backend in ["llama", "mlx-server", "lmstudio", "ollama", "vllm"] {
+    for backend in ["llama", "mlx-server", "lmstudio", "ollama", "vllm", "direct"] {
         assert_eq!(per(backend, "outcome = 'ok' AND ttft_ms > 0 AND decode_tps > 0 AND e2e_ms > 0"), 4, "{backend}");
     }
     // The servers' own, where they give them.
@@ -50,10 +55,12 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
     assert_eq!(per("ollama", "server_decode_tps > 0 AND server_prompt_ms >= 0 AND server_total_ms > 0"), 4);
     assert_eq!(per("ollama", "server_load_ms >= 300"), 1, "the first request paid the model load");
     assert_eq!(per("mlx-server", "server_decode_tps IS NULL"), 4, "mlx_lm.server reports no timings");
+    assert_eq!(per("direct", "server_decode_tps > 0 AND server_peak_bytes > 0"), 4);
+    assert_eq!(per("direct", "server_load_ms > 0"), 1, "the worker's first request paid the model load");
     let version = |backend: &str| -> Option<String> {
         conn.query_row("SELECT server_version FROM runs WHERE backend = ?1", [backend], |r| r.get(0)).unwrap()
     };
-    for backend in ["llama", "lmstudio", "ollama", "vllm"] {
+    for backend in ["llama", "lmstudio", "ollama", "vllm", "direct"] {
         assert!(version(backend).is_some_and(|v| !v.is_empty()), "{backend} has a version");
     }
     let samples = |backend: &str, source: &str| -> i64 {
@@ -69,6 +76,7 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
     assert_eq!(samples("lmstudio", "models"), 2);
     assert_eq!(samples("ollama", "ps"), 2);
     assert_eq!(samples("vllm", "metrics"), 2);
+    assert_eq!(samples("direct", "worker"), 2);
     let served: f64 = one(
         &conn,
         "SELECT json_extract(data, '$.request_success_total') FROM server_samples WHERE backend = 'vllm' AND source = 'metrics' AND phase = 'after'",
@@ -88,6 +96,7 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
     assert!(backend("ollama")["load_time_s"].as_f64().is_some_and(|s| s >= 0.3));
     assert_eq!(backend("llama")["server_versions"].as_array().map(Vec::len), Some(1));
     assert!(backend("mlx-server")["server_versions"].as_array().is_some_and(Vec::is_empty));
+    assert!(backend("direct")["load_time_s"].as_f64().is_some_and(|s| s > 0.0));
 
     // discover: every one of these servers, by its kind.
     let ports: Vec<String> = [&llama, &mlx, &lmstudio, &ollama, &vllm]

@@ -15,6 +15,7 @@ mod http;
 mod llamacpp;
 mod lmstudio;
 mod metrics;
+mod mlx_lm;
 mod ndjson;
 pub mod numbers;
 mod ollama;
@@ -24,6 +25,7 @@ pub mod side;
 mod vllm;
 
 pub use lmstudio::LmStudio;
+pub use mlx_lm::MlxLm;
 pub use numbers::ServerNumbers;
 pub use ollama::Ollama;
 pub use openai::OpenAi;
@@ -146,6 +148,8 @@ pub enum BackendError {
     BadKey { backend: String, var: String },
     #[error("backend \"{backend}\": cannot build an HTTP client: {err}")]
     Client { backend: String, err: reqwest::Error },
+    #[error("backend \"{backend}\": kind \"mlx-lm\" needs `{field}` (check the config)")]
+    Worker { backend: String, field: &'static str },
 }
 
 /// The `Authorization` header for a backend with `api_key_env`, marked sensitive (never logged).
@@ -174,6 +178,7 @@ pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Ba
         BackendKind::Vllm => Ok(Box::new(vllm::Vllm::new(config, timeouts)?)),
         BackendKind::LmStudio => Ok(Box::new(LmStudio::new(config, timeouts)?)),
         BackendKind::Ollama => Ok(Box::new(Ollama::new(config, timeouts)?)),
-        BackendKind::OpenAi | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        BackendKind::MlxLm => Ok(Box::new(MlxLm::new(config)?)),
+        BackendKind::OpenAi => Ok(Box::new(OpenAi::new(config, timeouts)?)),
     }
 }

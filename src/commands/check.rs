@@ -33,6 +33,9 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
             p => format!("samples {}", p.describe()),
         };
         println!("  {:<20} {:<7} {}  {}", b.name, b.kind.as_str(), b.url, sampled);
+        problems.extend(worker_problems(b).into_iter().map(|(field, message)| {
+            Place::entry(&config.path, format!("backend \"{}\"", b.name)).problem(Some(field), message)
+        }));
         if let Some(var) = &b.api_key_env
             && std::env::var_os(var).is_none_or(|v| v.is_empty())
         {
@@ -80,6 +83,22 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
     } else {
         Err(Problems(problems).into())
     }
+}
+
+/// For `mlx-lm`: an interpreter and a model folder that exist (the worker is not started here).
+fn worker_problems(b: &config::BackendConfig) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    if b.kind != config::BackendKind::MlxLm {
+        return found;
+    }
+    if let Some(python) = b.python.as_ref().filter(|p| !p.is_file()) {
+        found
+            .push(("python", format!("{} is not a file; give an interpreter with mlx-lm installed", python.display())));
+    }
+    if let Some(model) = b.model.as_ref().map(Path::new).filter(|m| !m.join("config.json").is_file()) {
+        found.push(("model", format!("{} has no config.json; give a local mlx_lm model folder", model.display())));
+    }
+    found
 }
 
 /// Where an invalid config file says its schedules are (its `schedules` key, else the default).

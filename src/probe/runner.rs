@@ -15,7 +15,9 @@ use crate::config::BackendConfig;
 use crate::schedule::Job;
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;
-use crate::store::rows::{Event, Evidence, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample};
+use crate::store::rows::{
+    Event, Evidence, EvidenceItem, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample,
+};
 use crate::text::{MAX_ERROR_BYTES, bounded, signature};
 use crate::time::{Stamp, ms_between, now_ms};
 use futures_util::future::join_all;
@@ -297,9 +299,18 @@ impl Worker<'_> {
             tracing::warn!(%backend, kind = e.kind, detail = %e.detail, "the server's state changed after a failure");
             self.writer.event(Event { backend: Some(backend.clone()), kind: e.kind, at: now_ms(), detail: e.detail });
         }
+        // A process that died under the request: its exit status or signal is evidence itself,
+        // kept with every such failure (the rest is gathered once per burst).
+        let exit = (failure.outcome == Outcome::Crash).then(|| EvidenceItem {
+            source: "exit",
+            path: None,
+            text: bounded(&failure.error, MAX_ERROR_BYTES),
+        });
         let (collector, writer, backend) = (self.target.evidence.clone(), self.writer.clone(), backend.clone());
         tokio::spawn(async move {
-            if let Some(items) = collector.gather(Cause::FailedRequest, pid).await.filter(|i| !i.is_empty()) {
+            let mut items = collector.gather(Cause::FailedRequest, pid).await.unwrap_or_default();
+            items.extend(exit);
+            if !items.is_empty() {
                 writer.evidence(Evidence { backend, request_key: Some(key), event: None, at: now_ms(), items });
             }
         });
