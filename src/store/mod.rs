@@ -8,6 +8,7 @@
 pub mod findings;
 pub mod queries;
 mod recover;
+pub mod retention;
 pub mod rows;
 pub mod writer;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../../db/0001_init.sql")),
     ("0002_findings.sql", include_str!("../../db/0002_findings.sql")),
+    ("0005_rollups.sql", include_str!("../../db/0005_rollups.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
