@@ -270,6 +270,44 @@ fn roll_samples(tx: &Transaction<'_>, hour: i64) -> rusqlite::Result<u64> {
     Ok(deleted as u64)
 }
 
+/// The daemon's retention: a first pass a few minutes after start, then one a day, each on its
+/// own connection off the async threads; every pass that rolled anything up is an event.
+pub async fn daily(
+    db: std::path::PathBuf,
+    raw_days: f64,
+    writer: super::WriterHandle,
+    shutdown: crate::shutdown::Shutdown,
+) {
+    let mut wait = std::time::Duration::from_secs(300);
+    loop {
+        tokio::select! {
+            () = shutdown.stopping() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = std::time::Duration::from_secs(86_400);
+        let path = db.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut conn = super::open(&path).map_err(|e| e.to_string())?;
+            prune(&mut conn, crate::time::now_ms(), raw_days).map_err(|e| e.to_string())
+        })
+        .await;
+        match pass {
+            Ok(Ok(done)) if done.hours > 0 => {
+                tracing::info!(requests = done.requests, samples = done.samples, hours = done.hours, "retention: rolled up and pruned");
+                writer.event(super::rows::Event {
+                    backend: None,
+                    kind: "pruned",
+                    at: crate::time::now_ms(),
+                    detail: serde_json::to_value(&done).unwrap_or_default(),
+                });
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("retention failed (it is tried again tomorrow): {e}"),
+            Err(e) => tracing::warn!("retention stopped: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "retention_tests.rs"]
 mod tests;
