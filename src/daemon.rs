@@ -7,10 +7,13 @@
 //! tick, recorded as a `catch_up` event. Retention runs daily beside them. On stop: no new
 //! firings, in-flight requests get the grace period, then are cancelled; everything is flushed.
 
+use crate::clock::SystemClock;
 use crate::config::BackendConfig;
 use crate::probe::runner::{self, RunSpec};
 use crate::schedule::Job;
+use crate::schedule::ticker::{self, Dispatch, Plan};
 use crate::session::Session;
+use crate::store::rows::Event;
 use crate::store::rows::{RunStart, RunStatus};
 use crate::time::now_ms;
 use chrono::Local;
@@ -18,9 +21,6 @@ use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use crate::clock::SystemClock;
-use crate::schedule::ticker::{self, Dispatch, Plan};
-use crate::store::rows::Event;
 use tokio_cron_scheduler::{JobScheduler, JobSchedulerError};
 use tokio_util::task::TaskTracker;
 

@@ -43,8 +43,7 @@ fn the_plist_matches_its_snapshot_and_has_every_key() {
     let s = |k: &str| d.get(k).and_then(|v| v.as_string()).unwrap_or_else(|| panic!("{k} missing"));
     let label = s("Label");
     assert_eq!(label.split('.').count(), 3, "reverse-DNS: {label}");
-    let args: Vec<&str> =
-        d["ProgramArguments"].as_array().unwrap().iter().map(|v| v.as_string().unwrap()).collect();
+    let args: Vec<&str> = d["ProgramArguments"].as_array().unwrap().iter().map(|v| v.as_string().unwrap()).collect();
     assert_eq!(args, [BINARY, "--config", CONFIG, "run"]);
     assert!(args.iter().filter(|a| a.starts_with('/')).count() == 2, "absolute paths");
     assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
@@ -141,7 +140,8 @@ fn install_writes_into_the_given_home_and_uninstall_removes_it() {
     let config = write_config(dir.path(), &common::backend("a", 1), "");
     let c = config.to_str().unwrap();
     let h = home.to_str().unwrap();
-    for (systemd, file) in [(false, "Library/LaunchAgents/org.soakd.agent.plist"), (true, ".config/systemd/user/soakd.service")]
+    for (systemd, file) in
+        [(false, "Library/LaunchAgents/org.soakd.agent.plist"), (true, ".config/systemd/user/soakd.service")]
     {
         let mut args = vec!["--config", c, "install", "--no-load", "--home", h];
         if systemd {
@@ -179,7 +179,8 @@ fn install_refuses_an_invalid_config_with_78() {
 #[test]
 fn a_failed_start_is_recorded_and_status_shows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "[[backend]]\nname = \"a\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n", "");
+    let config =
+        write_config(dir.path(), "[[backend]]\nname = \"a\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n", "");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let run = || {

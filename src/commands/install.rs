@@ -29,7 +29,9 @@ pub fn install(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("soakd: warning: the agent would not start with this config: {e:#}");
             10
         }
-        Err(e) => return Err(e.context("fix the config before installing the agent (`soakd check` lists every problem)")),
+        Err(e) => {
+            return Err(e.context("fix the config before installing the agent (`soakd check` lists every problem)"));
+        }
     };
     let binary = match args.binary {
         Some(b) => b,
@@ -60,7 +62,9 @@ pub fn install(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let loaded = if args.systemd { systemd::enable() } else { launchd::bootstrap(&paths) };
-    loaded.map_err(|e| anyhow::anyhow!("{e}\n  the file is written; load it by hand with: {}", load_hint(args.systemd, &path)))?;
+    loaded.map_err(|e| {
+        anyhow::anyhow!("{e}\n  the file is written; load it by hand with: {}", load_hint(args.systemd, &path))
+    })?;
     println!("loaded: soakd runs now and at every login; `soakd status` shows how it is doing");
     Ok(ExitCode::SUCCESS)
 }

@@ -39,10 +39,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             ),
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,
-            Command::Install { systemd, print, no_load, home, binary } => install::install(
-                cli.config.as_deref(),
-                install::Args { systemd, print, no_load, home, binary },
-            ),
+            Command::Install { systemd, print, no_load, home, binary } => {
+                install::install(cli.config.as_deref(), install::Args { systemd, print, no_load, home, binary })
+            }
             Command::Uninstall { systemd, no_load, home } => install::uninstall(systemd, no_load, home.as_deref()),
             Command::Status { db, home } => status::run(cli.config.as_deref(), db, home.as_deref()),
             Command::Prune { db, raw_days } => prune::run(cli.config.as_deref(), db, raw_days),
@@ -52,11 +51,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The exit code for an error returned by `run_cli`.
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
-    if is_config_error(e) {
-        ExitCode::from(EXIT_CONFIG)
-    } else {
-        ExitCode::FAILURE
-    }
+    if is_config_error(e) { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE }
 }
 
 fn is_config_error(e: &anyhow::Error) -> bool {

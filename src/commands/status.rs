@@ -16,7 +16,8 @@ pub fn run(flag: Option<&Path>, db: Option<PathBuf>, home: Option<&Path>) -> any
     let mut out = Vec::new();
     out.push(("agent", agent_line(&paths, home.is_none())));
     if let Some(f) = agent::last_start_failure(&paths) {
-        let times = if f.count > 1 { format!(", {} times in a row since {}", f.count, utc(f.first_at)) } else { String::new() };
+        let times =
+            if f.count > 1 { format!(", {} times in a row since {}", f.count, utc(f.first_at)) } else { String::new() };
         out.push((
             "failed start",
             format!(
@@ -63,7 +64,8 @@ fn agent_line(paths: &Paths, query: bool) -> String {
     }
     let unit = paths.unit();
     if unit.exists() {
-        let state = if query { systemd::state().unwrap_or_else(|| "systemctl not found".into()) } else { "not asked".into() };
+        let state =
+            if query { systemd::state().unwrap_or_else(|| "systemctl not found".into()) } else { "not asked".into() };
         parts.push(format!("systemd unit {}: {state}", unit.display()));
     }
     if parts.is_empty() {

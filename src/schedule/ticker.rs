@@ -99,11 +99,8 @@ pub async fn run(
     tokio::pin!(stop);
     loop {
         let before = clock.now();
-        let wait = plan
-            .next_fire()
-            .map(|t| (t - before).to_std().unwrap_or_default())
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
+        let wait =
+            plan.next_fire().map(|t| (t - before).to_std().unwrap_or_default()).unwrap_or(MAX_SLEEP).min(MAX_SLEEP);
         tokio::select! {
             biased;
             () = &mut stop => return,
@@ -119,7 +116,10 @@ pub async fn run(
         }
         let (due, back) = plan.poll(now);
         if let Some(back) = back {
-            tracing::warn!(back_s = back.num_seconds(), "the wall clock went back; the schedule holds until it catches up");
+            tracing::warn!(
+                back_s = back.num_seconds(),
+                "the wall clock went back; the schedule holds until it catches up"
+            );
             dispatch.event(event(
                 "clock_jump",
                 now,

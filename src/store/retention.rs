@@ -293,7 +293,12 @@ pub async fn daily(
         .await;
         match pass {
             Ok(Ok(done)) if done.hours > 0 => {
-                tracing::info!(requests = done.requests, samples = done.samples, hours = done.hours, "retention: rolled up and pruned");
+                tracing::info!(
+                    requests = done.requests,
+                    samples = done.samples,
+                    hours = done.hours,
+                    "retention: rolled up and pruned"
+                );
                 writer.event(super::rows::Event {
                     backend: None,
                     kind: "pruned",

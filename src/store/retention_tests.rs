@@ -45,12 +45,10 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 fn dump(conn: &Connection, table: &str) -> Vec<String> {
     let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3, 4")).unwrap();
     let cols = stmt.column_count();
-    stmt.query_map([], |r| {
-        Ok((0..cols).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|"))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    stmt.query_map([], |r| Ok((0..cols).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|")))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 /// A database 40 days long: an old complete hour, an old hour with a request still in flight,
@@ -150,11 +148,20 @@ fn rollups_equal_the_raw_aggregates_and_old_rows_go() {
 
     assert_eq!(count(&conn, &format!("SELECT count(*) FROM requests WHERE started_at < {}", old_hour + HOUR_MS)), 0);
     assert_eq!(
-        count(&conn, &format!("SELECT count(*) FROM requests WHERE started_at >= {busy_hour} AND started_at < {}", busy_hour + HOUR_MS)),
+        count(
+            &conn,
+            &format!(
+                "SELECT count(*) FROM requests WHERE started_at >= {busy_hour} AND started_at < {}",
+                busy_hour + HOUR_MS
+            )
+        ),
         2,
         "the hour with a request in flight is kept whole"
     );
-    assert_eq!(count(&conn, &format!("SELECT count(*) FROM requests WHERE started_at >= {}", NOW - DAY)), recent_before);
+    assert_eq!(
+        count(&conn, &format!("SELECT count(*) FROM requests WHERE started_at >= {}", NOW - DAY)),
+        recent_before
+    );
     assert_eq!(count(&conn, "SELECT count(*) FROM memory_samples"), 7);
     assert_eq!(horizon(&conn).unwrap(), Some(cutoff(NOW, 30.0)));
     assert_eq!(count(&conn, "SELECT count(*) FROM hourly_history WHERE source = 'rollup'"), 2);
