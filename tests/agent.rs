@@ -187,6 +187,7 @@ fn a_failed_start_is_recorded_and_status_shows_it() {
         std::process::Command::new(common::SOAKD)
             .args(["--config", config.to_str().unwrap(), "run"])
             .env("HOME", &home)
+            .env("SOAKD_AGENT", "launchd")
             .output()
             .unwrap()
     };

@@ -62,10 +62,13 @@ fn init_tracing(filter: Option<&str>, daemon: bool) {
     crate::logging::init(filter, daemon, None);
 }
 
-/// `soakd run`: the config first (a failure is recorded where `soakd status` finds it, since
-/// a service manager's restarts would hide it), then logging to files, then the daemon.
+/// `soakd run`: the config first, then logging, then the daemon. Run as an installed agent
+/// (`SOAKD_AGENT` set by the plist or unit), a config error is also recorded where `soakd
+/// status` finds it, since the service manager's restarts would hide it, and logs go to the
+/// agent's log folder unless `[log] dir` says otherwise.
 fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Result<ExitCode> {
-    let paths = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(crate::agent::Paths::new);
+    let agent = std::env::var_os("SOAKD_AGENT").is_some_and(|v| !v.is_empty());
+    let paths = std::env::var_os("HOME").filter(|h| !h.is_empty() && agent).map(crate::agent::Paths::new);
     let loaded = load(flag).and_then(|(config, jobs)| {
         if config.backends.is_empty() {
             let problem = crate::fields::Place::file(&config.path)
@@ -88,7 +91,8 @@ fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Re
     if let Some(paths) = &paths {
         crate::agent::clear_start_failure(paths);
     }
-    let files = config.log.dir.as_deref().map(|dir| crate::logging::Files { dir, keep_days: config.log.keep_days });
+    let dir = config.log.dir.clone().or_else(|| paths.as_ref().map(crate::agent::Paths::log_dir));
+    let files = dir.as_deref().map(|dir| crate::logging::Files { dir, keep_days: config.log.keep_days });
     crate::logging::init(log, true, files);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run_daemon(config, jobs))

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 /// `[log]`: where the daemon writes its daily log files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
-    /// The folder (default: `~/Library/Logs/soakd` on macOS, `$XDG_STATE_HOME/soakd/logs` or
-    /// `~/.local/state/soakd/logs` elsewhere); `None` when no home folder is known.
+    /// The folder. `None`: the agent's default (`~/Library/Logs/soakd` on macOS,
+    /// `~/.local/state/soakd/logs` elsewhere) when soakd runs as an installed agent
+    /// (`SOAKD_AGENT` set), else no files (a `soakd run` in a terminal logs to it).
     pub dir: Option<PathBuf>,
     /// Daily files kept; 0: no log files, standard error only.
     pub keep_days: u32,
@@ -16,8 +17,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        LogConfig { dir: home.map(|h| crate::agent::Paths::new(h).log_dir()), keep_days: 14 }
+        LogConfig { dir: None, keep_days: 14 }
     }
 }
 
