@@ -270,6 +270,52 @@ fn roll_samples(tx: &Transaction<'_>, hour: i64) -> rusqlite::Result<u64> {
     Ok(deleted as u64)
 }
 
+/// What the hourly rollups say about one backend over whole hours of a window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RolledUp {
+    pub backend: String,
+    pub hours: i64,
+    pub requests: i64,
+    pub ok: i64,
+    pub success_rate: f64,
+    pub failures: BTreeMap<String, i64>,
+    /// Means over successful requests (sums / counts, exact).
+    pub ttft_mean_ms: Option<f64>,
+    pub decode_tps_mean: Option<f64>,
+}
+
+/// Per backend, the rollups of the whole hours in `[from, to)`.
+pub fn rolled_up(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<RolledUp>> {
+    let mut out: Vec<RolledUp> = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT backend, count(DISTINCT hour_at), sum(requests), sum(ok), sum(ttft_sum_ms) / nullif(sum(ttft_n), 0),
+                sum(decode_tps_sum) / nullif(sum(decode_n), 0), group_concat(failures, char(10))
+         FROM request_rollups WHERE hour_at >= ?1 AND hour_at + ?3 <= ?2 GROUP BY backend ORDER BY backend",
+    )?;
+    let mut rows = stmt.query(params![from, to, HOUR_MS])?;
+    while let Some(r) = rows.next()? {
+        let (requests, ok): (i64, i64) = (r.get(2)?, r.get(3)?);
+        let mut failures: BTreeMap<String, i64> = BTreeMap::new();
+        for line in r.get::<_, Option<String>>(6)?.unwrap_or_default().lines() {
+            let one: BTreeMap<String, i64> = serde_json::from_str(line).unwrap_or_default();
+            for (k, v) in one {
+                *failures.entry(k).or_default() += v;
+            }
+        }
+        out.push(RolledUp {
+            backend: r.get(0)?,
+            hours: r.get(1)?,
+            requests,
+            ok,
+            success_rate: if requests > 0 { ok as f64 / requests as f64 } else { 0.0 },
+            failures,
+            ttft_mean_ms: r.get(4)?,
+            decode_tps_mean: r.get(5)?,
+        });
+    }
+    Ok(out)
+}
+
 /// The daemon's retention: a first pass a few minutes after start, then one a day, each on its
 /// own connection off the async threads; every pass that rolled anything up is an event.
 pub async fn daily(
