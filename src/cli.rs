@@ -77,11 +77,14 @@ pub enum Command {
         no_save: bool,
     },
 
-    /// Install soakd as a launchd agent (macOS; `~/Library/LaunchAgents/org.soakd.agent.plist`,
-    /// loaded with `launchctl bootstrap gui/<uid>`), or with --systemd as a systemd user unit
-    /// (Linux; `~/.config/systemd/user/soakd.service`). The agent runs `soakd --config <the config,
-    /// absolute> run` at login and again if it exits with an error (at most once a minute). The
-    /// config is checked first; it exits 78 if it is invalid.
+    /// Install soakd as a launchd agent (macOS), or with --systemd as a systemd user unit (Linux).
+    ///
+    /// The launchd agent is `~/Library/LaunchAgents/org.soakd.agent.plist`, loaded with `launchctl
+    /// bootstrap gui/<uid>`; the unit is `~/.config/systemd/user/soakd.service`, enabled with
+    /// `systemctl --user enable --now`. Either runs `soakd --config <the config, absolute> run` at
+    /// login and again after an unsuccessful exit (at most once a minute; systemd not after exit
+    /// 78). Logs: ~/Library/Logs/soakd (macOS) or ~/.local/state/soakd/logs, one file a day. The
+    /// config is checked first: exit 78 if it is invalid.
     Install {
         /// Write a systemd user unit instead of a launchd agent.
         #[arg(long)]
@@ -100,8 +103,10 @@ pub enum Command {
         binary: Option<PathBuf>,
     },
 
-    /// Unload the launchd agent (or with --systemd, stop and disable the user unit) and remove
-    /// its file. The database and logs stay.
+    /// Unload the launchd agent (or with --systemd, stop and disable the user unit) and remove its
+    /// file.
+    ///
+    /// The database and logs stay.
     Uninstall {
         /// The systemd user unit instead of the launchd agent.
         #[arg(long)]

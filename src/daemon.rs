@@ -47,6 +47,8 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         "daemon_start",
         json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(), "trigger": trigger}),
     );
+    // The jobs run on `ticker` (wall-clock catch-up, testable); this scheduler is kept for tasks
+    // that need no such care.
     let scheduler = JobScheduler::new().await?;
     let plan = Plan::new(inner.jobs.iter().map(|j| j.cron.clone()).collect(), Local::now());
     let names = inner.jobs.iter().map(|j| j.name.clone()).collect();
