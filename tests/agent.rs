@@ -201,3 +201,15 @@ fn a_failed_start_is_recorded_and_status_shows_it() {
     assert!(out.contains("without /v1"), "the message itself: {out}");
     assert!(out.contains("not installed"), "{out}");
 }
+
+#[cfg(not(target_os = "macos"))]
+#[test]
+fn a_launchd_install_off_macos_points_to_systemd_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &common::backend("a", 1), "");
+    let h = dir.path().join("home");
+    let (code, _, err) = soakd(&["--config", config.to_str().unwrap(), "install", "--home", h.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("soakd install --systemd"), "{err}");
+    assert!(!h.exists());
+}

@@ -71,11 +71,35 @@ pub fn bootout() -> Result<(), String> {
 /// What `launchctl print` says of the agent: `None` when it is not loaded.
 pub fn loaded() -> Option<String> {
     let text = run_tool("launchctl", &["print", &target().ok()?]).ok()?;
+    Some(summarise(&text))
+}
+
+/// The state, pid and last exit code from `launchctl print`'s output.
+fn summarise(text: &str) -> String {
     let pick = |key: &str| {
-        text.lines().map(str::trim).find_map(|l| l.strip_prefix(key).map(|v| v.trim_start_matches(" = ").to_string()))
+        text.lines().map(str::trim).find_map(|l| l.strip_prefix(key)?.strip_prefix(" = ").map(str::to_string))
     };
     let mut parts = vec![format!("state {}", pick("state").unwrap_or_else(|| "unknown".into()))];
     parts.extend(pick("pid").map(|p| format!("pid {p}")));
     parts.extend(pick("last exit code").map(|c| format!("last exit code {c}")));
-    Some(parts.join(", "))
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launchctl_print_is_summarised() {
+        let text = "gui/501/org.soakd.agent = {\n\tactive count = 1\n\tpath = /Users/a/Library/LaunchAgents/org.soakd.agent.plist\n\tstate = running\n\n\tprogram = /usr/local/bin/soakd\n\tpid-local endpoints = {\n\t}\n\tpid = 812\n\tlast exit code = 78: EX_CONFIG\n}\n";
+        assert_eq!(summarise(text), "state running, pid 812, last exit code 78: EX_CONFIG");
+    }
+
+    #[test]
+    fn the_template_renders_with_every_placeholder_filled() {
+        let spec = Spec { binary: "/b/soakd".into(), config: "/c/config.toml".into(), stop_timeout_s: 25 };
+        let text = render(&spec, &Paths::new("/h")).unwrap();
+        assert!(!text.contains("{{"), "{text}");
+        assert!(text.contains("<integer>25</integer>"), "{text}");
+    }
 }

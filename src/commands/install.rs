@@ -17,6 +17,11 @@ pub struct Args {
 }
 
 pub fn install(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
+    if !args.systemd && !args.print && !args.no_load && !cfg!(target_os = "macos") {
+        anyhow::bail!(
+            "launchd agents are macOS's: on Linux use `soakd install --systemd` (or --print / --no-load to only render or write the plist)"
+        );
+    }
     let paths = Paths::from_flag(args.home.as_deref())?;
     let (config_path, _) = config::locate(flag)?;
     let config_path = absolute(&config_path)?;
