@@ -53,13 +53,14 @@ CREATE TABLE retention (
     raw_days   REAL    NOT NULL
 );
 
--- Per backend and UTC hour, the rolled-up past and the raw present together.
+-- Per backend and UTC hour, the rolled-up past and the raw present together. Counted as the
+-- `hourly` view counts: every finished request, cancelled and interrupted ones included.
 CREATE VIEW hourly_history AS
 SELECT backend,
        strftime('%Y-%m-%d %H:00', hour_at / 1000, 'unixepoch')           AS hour_utc,
-       sum(requests)                                                     AS requests,
+       sum(requests + not_counted)                                       AS requests,
        sum(ok)                                                           AS ok,
-       round(100.0 * sum(ok) / max(sum(requests), 1), 2)                 AS success_pct,
+       round(100.0 * sum(ok) / max(sum(requests + not_counted), 1), 2)   AS success_pct,
        round(sum(ttft_sum_ms) / nullif(sum(ttft_n), 0), 1)               AS avg_ttft_ms,
        round(sum(decode_tps_sum) / nullif(sum(decode_n), 0), 1)          AS avg_decode_tps,
        'rollup'                                                          AS source

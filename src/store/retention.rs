@@ -9,7 +9,7 @@
 //! Only whole hours before the cutoff are touched.
 
 use crate::analysis::stats::percentiles;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::BTreeMap;
 
 pub const HOUR_MS: i64 = 3_600_000;
@@ -59,7 +59,9 @@ pub fn prune(conn: &mut Connection, now_ms: i64, raw_days: f64) -> rusqlite::Res
         .collect::<Result<_, _>>()?;
     let mut done = Pruned { horizon_at: cut, ..Pruned::default() };
     for hour in hours {
-        let tx = conn.transaction()?;
+        // Immediate: take the write lock up front (waiting out the daemon's writer under the
+        // busy timeout) rather than fail to upgrade a read transaction later.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let busy: bool = tx.query_row(
             "SELECT count(*) > 0 FROM requests q JOIN runs r ON r.id = q.run_id
              WHERE q.started_at >= ?1 AND q.started_at < ?2 AND (q.outcome = 'in_flight' OR r.status = 'running')",

@@ -106,6 +106,10 @@ fn rollups_equal_the_raw_aggregates_and_old_rows_go() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    let hourly_sql = format!(
+        "SELECT requests * 1000 + ok FROM hourly WHERE backend = 'a' AND hour_utc = strftime('%Y-%m-%d %H:00', {old_hour} / 1000, 'unixepoch')"
+    );
+    let hourly_before = count(&conn, &hourly_sql);
     let recent_before = count(&conn, &format!("SELECT count(*) FROM requests WHERE started_at >= {}", NOW - DAY));
 
     let done = prune(&mut conn, NOW, 30.0).unwrap();
@@ -165,6 +169,8 @@ fn rollups_equal_the_raw_aggregates_and_old_rows_go() {
     assert_eq!(count(&conn, "SELECT count(*) FROM memory_samples"), 7);
     assert_eq!(horizon(&conn).unwrap(), Some(cutoff(NOW, 30.0)));
     assert_eq!(count(&conn, "SELECT count(*) FROM hourly_history WHERE source = 'rollup'"), 2);
+    let history = count(&conn, &hourly_sql.replace("FROM hourly", "FROM hourly_history"));
+    assert_eq!(history, hourly_before, "hourly_history counts a rolled-up hour as `hourly` counted it raw");
 }
 
 #[test]
