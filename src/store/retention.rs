@@ -48,6 +48,17 @@ pub fn cutoff(now_ms: i64, raw_days: f64) -> i64 {
 
 /// Rolls up and deletes raw rows that started before `cutoff(now_ms, raw_days)`.
 pub fn prune(conn: &mut Connection, now_ms: i64, raw_days: f64) -> rusqlite::Result<Pruned> {
+    prune_until(conn, now_ms, raw_days, &|| false)
+}
+
+/// `prune`, stopping between two hours once `stop()` says so (the daemon is stopping); the
+/// horizon then stays where it was, and the next pass goes on.
+pub fn prune_until(
+    conn: &mut Connection,
+    now_ms: i64,
+    raw_days: f64,
+    stop: &dyn Fn() -> bool,
+) -> rusqlite::Result<Pruned> {
     let cut = cutoff(now_ms, raw_days);
     let hours: Vec<i64> = conn
         .prepare(
@@ -59,6 +70,10 @@ pub fn prune(conn: &mut Connection, now_ms: i64, raw_days: f64) -> rusqlite::Res
         .collect::<Result<_, _>>()?;
     let mut done = Pruned { horizon_at: cut, ..Pruned::default() };
     for hour in hours {
+        if stop() {
+            done.horizon_at = horizon(conn)?.unwrap_or(i64::MIN);
+            return Ok(done);
+        }
         // Immediate: take the write lock up front (waiting out the daemon's writer under the
         // busy timeout) rather than fail to upgrade a read transaction later.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -333,10 +348,11 @@ pub async fn daily(
             () = tokio::time::sleep(wait) => {}
         }
         wait = std::time::Duration::from_secs(86_400);
-        let path = db.clone();
+        let (path, stopping) = (db.clone(), shutdown.clone());
         let pass = tokio::task::spawn_blocking(move || {
             let mut conn = super::open(&path).map_err(|e| e.to_string())?;
-            prune(&mut conn, crate::time::now_ms(), raw_days).map_err(|e| e.to_string())
+            prune_until(&mut conn, crate::time::now_ms(), raw_days, &|| stopping.is_stopping())
+                .map_err(|e| e.to_string())
         })
         .await;
         match pass {

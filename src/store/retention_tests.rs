@@ -203,3 +203,13 @@ fn cutoff_is_a_whole_utc_hour() {
     assert_eq!(c % HOUR_MS, 0);
     assert!(c <= NOW - (1.5 * 86_400_000.0) as i64 && c > NOW - (1.5 * 86_400_000.0) as i64 - HOUR_MS);
 }
+
+#[test]
+fn a_stopped_pass_changes_nothing_and_the_next_goes_on() {
+    let (_dir, mut conn, _old, _busy) = fixture();
+    let stopped = prune_until(&mut conn, NOW, 30.0, &|| true).unwrap();
+    assert_eq!((stopped.hours, stopped.requests), (0, 0));
+    assert_eq!(count(&conn, "SELECT count(*) FROM request_rollups"), 0);
+    assert_eq!(horizon(&conn).unwrap(), None);
+    assert_eq!(prune(&mut conn, NOW, 30.0).unwrap().requests, 21);
+}
