@@ -22,7 +22,8 @@ pub struct Cli {
 
     /// Log filter, e.g. `info`, `debug`, `soakd=trace` (default: `warn,soakd=info` for `run` and
     /// `sim`, `warn` otherwise; or $RUST_LOG). `run` also writes daily files to the config's
-    /// `[log] dir` (default ~/Library/Logs/soakd on macOS, ~/.local/state/soakd/logs on Linux).
+    /// `[log] dir`, and as an installed agent by default to ~/Library/Logs/soakd (macOS) or
+    /// ~/.local/state/soakd/logs (Linux).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
 

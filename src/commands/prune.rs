@@ -22,6 +22,10 @@ pub fn run(flag: Option<&Path>, db: Option<PathBuf>, raw_days: Option<f64>) -> a
     };
     let mut conn = store::open_read(&db)?;
     let done = retention::prune(&mut conn, now_ms(), days).with_context(|| format!("pruning {}", db.display()))?;
+    if done.hours == 0 {
+        println!("{}: nothing older than {days} days to roll up", db.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{}: rolled up {} requests and {} memory samples from {} hours before {}{}",
         db.display(),
@@ -30,7 +34,7 @@ pub fn run(flag: Option<&Path>, db: Option<PathBuf>, raw_days: Option<f64>) -> a
         done.hours,
         crate::report::window::utc(done.horizon_at),
         if done.hours_kept_in_flight > 0 {
-            format!(" ({} hours kept raw: a request in them is still in flight)", done.hours_kept_in_flight)
+            format!(" ({} backend-hours kept raw: a request in them is still in flight)", done.hours_kept_in_flight)
         } else {
             String::new()
         }

@@ -23,7 +23,7 @@ pub struct Pruned {
     pub hours: u64,
     pub requests: u64,
     pub samples: u64,
-    /// Hours left raw because a request in them is still in flight.
+    /// Hours of one backend left raw because a request in them is still in flight.
     pub hours_kept_in_flight: u64,
 }
 
@@ -68,6 +68,11 @@ pub fn prune_until(
         )?
         .query_map(params![cut, HOUR_MS], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    // Every query below names a backend, so the (backend, time) indexes serve it.
+    let names =
+        |sql: &str| -> rusqlite::Result<Vec<String>> { conn.prepare(sql)?.query_map([], |r| r.get(0))?.collect() };
+    let request_backends = names("SELECT DISTINCT backend FROM requests")?;
+    let sample_backends = names("SELECT DISTINCT backend FROM memory_samples")?;
     let mut done = Pruned { horizon_at: cut, ..Pruned::default() };
     for hour in hours {
         if stop() {
@@ -77,18 +82,23 @@ pub fn prune_until(
         // Immediate: take the write lock up front (waiting out the daemon's writer under the
         // busy timeout) rather than fail to upgrade a read transaction later.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let busy: bool = tx.query_row(
-            "SELECT count(*) > 0 FROM requests q JOIN runs r ON r.id = q.run_id
-             WHERE q.started_at >= ?1 AND q.started_at < ?2 AND (q.outcome = 'in_flight' OR r.status = 'running')",
-            params![hour, hour + HOUR_MS],
-            |r| r.get(0),
-        )?;
-        if busy {
-            done.hours_kept_in_flight += 1;
-        } else {
-            done.requests += roll_requests(&tx, hour)?;
+        for backend in &request_backends {
+            let busy: bool = tx.query_row(
+                "SELECT count(*) > 0 FROM requests q JOIN runs r ON r.id = q.run_id
+                 WHERE q.backend = ?3 AND q.started_at >= ?1 AND q.started_at < ?2
+                   AND (q.outcome = 'in_flight' OR r.status = 'running')",
+                params![hour, hour + HOUR_MS, backend],
+                |r| r.get(0),
+            )?;
+            if busy {
+                done.hours_kept_in_flight += 1;
+            } else {
+                done.requests += roll_requests(&tx, hour, backend)?;
+            }
         }
-        done.samples += roll_samples(&tx, hour)?;
+        for backend in &sample_backends {
+            done.samples += roll_samples(&tx, hour, backend)?;
+        }
         tx.commit()?;
         done.hours += 1;
     }
@@ -117,15 +127,15 @@ pub struct RequestAgg {
     pub completion_tokens: i64,
 }
 
-fn roll_requests(tx: &Transaction<'_>, hour: i64) -> rusqlite::Result<u64> {
+fn roll_requests(tx: &Transaction<'_>, hour: i64, backend: &str) -> rusqlite::Result<u64> {
     let mut groups: BTreeMap<(String, String, bool), RequestAgg> = BTreeMap::new();
     let mut n = 0;
     {
         let mut stmt = tx.prepare(
             "SELECT backend, job, stream, outcome, ttft_ms, e2e_ms, decode_tps, prompt_tokens, completion_tokens
-             FROM requests WHERE started_at >= ?1 AND started_at < ?2",
+             FROM requests WHERE backend = ?3 AND started_at >= ?1 AND started_at < ?2",
         )?;
-        let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
+        let mut rows = stmt.query(params![hour, hour + HOUR_MS, backend])?;
         while let Some(r) = rows.next()? {
             n += 1;
             let agg = groups.entry((r.get(0)?, r.get(1)?, r.get(2)?)).or_default();
@@ -151,7 +161,10 @@ fn roll_requests(tx: &Transaction<'_>, hour: i64) -> rusqlite::Result<u64> {
     for ((backend, job, stream), agg) in groups {
         upsert_requests(tx, &backend, &job, hour, stream, &agg)?;
     }
-    tx.execute("DELETE FROM requests WHERE started_at >= ?1 AND started_at < ?2", params![hour, hour + HOUR_MS])?;
+    tx.execute(
+        "DELETE FROM requests WHERE backend = ?3 AND started_at >= ?1 AND started_at < ?2",
+        params![hour, hour + HOUR_MS, backend],
+    )?;
     Ok(n)
 }
 
@@ -261,14 +274,14 @@ fn upsert_requests(
     Ok(())
 }
 
-fn roll_samples(tx: &Transaction<'_>, hour: i64) -> rusqlite::Result<u64> {
-    let n = tx.execute(
+fn roll_samples(tx: &Transaction<'_>, hour: i64, backend: &str) -> rusqlite::Result<u64> {
+    tx.execute(
         "INSERT INTO memory_rollups (backend, hour_at, pid, proc_started_at, samples, idle_samples, rss_avg_bytes,
             rss_max_bytes, idle_rss_avg_bytes, footprint_avg_bytes, footprint_max_bytes, sys_available_min_bytes)
          SELECT backend, ?1, coalesce(pid, 0), max(proc_started_at), count(*), sum(in_flight = 0), avg(rss_bytes),
                 max(rss_bytes), avg(CASE WHEN in_flight = 0 THEN rss_bytes END), avg(footprint_bytes),
                 max(footprint_bytes), min(sys_available_bytes)
-         FROM memory_samples WHERE taken_at >= ?1 AND taken_at < ?2
+         FROM memory_samples WHERE backend = ?3 AND taken_at >= ?1 AND taken_at < ?2
          GROUP BY backend, coalesce(pid, 0)
          ON CONFLICT (backend, hour_at, pid) DO UPDATE SET
             rss_avg_bytes = (rss_avg_bytes * samples + excluded.rss_avg_bytes * excluded.samples)
@@ -279,11 +292,12 @@ fn roll_samples(tx: &Transaction<'_>, hour: i64) -> rusqlite::Result<u64> {
                                           coalesce(excluded.sys_available_min_bytes, sys_available_min_bytes)),
             samples = samples + excluded.samples,
             idle_samples = idle_samples + excluded.idle_samples",
-        params![hour, hour + HOUR_MS],
+        params![hour, hour + HOUR_MS, backend],
     )?;
-    let deleted =
-        tx.execute("DELETE FROM memory_samples WHERE taken_at >= ?1 AND taken_at < ?2", params![hour, hour + HOUR_MS])?;
-    let _ = n;
+    let deleted = tx.execute(
+        "DELETE FROM memory_samples WHERE backend = ?3 AND taken_at >= ?1 AND taken_at < ?2",
+        params![hour, hour + HOUR_MS, backend],
+    )?;
     Ok(deleted as u64)
 }
 
