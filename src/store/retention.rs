@@ -4,9 +4,10 @@
 //!
 //! Work goes one UTC hour at a time, each in its own short transaction (the daemon's writer
 //! waits at most that long): the hour's rollup rows are written and its raw rows deleted
-//! together, so a rerun finds nothing left to roll and changes nothing. An hour that still has
-//! a request in flight, or a request of a run still `running`, is left raw until it is done.
-//! Only whole hours before the cutoff are touched.
+//! together, so a rerun finds nothing left to roll and changes nothing. A backend's hour that
+//! still has a request in flight, or a request of a run still `running`, is left raw until it
+//! is done. Only whole hours before the cutoff are touched, and every query names a backend so
+//! the `(backend, time)` indexes serve it.
 
 use crate::analysis::stats::percentiles;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
