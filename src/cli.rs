@@ -21,7 +21,9 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Log filter, e.g. `info`, `debug`, `soakd=trace` (default: `warn,soakd=info` for `run` and
-    /// `sim`, `warn` otherwise; or $RUST_LOG).
+    /// `sim`, `warn` otherwise; or $RUST_LOG). `run` also writes daily files to the config's
+    /// `[log] dir`, and as an installed agent by default to ~/Library/Logs/soakd (macOS) or
+    /// ~/.local/state/soakd/logs (Linux).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
 
@@ -92,6 +94,68 @@ pub enum Command {
         timeout_ms: u64,
     },
 
+    /// Install soakd as a launchd agent (macOS), or with --systemd as a systemd user unit (Linux).
+    ///
+    /// The launchd agent is `~/Library/LaunchAgents/org.soakd.agent.plist`, loaded with `launchctl
+    /// bootstrap gui/<uid>`; the unit is `~/.config/systemd/user/soakd.service`, enabled with
+    /// `systemctl --user enable --now`. Either runs `soakd --config <the config, absolute> run` at
+    /// login and again after an unsuccessful exit (at most once a minute; systemd not after exit
+    /// 78). Logs: ~/Library/Logs/soakd (macOS) or ~/.local/state/soakd/logs, one file a day. The
+    /// config is checked first: exit 78 if it is invalid.
+    Install {
+        /// Write a systemd user unit instead of a launchd agent.
+        #[arg(long)]
+        systemd: bool,
+        /// Print the rendered plist (or unit) and install nothing.
+        #[arg(long)]
+        print: bool,
+        /// Write the file but do not load it (no launchctl / systemctl).
+        #[arg(long)]
+        no_load: bool,
+        /// Use DIR as the home folder (tests).
+        #[arg(long, hide = true, value_name = "DIR")]
+        home: Option<PathBuf>,
+        /// Render this binary path instead of soakd's own (tests).
+        #[arg(long, hide = true, value_name = "PATH")]
+        binary: Option<PathBuf>,
+    },
+
+    /// Unload the launchd agent (or with --systemd, stop and disable the user unit) and remove its
+    /// file.
+    ///
+    /// The database and logs stay.
+    Uninstall {
+        /// The systemd user unit instead of the launchd agent.
+        #[arg(long)]
+        systemd: bool,
+        /// Remove the file without launchctl / systemctl.
+        #[arg(long)]
+        no_load: bool,
+        #[arg(long, hide = true, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
+
+    /// Whether the agent is installed and loaded, its last failed start, the last request, the
+    /// last digest, the database's size, and where raw history ends.
+    Status {
+        /// The database (default: the config's `db`).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        #[arg(long, hide = true, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
+
+    /// Retention by hand: roll raw requests and memory samples older than `[retention]
+    /// raw_days` up into hourly aggregates and delete them (the daemon does this daily).
+    Prune {
+        /// The database (default: the config's `db`).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Keep this many days of raw rows instead of the config's `raw_days`.
+        #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+        raw_days: Option<f64>,
+    },
+
     /// Serve a simulated OpenAI-compatible LLM on 127.0.0.1, with settable speed, memory growth,
     /// crashes and faults (for the demo and fault tests).
     Sim(crate::sim::SimArgs),
@@ -106,4 +170,11 @@ pub enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
         seconds: u64,
     },
+}
+
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if (0.01..=36_500.0).contains(&d) => Ok(d),
+        _ => Err(format!("{s:?}: give a number of days, e.g. 30 (fractions allowed, from 0.01)")),
+    }
 }

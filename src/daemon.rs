@@ -2,14 +2,18 @@
 //! backends (one after another, or in parallel), until shutdown.
 //!
 //! A firing that finds the same job still running (or queued) at a backend is skipped and
-//! recorded as a `skipped` run, never stacked. After a sleep or a clock jump the scheduler
-//! fires a missed job once, not once per missed tick. On stop: no new firings, in-flight
-//! requests get the grace period, then are cancelled; everything is flushed.
+//! recorded as a `skipped` run, never stacked. Jobs are timed by `schedule::ticker` on the
+//! wall clock: after a sleep or a clock jump a missed job fires once, not once per missed
+//! tick, recorded as a `catch_up` event. Retention runs daily beside them. On stop: no new
+//! firings, in-flight requests get the grace period, then are cancelled; everything is flushed.
 
+use crate::clock::SystemClock;
 use crate::config::BackendConfig;
 use crate::probe::runner::{self, RunSpec};
 use crate::schedule::Job;
+use crate::schedule::ticker::{self, Dispatch, Plan};
 use crate::session::Session;
+use crate::store::rows::Event;
 use crate::store::rows::{RunStart, RunStatus};
 use crate::time::now_ms;
 use chrono::Local;
@@ -17,7 +21,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use tokio_cron_scheduler::{Job as CronJob, JobScheduler, JobSchedulerError};
+use tokio_cron_scheduler::{JobScheduler, JobSchedulerError};
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,16 +47,19 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         "daemon_start",
         json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(), "trigger": trigger}),
     );
+    // The jobs run on `ticker` (wall-clock catch-up, testable); this scheduler is kept for tasks
+    // that need no such care.
     let scheduler = JobScheduler::new().await?;
-    for (index, job) in inner.jobs.iter().enumerate() {
-        let fire = inner.clone();
-        let cron_job = CronJob::new_async_tz(job.cron.normalised.as_str(), Local, move |_id, _scheduler| {
-            let fire = fire.clone();
-            Box::pin(async move { fire.fire(index).await })
-        })
-        .map_err(|_| DaemonError::Cron { job: job.name.clone(), cron: job.cron.written.clone() })?;
-        scheduler.add(cron_job).await?;
-    }
+    let plan = Plan::new(inner.jobs.iter().map(|j| j.cron.clone()).collect(), Local::now());
+    let names = inner.jobs.iter().map(|j| j.name.clone()).collect();
+    let ticking = {
+        let (dispatch, stop) = (inner.clone(), session.shutdown.clone());
+        tokio::spawn(async move { ticker::run(plan, names, &SystemClock, &dispatch, stop.stopping()).await })
+    };
+    let upkeep = session.config.retention.raw_days.map(|days| {
+        let (db, writer, stop) = (session.config.db.clone(), session.writer(), session.shutdown.clone());
+        tokio::spawn(async move { crate::store::retention::daily(db, days, writer, stop).await })
+    });
     scheduler.start().await?;
     tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
 
@@ -61,6 +68,10 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
     let mut scheduler = scheduler;
     if let Err(e) = scheduler.shutdown().await {
         tracing::warn!("the scheduler did not stop cleanly: {e}");
+    }
+    let _ = ticking.await;
+    if let Some(upkeep) = upkeep {
+        let _ = upkeep.await;
     }
     inner.tracker.close();
     inner.tracker.wait().await;
@@ -95,15 +106,23 @@ struct Inner {
     tracker: TaskTracker,
 }
 
+impl Dispatch for Arc<Inner> {
+    fn fire(&self, index: usize, planned_at: i64, _catch_up: bool) {
+        self.tracker.spawn(self.clone().fire(index, planned_at));
+    }
+
+    fn event(&self, event: Event) {
+        self.session_parts.writer.event(event);
+    }
+}
+
 impl Inner {
-    async fn fire(self: Arc<Self>, index: usize) {
+    async fn fire(self: Arc<Self>, index: usize, planned_at: i64) {
         let parts = &self.session_parts;
         if parts.shutdown.is_stopping() {
             return;
         }
         let job = &self.jobs[index];
-        let now = Local::now();
-        let planned_at = job.cron.latest_at_or_before(now).unwrap_or(now).timestamp_millis();
         let mut targets = Vec::new();
         for backend in self.backends.iter().filter(|b| job.backends.includes(&b.name)) {
             let fresh = self.claimed.lock().expect("claims").insert((index, backend.name.clone()));

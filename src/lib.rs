@@ -5,7 +5,7 @@
 //! The data flow, and the module that owns each step:
 //!
 //! ```text
-//! schedules/*.toml ─► schedule (validated jobs) ─► daemon (tokio-cron-scheduler) ─► probe::runner
+//! schedules/*.toml ─► schedule (validated jobs) ─► daemon (schedule::ticker) ──────► probe::runner
 //!                                                                                    │ N requests,
 //!                                                                                    │ concurrency,
 //!            ┌───────────────────────────────────────────────────────────────────────┘ delay / rate
@@ -21,17 +21,24 @@
 //! ```
 //!
 //! `discover` finds the servers running on this machine and writes their config entries.
+//! Around it: `clock` (the injectable wall clock the ticker reads), `store::retention` (raw rows
+//! rolled up hourly, then pruned), `logging` (daily files), `agent` (the launchd agent and
+//! systemd user unit that `soakd install` writes).
+//!
 //! `sim` is a built-in OpenAI-compatible server with controllable speed, memory growth and
 //! faults; `demo` soaks two of them to show the whole flow without any LLM server installed.
 
+pub mod agent;
 pub mod analysis;
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod fields;
+pub mod logging;
 pub mod probe;
 pub mod report;
 pub mod schedule;

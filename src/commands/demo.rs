@@ -128,6 +128,8 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         shutdown_grace: Duration::from_secs(2),
         sampler: SamplerConfig { idle_interval: Duration::from_secs(2), during_interval: Duration::from_millis(500) },
         backends,
+        log: crate::config::LogConfig { dir: None, keep_days: 0 },
+        retention: crate::config::RetentionConfig { raw_days: None },
     };
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     let jobs = schedule::parse_file(JOBS, Path::new("demo schedule"), Some(&names))?;

@@ -4,8 +4,11 @@
 mod check;
 mod demo;
 mod discover;
+mod install;
 mod once;
+mod prune;
 mod report;
+mod status;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, ConfigError};
@@ -21,11 +24,14 @@ pub const EXIT_CONFIG: u8 = 78;
 
 /// Runs the parsed command line; the error's chain is what the user sees.
 pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_tracing(cli.log.as_deref(), matches!(cli.command, Command::Run | Command::Sim(_)));
+    if let Command::Run = cli.command {
+        return start_daemon(cli.config.as_deref(), cli.log.as_deref());
+    }
+    init_tracing(cli.log.as_deref(), matches!(cli.command, Command::Sim(_)));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Run => run_daemon(cli.config.as_deref()).await,
+            Command::Run => unreachable!("handled above"),
             Command::Once { job, backends } => once::run(cli.config.as_deref(), &job, &backends).await,
             Command::Check { next } => check::run(cli.config.as_deref(), next),
             Command::Report { db, since, until, backends, format, no_save } => report::run(
@@ -37,32 +43,63 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,
+            Command::Install { systemd, print, no_load, home, binary } => {
+                install::install(cli.config.as_deref(), install::Args { systemd, print, no_load, home, binary })
+            }
+            Command::Uninstall { systemd, no_load, home } => install::uninstall(systemd, no_load, home.as_deref()),
+            Command::Status { db, home } => status::run(cli.config.as_deref(), db, home.as_deref()),
+            Command::Prune { db, raw_days } => prune::run(cli.config.as_deref(), db, raw_days),
         }
     })
 }
 
 /// The exit code for an error returned by `run_cli`.
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
-    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<Problems>().is_some() {
-        ExitCode::from(EXIT_CONFIG)
-    } else {
-        ExitCode::FAILURE
-    }
+    if is_config_error(e) { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE }
+}
+
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<Problems>().is_some()
 }
 
 fn init_tracing(filter: Option<&str>, daemon: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let default = if daemon { "warn,soakd=info" } else { "warn" };
-    let filter = filter
-        .map(EnvFilter::new)
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    crate::logging::init(filter, daemon, None);
+}
+
+/// `soakd run`: the config first, then logging, then the daemon. Run as an installed agent
+/// (`SOAKD_AGENT` set by the plist or unit), a config error is also recorded where `soakd
+/// status` finds it, since the service manager's restarts would hide it, and logs go to the
+/// agent's log folder unless `[log] dir` says otherwise.
+fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Result<ExitCode> {
+    let agent = std::env::var_os("SOAKD_AGENT").is_some_and(|v| !v.is_empty());
+    let paths = std::env::var_os("HOME").filter(|h| !h.is_empty() && agent).map(crate::agent::Paths::new);
+    let loaded = load(flag).and_then(|(config, jobs)| {
+        if config.backends.is_empty() {
+            let problem = crate::fields::Place::file(&config.path)
+                .problem(Some("backend"), "no [[backend]] entries: add at least one server to soak");
+            return Err(ConfigError::Invalid(Problems(vec![problem])).into());
+        }
+        Ok((config, jobs))
+    });
+    let (config, jobs) = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            if let Some(paths) = &paths
+                && is_config_error(&e)
+            {
+                crate::agent::record_start_failure(paths, EXIT_CONFIG, &format!("{e:#}"), crate::time::now_ms());
+            }
+            return Err(e);
+        }
+    };
+    if let Some(paths) = &paths {
+        crate::agent::clear_start_failure(paths);
+    }
+    let dir = config.log.dir.clone().or_else(|| paths.as_ref().map(crate::agent::Paths::log_dir));
+    let files = dir.as_deref().map(|dir| crate::logging::Files { dir, keep_days: config.log.keep_days });
+    crate::logging::init(log, true, files);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run_daemon(config, jobs))
 }
 
 /// Loads and validates the config and the schedules; every problem is reported together.
@@ -85,13 +122,7 @@ pub fn stop_on_signals(shutdown: &Shutdown, grace: std::time::Duration) {
     });
 }
 
-async fn run_daemon(flag: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let (config, jobs) = load(flag)?;
-    if config.backends.is_empty() {
-        let problem = crate::fields::Place::file(&config.path)
-            .problem(Some("backend"), "no [[backend]] entries: add at least one server to soak");
-        return Err(ConfigError::Invalid(Problems(vec![problem])).into());
-    }
+async fn run_daemon(config: Config, jobs: Vec<Job>) -> anyhow::Result<ExitCode> {
     tracing::info!(config = %config.path.display(), db = %config.db.display(), jobs = jobs.len(), "starting");
     let shutdown = Shutdown::new();
     stop_on_signals(&shutdown, config.shutdown_grace);

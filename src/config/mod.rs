@@ -6,8 +6,10 @@
 //! `~/.config/soakd/config.toml` on Linux). Relative paths in it resolve against its folder.
 
 mod backend;
+mod upkeep;
 
 pub use backend::{BackendConfig, BackendKind, ProcessSelector, WorkerPid};
+pub use upkeep::{LogConfig, RetentionConfig};
 
 use crate::fields::{Fields, Place, Problem, Problems};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub sampler: SamplerConfig,
     pub backends: Vec<BackendConfig>,
+    pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +105,11 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     }
     let sampler = f.take::<toml::Table>("sampler");
     let backends = f.take::<Vec<toml::Table>>("backend").unwrap_or_default();
+    let log = f.take::<toml::Table>("log");
+    let retention = f.take::<toml::Table>("retention");
     f.finish();
+    let log = log.map(|t| upkeep::parse_log(t, path, &base, &mut problems)).unwrap_or_default();
+    let retention = retention.map(|t| upkeep::parse_retention(t, path, &mut problems)).unwrap_or_default();
 
     let sampler = sampler.map(|t| parse_sampler(t, path, &mut problems)).unwrap_or_default();
     let mut parsed: Vec<BackendConfig> = Vec::new();
@@ -129,6 +137,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         shutdown_grace: Duration::from_secs_f64(grace_s.clamp(0.0, 3600.0)),
         sampler,
         backends: parsed,
+        log,
+        retention,
     })
 }
 

@@ -50,9 +50,20 @@ pub fn build(conn: &Connection, window: Window, only: &[String], now_ms: i64) ->
         rankings,
         api_overhead,
         findings: Vec::new(),
+        raw_horizon: None,
     };
     report.findings = super::findings::derive(&report);
+    report.raw_horizon = raw_horizon(conn, window, only)?;
     Ok(report)
+}
+
+/// The rollups' part of a window that reaches before the raw-retention horizon.
+fn raw_horizon(conn: &Connection, w: Window, only: &[String]) -> rusqlite::Result<Option<super::model::RawHorizon>> {
+    use crate::store::retention;
+    let Some(horizon) = retention::horizon(conn)?.filter(|h| w.from < *h) else { return Ok(None) };
+    let mut rolled_up = retention::rolled_up(conn, w.from, horizon.min(w.to))?;
+    rolled_up.retain(|r| only.is_empty() || only.contains(&r.backend));
+    Ok(Some(super::model::RawHorizon { horizon_at: horizon, horizon_utc: super::window::utc(horizon), rolled_up }))
 }
 
 /// One backend's section, plus its successful requests' TTFTs and decode rates (for overhead).

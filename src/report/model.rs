@@ -24,6 +24,19 @@ pub struct Report {
     /// The same model behind two backends: one's TTFT and tokens/s relative to the other's.
     pub api_overhead: Vec<Overhead>,
     pub findings: Vec<Finding>,
+    /// Present when the window reaches before the raw-retention horizon: the analysis above
+    /// covers only the raw rows after it; the rollups summarise the hours before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_horizon: Option<RawHorizon>,
+}
+
+/// Where raw rows end (`soakd prune`, `[retention] raw_days`), and what the hourly rollups say
+/// about the part of the window before it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RawHorizon {
+    pub horizon_at: i64,
+    pub horizon_utc: String,
+    pub rolled_up: Vec<crate::store::retention::RolledUp>,
 }
 
 #[derive(Debug, Clone, Serialize)]

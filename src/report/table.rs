@@ -63,6 +63,30 @@ pub fn bytes(b: u64) -> String {
     if unit == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
+/// The note for a window that reaches before the raw-retention horizon.
+pub fn horizon_note(h: &super::model::RawHorizon) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "\nNote: raw rows before {} were rolled up into hourly aggregates and pruned (retention); the analysis below covers only what came after.\n",
+        h.horizon_utc
+    );
+    for r in &h.rolled_up {
+        let failures: Vec<String> = r.failures.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        let _ = writeln!(
+            out,
+            "  before it, {}: {} requests in {} h, {:.1} % ok{}{}{}",
+            crate::text::printable(&r.backend),
+            r.requests,
+            r.hours,
+            100.0 * r.success_rate,
+            r.ttft_mean_ms.map(|t| format!(", mean TTFT {t:.0} ms")).unwrap_or_default(),
+            r.decode_tps_mean.map(|t| format!(", mean decode {t:.1} tok/s")).unwrap_or_default(),
+            if failures.is_empty() { String::new() } else { format!(" ({})", failures.join(", ")) }
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

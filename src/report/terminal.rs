@@ -20,6 +20,9 @@ pub fn render(r: &Report) -> String {
         r.window.hours,
         r.backends.len()
     );
+    if let Some(h) = &r.raw_horizon {
+        let _ = write!(out, "{}", super::table::horizon_note(h));
+    }
     if r.backends.is_empty() {
         let _ = writeln!(out, "\nNo requests in this window. Widen it with --since (e.g. --since 7d).");
         return out;

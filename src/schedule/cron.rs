@@ -50,6 +50,11 @@ impl CronExpr {
         self.cron.find_previous_occurrence(&whole_second, true).ok()
     }
 
+    /// How many fire times lie in `(after, before)`, counting at most `cap`.
+    pub fn count_between(&self, after: DateTime<Local>, before: DateTime<Local>, cap: usize) -> usize {
+        self.cron.iter_after(after).take_while(|t| *t < before).take(cap).count()
+    }
+
     /// The next `n` fire times after `after`.
     pub fn next_after(&self, after: DateTime<Local>, n: usize) -> Vec<DateTime<Local>> {
         self.cron.iter_after(after).take(n).collect()

@@ -5,6 +5,7 @@
 mod cron;
 mod parse;
 pub mod prompts;
+pub mod ticker;
 
 pub use cron::CronExpr;
 pub use parse::{load_dir, parse_file};

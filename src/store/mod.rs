@@ -8,6 +8,7 @@
 pub mod findings;
 pub mod queries;
 mod recover;
+pub mod retention;
 pub mod rows;
 mod signals;
 pub mod writer;
@@ -25,6 +26,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../../db/0001_init.sql")),
     ("0002_findings.sql", include_str!("../../db/0002_findings.sql")),
     ("0003_server_signals.sql", include_str!("../../db/0003_server_signals.sql")),
+    ("0004_rollups.sql", include_str!("../../db/0004_rollups.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

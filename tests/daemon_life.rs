@@ -1,0 +1,64 @@
+//! The daemon as an installed agent runs it: logs go to daily files in the agent's log folder
+//! (under a temporary home), a bearer key never reaches a log or the database, and the daemon
+//! fires on time with no catch-ups when nothing slept. Light: one `soakd sim`.
+
+mod common;
+
+use common::{db, one, start_sim, write_config};
+use std::time::Duration;
+
+#[test]
+fn an_agent_logs_to_daily_files_and_never_logs_its_key() {
+    const SECRET: &str = "sk-soakd-test-secret-4f1c9a";
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&["--tokens-per-s", "200"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}api_key_env = \"SOAKD_TEST_BEARER\"\n[retention]\nraw_days = 30\n",
+            common::backend("sim", sim.port)
+        ),
+        "[[job]]\nname = \"tick\"\ncron = \"* * * * * *\"\nmax_tokens = 4\n",
+    );
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["--log", "trace", "--config", config.to_str().unwrap(), "run"])
+        .env("HOME", &home)
+        .env("SOAKD_AGENT", "launchd")
+        .env("SOAKD_TEST_BEARER", SECRET)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("soakd is running"), "under launchd the log goes to files, not stderr: {stderr}");
+
+    let logs = ["Library/Logs/soakd", ".local/state/soakd/logs"].map(|d| home.join(d));
+    let folder = logs.iter().find(|d| d.is_dir()).expect("the agent's log folder");
+    let files: Vec<_> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
+    let daily: Vec<_> =
+        files.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("soakd.")).collect();
+    assert_eq!(daily.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(daily[0]).unwrap();
+    assert!(text.contains("soakd is running") && text.contains("stopping"), "{text}");
+    assert!(text.contains("TRACE") || text.contains("DEBUG"), "--log trace reaches the file");
+    assert!(!text.contains(SECRET), "the key was logged");
+
+    let conn = db(dir.path());
+    let ok: i64 = one(&conn, "SELECT count(*) FROM requests WHERE outcome = 'ok'");
+    assert!(ok >= 2, "the job fired every second: {ok} ok");
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'catch_up'"), 0, "nothing slept");
+    let dump: String = one(
+        &conn,
+        "SELECT group_concat(coalesce(detail, ''), ' ') || (SELECT group_concat(coalesce(detail, ''), ' ') FROM events)
+         FROM runs",
+    );
+    assert!(!dump.contains(SECRET), "the key reached the database");
+    assert!(!home.join("Library/Logs/soakd/last-start-failure.json").exists());
+}
