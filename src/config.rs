@@ -22,6 +22,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub sampler: SamplerConfig,
     pub backends: Vec<BackendConfig>,
+    /// `[smtp]`, `[digest]`, `[alerts]`: the digest and alert mails.
+    pub mail: crate::digest::config::MailConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +154,9 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     }
     let sampler = f.take::<toml::Table>("sampler");
     let backends = f.take::<Vec<toml::Table>>("backend").unwrap_or_default();
+    let (smtp, digest, alerts) = (f.take("smtp"), f.take("digest"), f.take("alerts"));
     f.finish();
+    let mail = crate::digest::config::parse(smtp, digest, alerts, path, &mut problems);
 
     let sampler = sampler.map(|t| parse_sampler(t, path, &mut problems)).unwrap_or_default();
     let mut parsed: Vec<BackendConfig> = Vec::new();
@@ -180,6 +184,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         shutdown_grace: Duration::from_secs_f64(grace_s.clamp(0.0, 3600.0)),
         sampler,
         backends: parsed,
+        mail,
     })
 }
 

@@ -53,6 +53,8 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         .map_err(|_| DaemonError::Cron { job: job.name.clone(), cron: job.cron.written.clone() })?;
         scheduler.add(cron_job).await?;
     }
+    let cfg = &session.config;
+    crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &cfg.schedules, &session.shutdown).await?;
     scheduler.start().await?;
     tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
 

@@ -17,6 +17,8 @@
 //!   store (rusqlite, WAL, one writer thread, batched transactions, migrations in db/)
 //!            ▼
 //!   analysis (pure functions over rows) ──► report (the comparison table)
+//!                                              ▼
+//!                      digest (text + HTML + PNG charts) ──► outbox table ──► SMTP (lettre)
 //! ```
 //!
 //! `sim` is a built-in OpenAI-compatible server with controllable speed, memory growth and
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod digest;
 pub mod fields;
 pub mod probe;
 pub mod report;

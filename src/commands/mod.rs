@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod digest;
 mod once;
 mod report;
 
@@ -31,6 +32,16 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.config.as_deref(),
                 report::Args { db, since: Some(since), until, backends, format, save: !no_save },
             ),
+            Command::Digest { db, print, html, out, send, send_queued, since } => {
+                let action = match (print, html, out, send, send_queued) {
+                    (true, ..) => digest::Action::Print,
+                    (_, true, ..) => digest::Action::Html,
+                    (_, _, Some(file), ..) => digest::Action::Out(file),
+                    (_, _, _, true, _) => digest::Action::Send,
+                    _ => digest::Action::SendQueued,
+                };
+                digest::run(cli.config.as_deref(), db, action, since).await
+            }
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,
         }

@@ -23,6 +23,7 @@ use std::time::Duration;
 pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../../db/0001_init.sql")),
     ("0002_findings.sql", include_str!("../../db/0002_findings.sql")),
+    ("0004_outbox.sql", include_str!("../../db/0004_outbox.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
