@@ -105,6 +105,9 @@ pub enum Command {
         /// The window's start instead of the previous digest's end: 24h, 7d, a date or an RFC 3339 time.
         #[arg(long, value_name = "WHEN", conflicts_with_all = ["send", "send_queued"])]
         since: Option<String>,
+        /// The window's end instead of now (with --since), in the same forms.
+        #[arg(long, value_name = "WHEN", requires = "since")]
+        until: Option<String>,
     },
 
     /// Serve a simulated OpenAI-compatible LLM on 127.0.0.1, with settable speed, memory growth,

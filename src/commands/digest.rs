@@ -22,6 +22,7 @@ pub async fn run(
     db: Option<PathBuf>,
     action: Action,
     since: Option<String>,
+    until: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let sending = matches!(action, Action::Send | Action::SendQueued);
     // Printing needs only a database; sending needs the config's [smtp].
@@ -39,7 +40,7 @@ pub async fn run(
     };
     let now = now_ms();
     let window = match since {
-        Some(s) => Some(Window::parse(Some(&s), None, chrono::Local::now()).map_err(anyhow::Error::msg)?),
+        Some(s) => Some(Window::parse(Some(&s), until.as_deref(), chrono::Local::now()).map_err(anyhow::Error::msg)?),
         None => None,
     };
     match action {

@@ -32,7 +32,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.config.as_deref(),
                 report::Args { db, since: Some(since), until, backends, format, save: !no_save },
             ),
-            Command::Digest { db, print, html, out, send, send_queued, since } => {
+            Command::Digest { db, print, html, out, send, send_queued, since, until } => {
                 let action = match (print, html, out, send, send_queued) {
                     (true, ..) => digest::Action::Print,
                     (_, true, ..) => digest::Action::Html,
@@ -40,7 +40,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                     (_, _, _, true, _) => digest::Action::Send,
                     _ => digest::Action::SendQueued,
                 };
-                digest::run(cli.config.as_deref(), db, action, since).await
+                digest::run(cli.config.as_deref(), db, action, since, until).await
             }
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,

@@ -1,5 +1,5 @@
 //! What changed since the previous digest: findings that are new, that were resolved, and
-//! regressions (a failure rate that rose, a metric that drifted worse, a new leak). The
+//! regressions (a failure rate that rose, a leak that got faster, a metric that drifted worse). The
 //! previous digest's findings are those saved when it was made (`findings.report_at` equals the
 //! digest's `outbox.created_at`); in the first digest every finding is new.
 
@@ -42,7 +42,7 @@ pub fn since_previous_digest(conn: &Connection, current: &[Finding]) -> rusqlite
                 }
             }
         }
-        if f.kind == "drift" && f.verdict == "worse" || f.kind == "leak" && !by_id.contains_key(&identity(f)) {
+        if f.kind == "drift" && f.verdict == "worse" {
             changes.regressions.push(f.summary.clone());
         }
     }

@@ -105,7 +105,7 @@ fn fine_ttft(
     Ok(by_bucket
         .into_iter()
         .filter_map(|(b, v)| {
-            let [p50, p95] = crate::analysis::stats::percentiles(v.into_iter(), [50.0, 95.0]);
+            let [p50, p95] = crate::analysis::stats::percentiles(v, [50.0, 95.0]);
             Some((from + b * bucket_ms, p50?, p95?))
         })
         .collect())
