@@ -362,3 +362,85 @@ fn an_smtp_outage_delays_the_digest_but_never_loses_or_doubles_it() {
         Connection::open(&db).unwrap().query_row("SELECT attempts FROM outbox", [], |r| r.get(0)).unwrap();
     assert_eq!(attempts, 2);
 }
+
+/// `soakd run` makes the digest on its cron entry in `schedules/` and mails it through the
+/// outbox; each digest covers the time since the previous one.
+#[test]
+fn the_daemon_mails_the_digest_on_its_schedule() {
+    let _guard = common::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::start_sim(&["--ttft-ms", "5", "--tokens-per-s", "500"], dir.path());
+    let port = common::free_port();
+    let server = Smtp::start(port, &dir.path().join("Maildir"), None);
+    let config = common::write_config(
+        dir.path(),
+        &format!(
+            "{}[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"soakd@example.com\"\nto = [\"me@example.com\"]\ntimeout_s = 5\n",
+            common::backend("sim", sim.port)
+        ),
+        "[[job]]\nname = \"tick\"\ncron = \"* * * * * *\"\nmax_tokens = 8\n",
+    );
+    std::fs::write(dir.path().join("schedules/digest.toml"), "[digest]\ncron = \"*/3 * * * * *\"\n").unwrap();
+    let mut child = Command::new(common::SOAKD)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("TZ", "UTC")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while server.delivered().len() < 2 && start.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let mails = server.delivered();
+    assert!(mails.len() >= 2, "two digests within 40 s: {}\n{stderr}", mails.len());
+    for raw in &mails {
+        let m = mail_parser::MessageParser::default().parse(raw).expect("a valid mail");
+        assert!(m.subject().is_some_and(|s| s.starts_with("soakd: 1 backend")), "{:?}", m.subject());
+        assert!(m.body_text(0).is_some_and(|t| t.contains("== sim ==")));
+    }
+    let conn = Connection::open(dir.path().join("soakd.db")).unwrap();
+    let windows: Vec<(i64, i64, String)> = conn
+        .prepare("SELECT window_from, window_to, status FROM outbox WHERE kind = 'digest' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for pair in windows.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1, "each digest starts where the previous one ended: {windows:?}");
+    }
+    let sent = windows.iter().filter(|w| w.2 == "sent").count();
+    assert_eq!(sent, mails.len(), "every mail the server got is marked sent, and only those");
+}
+
+#[cfg(unix)]
+#[test]
+fn check_shows_the_digest_and_refuses_a_readable_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(
+        dir.path(),
+        "[smtp]\nhost = \"smtp.example.com\"\nusername = \"me\"\npassword_file = \"pw\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n",
+        "",
+    );
+    std::fs::write(dir.path().join("schedules/digest.toml"), "[digest]\ncron = \"0 30 6 * * *\"\n").unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "hunter2\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = config.to_str().unwrap();
+    let (code, out, err) = soakd_env(&["check", "--config", c], &[]);
+    assert_eq!(code, 78, "{out}\n{err}");
+    assert!(out.contains("digest: to b@example.com via smtp.example.com:587 (starttls)"), "{out}");
+    assert!(out.contains("cron 0 30 6 * * *"), "{out}");
+    assert!(err.contains("field `password_file`") && err.contains("chmod 600"), "{err}");
+    assert!(!out.contains("hunter2") && !err.contains("hunter2"));
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out, err) = soakd_env(&["check", "--config", c], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}

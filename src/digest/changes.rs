@@ -94,3 +94,66 @@ fn load(conn: &Connection, at: i64) -> rusqlite::Result<Vec<Finding>> {
     })?
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn finding(kind: &'static str, key: &str, numbers: serde_json::Value) -> Finding {
+        Finding {
+            kind,
+            backend: Some("b".into()),
+            key: key.into(),
+            verdict: "v".into(),
+            status: "new".into(),
+            summary: format!("{kind} {key}"),
+            numbers,
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn new_resolved_and_regressions_against_the_previous_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open(&dir.path().join("c.db")).unwrap();
+        // The previous digest, made at t = 5000, and the findings saved with it.
+        let mut before = vec![
+            finding("failure_rate", "all", json!({"requests": 100, "failed": 2})),
+            finding("restarts", "process", json!({})),
+        ];
+        crate::store::findings::save(&mut conn, 5_000, (0, 5_000), &mut before).unwrap();
+        let mail = super::super::outbox::NewMail {
+            kind: "digest",
+            window: Some((0, 5_000)),
+            subject: "s".into(),
+            envelope_from: "a@b.c".into(),
+            envelope_to: vec![],
+            message_id: "<m@soakd>".into(),
+            message: vec![],
+        };
+        super::super::outbox::enqueue(&conn, &mail, 5_000).unwrap();
+        // A report saved in between does not change what "since the previous digest" means.
+        let mut between = vec![finding("leak", "memory", json!({}))];
+        crate::store::findings::save(&mut conn, 7_000, (5_000, 7_000), &mut between).unwrap();
+
+        let now = vec![
+            finding("failure_rate", "all", json!({"requests": 100, "failed": 9})),
+            finding("leak", "memory", json!({"mb_per_hour": 12.0})),
+        ];
+        let c = since_previous_digest(&conn, &now).unwrap();
+        assert_eq!(c.previous_at, Some(5_000));
+        assert_eq!(c.new.iter().map(|f| f.kind).collect::<Vec<_>>(), ["leak"]);
+        assert_eq!(c.resolved.iter().map(|f| f.kind).collect::<Vec<_>>(), ["restarts"]);
+        assert_eq!(c.ongoing, 1);
+        assert_eq!(c.regressions, ["b: failures rose from 2.0 % to 9.0 %"]);
+    }
+
+    #[test]
+    fn the_first_digest_finds_everything_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("c.db")).unwrap();
+        let c = since_previous_digest(&conn, &[finding("restarts", "process", json!({}))]).unwrap();
+        assert_eq!((c.previous_at, c.new.len(), c.resolved.len()), (None, 1, 0));
+    }
+}

@@ -232,3 +232,52 @@ fn findings(out: &mut String, findings: &[Finding]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Window;
+
+    fn empty_report() -> Report {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("e.db")).unwrap();
+        crate::report::build::build(&conn, Window { from: 0, to: 3_600_000 }, &[], 3_600_000).unwrap()
+    }
+
+    #[test]
+    fn an_empty_window_says_nothing_ran() {
+        let r = empty_report();
+        assert_eq!(subject(&r), "soakd: no requests since 1970-01-01 00:00 UTC");
+        let t = text(&r, &Changes::default(), &[]);
+        assert!(t.contains("nothing ran") && t.contains("soakd check"), "{t}");
+        let h = super::super::html::render(&r, &Changes::default(), &[]);
+        assert!(h.contains("nothing ran"), "{h}");
+    }
+
+    #[test]
+    fn a_subject_never_holds_a_line_break() {
+        let mut r = empty_report();
+        let mut b = one_backend();
+        b.name = "evil\r\nBcc: x@y".into();
+        b.requests = 10;
+        b.ok = 9;
+        r.backends.push(b);
+        let s = subject(&r);
+        assert!(!s.contains('\n') && !s.contains('\r'), "{s:?}");
+        assert!(s.contains("10.0 % failed"), "{s}");
+    }
+
+    /// A backend section built from a log with one memory sample.
+    fn one_backend() -> crate::report::model::BackendReport {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        conn.execute(
+            "INSERT INTO memory_samples (backend, pid, proc_started_at, taken_at, phase, in_flight, processes, rss_bytes,
+                 sys_used_bytes, sys_available_bytes, swap_used_bytes) VALUES ('x', 1, 1, 10, 'idle', 0, 1, 1000, 1, 1, 0)",
+            [],
+        )
+        .unwrap();
+        let r = crate::report::build::build(&conn, Window { from: 0, to: 3_600_000 }, &[], 3_600_000).unwrap();
+        r.backends.into_iter().next().expect("a backend with a memory sample")
+    }
+}

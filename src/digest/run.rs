@@ -125,3 +125,46 @@ async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
         tracing::warn!("the outbox could not be read: {e:#}");
     }
 }
+
+/// For `soakd check`: where the digest goes and when, and whether its password can be read
+/// (never printing it).
+pub fn check(
+    config: &crate::config::Config,
+    now: chrono::DateTime<Local>,
+    next: usize,
+    problems: &mut Vec<crate::fields::Problem>,
+) {
+    println!();
+    let Some(smtp) = &config.mail.smtp else {
+        println!("digest: not mailed (no [smtp] table); `soakd digest --print` shows it");
+        return;
+    };
+    let to: Vec<String> = smtp.to.iter().map(ToString::to_string).collect();
+    println!("digest: to {} via {}:{} ({})", to.join(", "), smtp.host, smtp.port, smtp.tls.as_str());
+    match super::schedule::load(&config.schedules) {
+        Ok(s) if !s.enabled => println!("  disabled in {}", s.file.as_deref().unwrap_or(Path::new("-")).display()),
+        Ok(s) => {
+            let from = s.file.as_ref().map_or("the default".to_string(), |f| f.display().to_string());
+            println!("  cron {} ({from})", s.cron.written);
+            for t in s.cron.next_after(now, next) {
+                println!("      next {}", t.format("%Y-%m-%d %H:%M:%S %Z"));
+            }
+        }
+        Err(crate::fields::Problems(p)) => problems.extend(p),
+    }
+    if let Some(a) = &config.mail.alerts {
+        println!(
+            "  alerts: a streak of {} failures, or memory used up within {:.0} h; reminders every {:.1} h",
+            a.crash_streak,
+            a.exhaust_within.as_secs_f64() / 3600.0,
+            a.remind_every.as_secs_f64() / 3600.0
+        );
+    }
+    if let Err(e) = send::password(&smtp.password) {
+        let field = match smtp.password {
+            super::config::PasswordSource::File(_) => "password_file",
+            _ => "password_env",
+        };
+        problems.push(crate::fields::Place::entry(&config.path, "[smtp]".into()).problem(Some(field), e.to_string()));
+    }
+}

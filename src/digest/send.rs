@@ -174,3 +174,32 @@ pub async fn flush(db: &Path, cfg: &SmtpConfig, due_only: bool) -> anyhow::Resul
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp-password");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = password(&PasswordSource::File(path.clone())).unwrap_err().to_string();
+        assert!(e.contains("mode 644") && e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(password(&PasswordSource::File(path.clone())).is_err(), "group-readable is refused too");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(password(&PasswordSource::File(path)).unwrap().as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn a_missing_variable_names_itself_not_a_value() {
+        let e = password(&PasswordSource::Env("SOAKD_TEST_SURELY_UNSET_VAR".into())).unwrap_err().to_string();
+        assert!(e.contains("$SOAKD_TEST_SURELY_UNSET_VAR is not set"), "{e}");
+        assert_eq!(password(&PasswordSource::None).unwrap(), None);
+    }
+}
