@@ -54,7 +54,7 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         scheduler.add(cron_job).await?;
     }
     let cfg = &session.config;
-    crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &cfg.schedules, &session.shutdown).await?;
+    let mail = crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &cfg.schedules, &session.shutdown).await?;
     scheduler.start().await?;
     tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
 
@@ -66,6 +66,7 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
     }
     inner.tracker.close();
     inner.tracker.wait().await;
+    mail.finish().await;
     session.event("daemon_stop", json!({"pid": std::process::id()}));
     Ok(())
 }

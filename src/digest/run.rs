@@ -11,6 +11,7 @@ use chrono::Local;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler, JobSchedulerError};
+use tokio_util::task::TaskTracker;
 
 /// How often the daemon looks at the outbox for mails due another try.
 const RETRY_EVERY: Duration = Duration::from_secs(60);
@@ -61,26 +62,32 @@ pub async fn schedule(
     db: &Path,
     schedules: &Path,
     shutdown: &Shutdown,
-) -> Result<(), JobSchedulerError> {
+) -> Result<MailTasks, JobSchedulerError> {
+    let tasks = MailTasks { tracker: TaskTracker::new() };
     let Some(smtp) = mail_cfg.smtp.clone() else {
         tracing::info!("no [smtp] table in the config: no digest or alert mails");
-        return Ok(());
+        return Ok(tasks);
     };
     let when = super::schedule::load(schedules).unwrap_or_else(|p| {
         tracing::warn!("{p}using the first [digest] entry or the default");
         super::schedule::DigestSchedule::default()
     });
     if when.enabled {
-        let (cfg, db2) = (mail_cfg.clone(), db.to_path_buf());
+        let (cfg, db2, tracker, stop) = (mail_cfg.clone(), db.to_path_buf(), tasks.tracker.clone(), shutdown.clone());
         let job = CronJob::new_async_tz(when.cron.normalised.as_str(), Local, move |_id, _s| {
-            let (cfg, db) = (cfg.clone(), db2.clone());
-            Box::pin(async move { daemon_digest(db, cfg).await })
+            let (cfg, db, tracker, stop) = (cfg.clone(), db2.clone(), tracker.clone(), stop.clone());
+            Box::pin(async move {
+                if !stop.is_stopping() {
+                    // Tracked, so that soakd waits for a send in progress before it exits.
+                    let _ = tracker.spawn(daemon_digest(db, cfg)).await;
+                }
+            })
         })?;
         scheduler.add(job).await?;
         tracing::info!(cron = %when.cron.written, "the digest is scheduled");
     }
     let (db, cfg, stop) = (db.to_path_buf(), mail_cfg.clone(), shutdown.clone());
-    tokio::spawn(async move {
+    tasks.tracker.spawn(async move {
         let mut last_alert_check = std::time::Instant::now() - Duration::from_secs(86_400);
         loop {
             if let Some(alerts) = &cfg.alerts
@@ -103,7 +110,22 @@ pub async fn schedule(
             }
         }
     });
-    Ok(())
+    Ok(tasks)
+}
+
+/// The daemon's mail tasks: on stop, a send in progress finishes (and is marked sent) first.
+pub struct MailTasks {
+    tracker: TaskTracker,
+}
+
+impl MailTasks {
+    /// Waits for the mail tasks, at most `SMTP timeout`-ish: a stuck server cannot hold soakd.
+    pub async fn finish(self) {
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(60), self.tracker.wait()).await.is_err() {
+            tracing::warn!("a mail was still being sent after 60 s; it stays in the outbox and is retried");
+        }
+    }
 }
 
 async fn daemon_digest(db: PathBuf, cfg: MailConfig) {

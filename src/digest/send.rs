@@ -141,7 +141,11 @@ pub async fn flush(db: &Path, cfg: &SmtpConfig, due_only: bool) -> anyhow::Resul
     let now = crate::time::now_ms();
     let pending = {
         let mut conn = crate::store::open(db)?;
-        outbox::claim(&mut conn, now, due_only)?
+        match outbox::pending(&conn)? {
+            (0, _) => Vec::new(),
+            (_, Some(next)) if due_only && next > now => Vec::new(),
+            _ => outbox::claim(&mut conn, now, due_only)?,
+        }
     };
     let mut done = Flushed::default();
     if pending.is_empty() {
