@@ -19,7 +19,7 @@ const UNTIL: &str = "2026-11-20T07:00:00Z";
 
 /// Six hours of log: a steady backend, and a leaky one that fails under concurrency 4 with an
 /// error holding markup, and restarts once. Written straight into the schema.
-fn write_log(path: &Path) {
+fn write_log(path: &Path, start: i64) {
     let conn = schema(path);
     let tx = conn.unchecked_transaction().unwrap();
     for (backend, pid) in [("steady", 100), ("leaky <b>", 200)] {
@@ -27,12 +27,12 @@ fn write_log(path: &Path) {
             "INSERT INTO runs (job, backend, trigger, status, planned_at, started_at, finished_at, requests_planned,
                  requests_done, concurrency, delay_ms, stream, max_tokens, backend_kind, base_url, owner_pid, owner_started_at)
              VALUES ('soak', ?1, 'cron', 'completed', ?2, ?2, ?3, 720, 720, 4, 0, 1, 64, 'openai', 'http://127.0.0.1:1', 1, 1)",
-            params![backend, START, START + 6 * HOUR],
+            params![backend, start, start + 6 * HOUR],
         )
         .unwrap();
         let run = tx.last_insert_rowid();
         for i in 0..720i64 {
-            let at = START + i * 30_000;
+            let at = start + i * 30_000;
             let concurrency = if i % 2 == 0 { 4 } else { 1 };
             let fails = backend != "steady" && concurrency == 4 && i % 3 == 0;
             let server_pid = if backend != "steady" && i >= 360 { pid + 1 } else { pid };
@@ -77,7 +77,7 @@ fn write_log(path: &Path) {
             .unwrap();
         }
         for m in 0..360i64 {
-            let at = START + m * 60_000;
+            let at = start + m * 60_000;
             let noise = ((m * 7919) % 11) as f64 * 100_000.0;
             let (pid_now, bytes) = if backend == "steady" {
                 (pid, 500e6 + noise)
@@ -96,7 +96,7 @@ fn write_log(path: &Path) {
     }
     tx.execute(
         "INSERT INTO events (backend, kind, at, detail) VALUES ('leaky <b>', 'restart', ?1, '{\"old_pid\": 200, \"new_pid\": 201}')",
-        [START + 3 * HOUR],
+        [start + 3 * HOUR],
     )
     .unwrap();
     tx.commit().unwrap();
@@ -121,10 +121,21 @@ fn soakd_ok(args: &[&str]) -> String {
     out
 }
 
+/// The log at a fixed time, for output that must not change.
 fn fixed_log() -> (tempfile::TempDir, PathBuf) {
+    log_from(START)
+}
+
+/// The log ending an hour ago, for the digest the daemon would make now.
+fn recent_log() -> (tempfile::TempDir, PathBuf) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    log_from(now - 7 * HOUR)
+}
+
+fn log_from(start: i64) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("soakd.db");
-    write_log(&db);
+    write_log(&db, start);
     (dir, db)
 }
 
@@ -275,12 +286,12 @@ impl Smtp {
 
 /// A config with [smtp] to 127.0.0.1:`port`, and the fixed log as its database.
 fn mail_setup(port: u16, auth: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let (dir, db) = fixed_log();
+    let (dir, db) = recent_log();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "db = \"soakd.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"soakd <soakd@example.com>\"\nto = [\"me@example.com\"]\ntimeout_s = 5\n{auth}\n[digest]\nfirst_window_h = 2160\n"
+            "db = \"soakd.db\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"soakd <soakd@example.com>\"\nto = [\"me@example.com\"]\ntimeout_s = 5\n{auth}\n"
         ),
     )
     .unwrap();
