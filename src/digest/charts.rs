@@ -188,7 +188,7 @@ fn memory(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> Dra
             if let Some(intercept) = crate::analysis::stats::median(residuals) {
                 let (x0, x1) = (xs[0], xs[xs.len() - 1]);
                 let line = vec![(x0, intercept + slope * x0), (x1, intercept + slope * x1)];
-                chart.draw_series(DashedLineSeries::new(line, 8, 4, BLACK.stroke_width(2)))?;
+                chart.draw_series(DashedLineSeries::new(line, 8, 6, BLACK.mix(0.7).stroke_width(1)))?;
             }
         }
     }
