@@ -255,7 +255,10 @@ impl Drop for Smtp {
 
 impl Smtp {
     fn start(port: u16, maildir: &Path, auth: Option<(&str, &str)>) -> Smtp {
-        let python = common::deps().mlx_server.parent().unwrap().join("python3");
+        // The test venv's Python (it has aiosmtpd): $SOAKD_TEST_PYTHON, else beside mlx_lm.server.
+        let python = std::env::var_os("SOAKD_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| common::deps().mlx_server.parent().unwrap().join("python3"));
         for d in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(maildir.join(d)).unwrap();
         }
