@@ -156,6 +156,40 @@ pub enum Command {
         raw_days: Option<f64>,
     },
 
+    /// The stability digest of the log since the previous digest (the daemon mails one every day
+    /// at 07:00 with [smtp] configured): the comparison, what changed, each backend, the top
+    /// crash signatures, and charts. Prints it, writes it as a mail file, or sends it through the
+    /// outbox.
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["print", "html", "out", "send", "send_queued"])))]
+    Digest {
+        /// The database (default: the config's `db`).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Print the plain-text part (nothing is saved or sent).
+        #[arg(long)]
+        print: bool,
+        /// Print the HTML part (nothing is saved or sent).
+        #[arg(long)]
+        html: bool,
+        /// Write the whole mail, with its charts, as an .eml file a mail client opens (nothing is sent).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Make the digest, store it in the outbox and send what the outbox holds (needs [smtp]).
+        /// If the server cannot be reached it stays in the outbox: the daemon retries it, or run
+        /// `soakd digest --send-queued`.
+        #[arg(long)]
+        send: bool,
+        /// Make nothing: send the mails waiting in the outbox now.
+        #[arg(long)]
+        send_queued: bool,
+        /// The window's start instead of the previous digest's end: 24h, 7d, a date or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN", conflicts_with_all = ["send", "send_queued"])]
+        since: Option<String>,
+        /// The window's end instead of now (with --since), in the same forms.
+        #[arg(long, value_name = "WHEN", requires = "since")]
+        until: Option<String>,
+    },
+
     /// Serve a simulated OpenAI-compatible LLM on 127.0.0.1, with settable speed, memory growth,
     /// crashes and faults (for the demo and fault tests).
     Sim(crate::sim::SimArgs),

@@ -1,5 +1,5 @@
-//! The daemon: every enabled job on tokio-cron-scheduler, each firing run at the job's
-//! backends (one after another, or in parallel), until shutdown.
+//! The daemon: every enabled job, each firing run at the job's backends (one after another, or
+//! in parallel), and the digest and alert mails (on tokio-cron-scheduler), until shutdown.
 //!
 //! A firing that finds the same job still running (or queued) at a backend is skipped and
 //! recorded as a `skipped` run, never stacked. Jobs are timed by `schedule::ticker` on the
@@ -47,8 +47,8 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         "daemon_start",
         json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(), "trigger": trigger}),
     );
-    // The jobs run on `ticker` (wall-clock catch-up, testable); this scheduler is kept for tasks
-    // that need no such care.
+    // The jobs run on `ticker` (wall-clock catch-up after sleep, testable with a fake clock);
+    // tokio-cron-scheduler fires the mail tasks, where a missed tick only delays a mail.
     let scheduler = JobScheduler::new().await?;
     let plan = Plan::new(inner.jobs.iter().map(|j| j.cron.clone()).collect(), Local::now());
     let names = inner.jobs.iter().map(|j| j.name.clone()).collect();
@@ -60,6 +60,8 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         let (db, writer, stop) = (session.config.db.clone(), session.writer(), session.shutdown.clone());
         tokio::spawn(async move { crate::store::retention::daily(db, days, writer, stop).await })
     });
+    let cfg = &session.config;
+    let mail = crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &cfg.schedules, &session.shutdown).await?;
     scheduler.start().await?;
     tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
 
@@ -75,6 +77,7 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
     }
     inner.tracker.close();
     inner.tracker.wait().await;
+    mail.finish().await;
     session.event("daemon_stop", json!({"pid": std::process::id()}));
     Ok(())
 }

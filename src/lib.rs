@@ -18,6 +18,8 @@
 //!   store (rusqlite, WAL, one writer thread, batched transactions, migrations in db/)
 //!            ▼
 //!   analysis (pure functions over rows) ──► report (the comparison table)
+//!                                              ▼
+//!                      digest (text + HTML + PNG charts) ──► outbox table ──► SMTP (lettre)
 //! ```
 //!
 //! `discover` finds the servers running on this machine and writes their config entries.
@@ -36,6 +38,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod digest;
 pub mod discover;
 pub mod fields;
 pub mod logging;

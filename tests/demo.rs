@@ -39,4 +39,8 @@ fn demo_soaks_two_simulated_backends_and_prints_the_comparison() {
     );
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE outcome = 'in_flight'"), 0);
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM runs WHERE trigger <> 'demo' OR status = 'running'"), 0);
+    // Its digest, beside the database: a mail with the charts.
+    let eml = std::fs::read_to_string(dir.path().join("demo.eml")).expect("the demo writes demo.eml");
+    assert!(eml.contains("Subject: ") && eml.contains("multipart/alternative") && eml.contains("image/png"));
+    assert!(out.contains("demo.eml"), "{out}");
 }

@@ -76,6 +76,7 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
             println!("      next {}", t.format("%Y-%m-%d %H:%M:%S %Z"));
         }
     }
+    crate::digest::run::check(&config, now, next, &mut problems);
     if problems.is_empty() {
         println!();
         println!("ok: {} backends, {} jobs", config.backends.len(), jobs.len());

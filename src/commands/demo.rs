@@ -130,6 +130,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         backends,
         log: crate::config::LogConfig { dir: None, keep_days: 0 },
         retention: crate::config::RetentionConfig { raw_days: None },
+        mail: Default::default(),
     };
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     let jobs = schedule::parse_file(JOBS, Path::new("demo schedule"), Some(&names))?;
@@ -171,6 +172,17 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     );
     println!("  sqlite3 {} \"SELECT * FROM failures LIMIT 10\"", db.display());
     println!("  soakd report --db {} --since 1h --format markdown", db.display());
+    let eml = db.with_extension("eml");
+    let made = crate::digest::run::make(&db, &Default::default(), Some(window), now, false)?;
+    let bytes = made.message.formatted();
+    std::fs::write(&eml, &bytes).with_context(|| format!("cannot write the digest to {}", eml.display()))?;
+    println!();
+    println!(
+        "The nightly digest of this soak ({} KB, {} charts) is {}: open it in a mail client.",
+        bytes.len() / 1024,
+        made.digest.charts.len(),
+        eml.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

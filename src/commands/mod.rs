@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod digest;
 mod discover;
 mod install;
 mod once;
@@ -40,6 +41,16 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             ),
             Command::Discover { ports, host, timeout_ms } => {
                 discover::run(&host, &ports, std::time::Duration::from_millis(timeout_ms)).await
+            }
+            Command::Digest { db, print, html, out, send, send_queued, since, until } => {
+                let action = match (print, html, out, send, send_queued) {
+                    (true, ..) => digest::Action::Print,
+                    (_, true, ..) => digest::Action::Html,
+                    (_, _, Some(file), ..) => digest::Action::Out(file),
+                    (_, _, _, true, _) => digest::Action::Send,
+                    _ => digest::Action::SendQueued,
+                };
+                digest::run(cli.config.as_deref(), db, action, since, until).await
             }
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,

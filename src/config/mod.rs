@@ -28,6 +28,8 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     pub log: LogConfig,
     pub retention: RetentionConfig,
+    /// `[smtp]`, `[digest]`, `[alerts]`: the digest and alert mails.
+    pub mail: crate::digest::config::MailConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,9 +109,11 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     let backends = f.take::<Vec<toml::Table>>("backend").unwrap_or_default();
     let log = f.take::<toml::Table>("log");
     let retention = f.take::<toml::Table>("retention");
+    let (smtp, digest, alerts) = (f.take("smtp"), f.take("digest"), f.take("alerts"));
     f.finish();
     let log = log.map(|t| upkeep::parse_log(t, path, &base, &mut problems)).unwrap_or_default();
     let retention = retention.map(|t| upkeep::parse_retention(t, path, &mut problems)).unwrap_or_default();
+    let mail = crate::digest::config::parse(smtp, digest, alerts, path, &mut problems);
 
     let sampler = sampler.map(|t| parse_sampler(t, path, &mut problems)).unwrap_or_default();
     let mut parsed: Vec<BackendConfig> = Vec::new();
@@ -139,6 +143,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         backends: parsed,
         log,
         retention,
+        mail,
     })
 }
 

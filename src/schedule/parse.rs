@@ -52,7 +52,11 @@ pub fn parse_file(text: &str, file: &Path, backends: Option<&[&str]>) -> Result<
     let mut problems = Vec::new();
     let mut top = Fields::new(table, Place::file(file), &mut problems);
     let entries: Vec<toml::Table> = top.take("job").unwrap_or_default();
+    let digest: Option<toml::Table> = top.take("digest");
     top.finish();
+    if let Some(t) = digest {
+        crate::digest::schedule::parse_table(t, file, &mut problems);
+    }
     let mut jobs = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
         if let Some(job) = parse_job(entry, i + 1, file, backends, &mut problems) {

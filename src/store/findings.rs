@@ -65,7 +65,7 @@ pub fn save(
 }
 
 /// Kinds are `&'static str` in the model; an unknown stored kind (from a newer soakd) is kept as "other".
-fn known_kind(kind: &str) -> &'static str {
+pub fn known_kind(kind: &str) -> &'static str {
     const KINDS: [&str; 9] = [
         "leak",
         "plateau",

@@ -27,6 +27,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0002_findings.sql", include_str!("../../db/0002_findings.sql")),
     ("0003_server_signals.sql", include_str!("../../db/0003_server_signals.sql")),
     ("0004_rollups.sql", include_str!("../../db/0004_rollups.sql")),
+    ("0005_outbox.sql", include_str!("../../db/0005_outbox.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
