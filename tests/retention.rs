@@ -71,7 +71,7 @@ fn prune_then_report_says_where_raw_rows_end() {
 }
 
 #[test]
-fn status_shows_the_database_and_the_last_digest_when_an_outbox_exists() {
+fn status_shows_the_database_and_the_last_digest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("soakd.db");
     let conn = database(&path);
@@ -82,10 +82,15 @@ fn status_shows_the_database_and_the_last_digest_when_an_outbox_exists() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("agent") && out.contains("not installed"), "{out}");
     assert!(out.contains("MiB") && out.contains("mlx: "), "{out}");
-    assert!(out.contains("no outbox yet"), "{out}");
-    // The digest's table (another migration) may exist; status reads it only then.
-    conn.execute_batch("CREATE TABLE outbox (id INTEGER PRIMARY KEY, sent_at INTEGER)").unwrap();
-    conn.execute("INSERT INTO outbox (sent_at) VALUES (?1)", [now() - 3_600_000]).unwrap();
+    assert!(out.contains("last digest   none sent yet"), "{out}");
+    // A digest sent an hour ago.
+    conn.execute(
+        "INSERT INTO outbox (kind, created_at, subject, envelope_from, envelope_to, message_id, message, status,
+             next_attempt_at, sent_at)
+         VALUES ('digest', ?1, 's', 'a@b', '[\"c@d\"]', '<m@soakd>', 'x', 'sent', ?1, ?1)",
+        [now() - 3_600_000],
+    )
+    .unwrap();
     let (code, out, _) = soakd(&["status", "--db", db, "--home", h]);
     assert_eq!(code, 0);
     let line = out.lines().find(|l| l.starts_with("last digest")).unwrap();

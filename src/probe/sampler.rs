@@ -152,11 +152,19 @@ impl SamplerHandle {
     /// an `after` sample when none is left in flight.
     pub fn request_finished(&self, started_ms: i64, reached: bool, position: ServerPosition) {
         if position.pid.is_none() {
-            let mut recent = self.shared.recent.lock().expect("sampler state");
-            if recent.len() == RECENT {
-                recent.pop_front();
+            let mut server = self.shared.server.lock().expect("sampler state");
+            match server.identity {
+                // The server was found while this request was in flight, and it reached that
+                // server: one more request of its life.
+                Some(id) if reached && started_ms >= id.started_at as i64 * 1000 => server.requests += 1,
+                _ => {
+                    let mut recent = self.shared.recent.lock().expect("sampler state");
+                    if recent.len() == RECENT {
+                        recent.pop_front();
+                    }
+                    recent.push_back((started_ms, reached));
+                }
             }
-            recent.push_back((started_ms, reached));
         }
         if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.send(Cmd::Sample(Phase::After, None));
@@ -302,18 +310,7 @@ impl State {
             (Some(old), Some(new)) if old != new => {
                 let detail = json!({"old_pid": old.pid, "new_pid": new.pid, "old_started_at": old.started_at, "new_started_at": new.started_at});
                 self.event_with_evidence(event("restart", detail), Some(old.pid)).await;
-                // Requests that reached a server, sent since the new process started while no
-                // process was known, were its own although it had not been seen yet.
-                let since = new.started_at as i64 * 1000;
-                let received = self
-                    .shared
-                    .recent
-                    .lock()
-                    .expect("sampler state")
-                    .iter()
-                    .filter(|(start, reached)| *reached && *start >= since)
-                    .count() as u64;
-                self.adopt(new, received);
+                self.adopt_restarted(new);
             }
             (None, Some(new)) => {
                 let before = self.requests_already_sent(new).await;
@@ -339,6 +336,28 @@ impl State {
             event: Some(event),
             items,
         });
+    }
+
+    /// Adopts a restarted server. Requests that reached a server, sent since the new process
+    /// started while no process was known, were its own although it had not been seen yet:
+    /// those already finished are counted now, from `recent`; those still in flight count when
+    /// they finish (`request_finished`). The server lock is held throughout, so none is
+    /// counted twice or missed.
+    fn adopt_restarted(&mut self, identity: Identity) {
+        self.last_known = Some(identity);
+        self.missing_reported = false;
+        let mut server = self.shared.server.lock().expect("sampler state");
+        let since = identity.started_at as i64 * 1000;
+        let received = self
+            .shared
+            .recent
+            .lock()
+            .expect("sampler state")
+            .iter()
+            .filter(|(start, reached)| *reached && *start >= since)
+            .count() as u64;
+        server.requests = received;
+        server.identity = Some(identity);
     }
 
     fn adopt(&mut self, identity: Identity, requests: u64) {
