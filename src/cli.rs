@@ -106,4 +106,13 @@ pub enum Command {
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
         seconds: u64,
     },
+
+    /// Kind `mlx`'s worker process, started by soakd itself: loads the model in-process with MLX
+    /// and answers JSON lines on stdin/stdout (needs a build with `--features mlx`).
+    #[command(hide = true)]
+    MlxWorker {
+        /// The model folder (config.json, model*.safetensors, tokenizer.json).
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+    },
 }

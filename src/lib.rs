@@ -32,6 +32,8 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod fields;
+#[cfg(feature = "mlx")]
+pub mod mlx;
 pub mod probe;
 pub mod report;
 pub mod schedule;

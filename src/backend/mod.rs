@@ -15,6 +15,8 @@ mod http;
 mod llamacpp;
 mod lmstudio;
 mod metrics;
+#[cfg(feature = "mlx")]
+mod mlx;
 mod ndjson;
 pub mod numbers;
 mod ollama;
@@ -144,6 +146,8 @@ pub enum BackendError {
     MissingKey { backend: String, var: String },
     #[error("backend \"{backend}\": the value of {var} cannot be sent as an HTTP header")]
     BadKey { backend: String, var: String },
+    #[error("backend \"{backend}\": kind \"mlx\" is not in this build of soakd; rebuild with --features mlx")]
+    NotBuilt { backend: String },
     #[error("backend \"{backend}\": cannot build an HTTP client: {err}")]
     Client { backend: String, err: reqwest::Error },
 }
@@ -175,5 +179,9 @@ pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Ba
         BackendKind::LmStudio => Ok(Box::new(LmStudio::new(config, timeouts)?)),
         BackendKind::Ollama => Ok(Box::new(Ollama::new(config, timeouts)?)),
         BackendKind::OpenAi | BackendKind::MlxLm => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        #[cfg(feature = "mlx")]
+        BackendKind::Mlx => Ok(Box::new(mlx::Mlx::new(config))),
+        #[cfg(not(feature = "mlx"))]
+        BackendKind::Mlx => Err(BackendError::NotBuilt { backend: config.name.clone() }),
     }
 }

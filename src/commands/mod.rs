@@ -37,8 +37,21 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Sim(args) => crate::sim::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Demo { db, seconds } => demo::run(&db, seconds).await,
+            // Synchronous on purpose: the worker only computes and answers its pipe.
+            Command::MlxWorker { model } => mlx_worker(&model),
         }
     })
+}
+
+/// `soakd mlx-worker`: stdout is reserved for the protocol (logs go to stderr).
+#[cfg(feature = "mlx")]
+fn mlx_worker(model: &std::path::Path) -> anyhow::Result<ExitCode> {
+    crate::mlx::worker::run(model)
+}
+
+#[cfg(not(feature = "mlx"))]
+fn mlx_worker(_model: &std::path::Path) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this soakd was built without kind \"mlx\": rebuild with --features mlx")
 }
 
 /// The exit code for an error returned by `run_cli`.

@@ -28,6 +28,9 @@ pub enum Outcome {
     Empty,
     /// The server said its model crashed, was unloaded, or ran out of memory.
     ServerReportedCrash,
+    /// The process serving the request died under it (soakd's own `mlx-lm` worker: its exit
+    /// status or signal is the error).
+    Crash,
     /// An error object inside a 200 stream that is not a crash.
     StreamError,
     /// The request outran its total time limit while still receiving.
@@ -39,7 +42,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 16] = [
+    pub const ALL: [Outcome; 17] = [
         Outcome::Ok,
         Outcome::HttpError,
         Outcome::ConnectRefused,
@@ -52,6 +55,7 @@ impl Outcome {
         Outcome::Malformed,
         Outcome::Empty,
         Outcome::ServerReportedCrash,
+        Outcome::Crash,
         Outcome::StreamError,
         Outcome::Timeout,
         Outcome::Cancelled,
@@ -73,6 +77,7 @@ impl Outcome {
             Outcome::Malformed => "malformed",
             Outcome::Empty => "empty",
             Outcome::ServerReportedCrash => "server_reported_crash",
+            Outcome::Crash => "crash",
             Outcome::StreamError => "stream_error",
             Outcome::Timeout => "timeout",
             Outcome::Cancelled => "cancelled",
