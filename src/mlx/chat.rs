@@ -4,6 +4,7 @@
 //! lstrip_blocks, Python string methods, `raise_exception`, `tojson` with Python's separators).
 
 use anyhow::{Context, Result, anyhow, bail};
+use minijinja::value::ValueKind;
 use minijinja::{Environment, Error, ErrorKind, Value, context};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -110,40 +111,43 @@ impl Chat {
     }
 }
 
-/// Hugging Face's `tojson`: `json.dumps(x, ensure_ascii=False)`, separators `, ` and `: `.
+/// Hugging Face's `tojson`: `json.dumps(x, ensure_ascii=False)`: keys in the template value's
+/// order, separators `, ` and `: `.
 fn tojson(v: Value) -> Result<Value, Error> {
-    let j = serde_json::to_value(&v).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let mut out = String::new();
-    py_json(&j, &mut out);
+    py_json(&v, &mut out)?;
     Ok(Value::from_safe_string(out))
 }
 
-fn py_json(v: &Json, out: &mut String) {
-    match v {
-        Json::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_json(x, out);
-            }
-            out.push(']');
-        }
-        Json::Object(o) => {
+fn py_json(v: &Value, out: &mut String) -> Result<(), Error> {
+    let leaf = |v: &Value| serde_json::to_string(v).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()));
+    match v.kind() {
+        ValueKind::Map => {
             out.push('{');
-            for (i, (k, x)) in o.iter().enumerate() {
+            for (i, k) in v.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&Json::String(k.clone()).to_string());
+                out.push_str(&leaf(&Value::from(k.to_string()))?);
                 out.push_str(": ");
-                py_json(x, out);
+                py_json(&v.get_item(&k)?, out)?;
             }
             out.push('}');
         }
-        other => out.push_str(&other.to_string()),
+        ValueKind::Seq | ValueKind::Iterable => {
+            out.push('[');
+            for (i, x) in v.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_json(&x, out)?;
+            }
+            out.push(']');
+        }
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        _ => out.push_str(&leaf(v)?),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -152,7 +156,10 @@ mod tests {
 
     #[test]
     fn tojson_uses_python_separators() {
-        let v = Value::from_serialize(serde_json::json!({"name": "f", "args": [1, "é"]}));
+        let v = Value::from_iter([
+            ("name", Value::from("f")),
+            ("args", Value::from(vec![Value::from(1), Value::from("é")])),
+        ]);
         assert_eq!(tojson(v).unwrap().to_string(), r#"{"name": "f", "args": [1, "é"]}"#);
     }
 }
