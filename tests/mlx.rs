@@ -149,8 +149,13 @@ fn mlx_worker_abort_is_a_crash_and_the_next_request_succeeds() {
     assert_eq!(first.0, "crash", "{text}");
     assert!(first.1.contains("signal 6 (SIGABRT)"), "{}", first.1);
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE outcome = 'ok'"), 2, "{text}");
-    // The restarted worker's load time lands on its first request.
+    // The restarted worker's load time lands on its first request; the restart is an event.
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE server_load_ms > 0 AND outcome = 'ok'"), 1);
+    let detail: String = one(&conn, "SELECT detail FROM events WHERE kind = 'worker_restart'");
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert!(detail["previous_end"].as_str().unwrap().contains("SIGABRT"), "{detail}");
+    assert_ne!(detail["old_pid"], detail["new_pid"], "{detail}");
+    assert!(detail["new_pid"].as_u64().is_some(), "{detail}");
 }
 
 #[test]
@@ -166,4 +171,61 @@ fn mlx_a_model_folder_that_cannot_load_is_a_failed_request_that_says_why() {
         conn.query_row("SELECT outcome, error FROM requests", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(outcome, "connect_error");
     assert!(error.contains("could not load the model") && error.contains("config.json"), "{error}");
+}
+
+/// The pids of `parent`'s child processes (from /proc).
+#[cfg(target_os = "linux")]
+fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn mlx_worker_killed_mid_generation_is_a_crash_with_its_signal() {
+    let _guard = heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = "[[job]]\nname = \"long\"\ncron = \"@hourly\"\nrequests = 3\nmax_tokens = 4000\ntemperature = 0.0\n\
+                prompts = \"security\"\ntimeouts = { total_ms = 120000 }\n";
+    let config = mlx_config(dir.path(), &deps().hf("babble"), jobs);
+    let mut child = Command::new(common::SOAKD)
+        .args(["once", "long", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once the first request has finished, kill the worker (it is generating the second).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let worker = loop {
+        assert!(std::time::Instant::now() < until, "the first request did not finish");
+        let done = std::fs::metadata(dir.path().join("soakd.db")).is_ok()
+            && one::<i64>(&db(dir.path()), "SELECT count(*) FROM requests WHERE outcome = 'ok'") >= 1;
+        let workers = children(child.id());
+        if done && let Some(&w) = workers.first() {
+            break w;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(Command::new("kill").args(["-9", &worker.to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let conn = db(dir.path());
+    let crashes: Vec<String> = conn
+        .prepare("SELECT error FROM requests WHERE outcome = 'crash'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(crashes.len(), 1, "{crashes:?}");
+    assert!(crashes[0].contains("signal 9 (SIGKILL)"), "{crashes:?}");
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE outcome = 'ok'"), 2);
 }

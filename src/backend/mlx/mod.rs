@@ -5,13 +5,14 @@
 //! that doubles with each consecutive crash (250 ms … 30 s). A request that times out or is
 //! cancelled kills the worker (a generation cannot be interrupted), which restarts at once.
 //!
-//! Per request it records the worker's own numbers: TTFT, decode tokens/s, MLX peak memory
+//! Each new worker after the first is a `worker_restart` event (old and new pid, how the old one
+//! ended, the new one's load time). Per request it records the worker's own numbers: TTFT, decode tokens/s, MLX peak memory
 //! (`server_peak_bytes`), and on the first request of each worker its load time
 //! (`server_load_ms`). `observe` reports MLX's active and peak memory (source `worker`).
 
 mod process;
 
-use super::{Backend, ChatRequest, Exchange, Failure, Observation, ServerInfo};
+use super::{Backend, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::probe::outcome::Outcome;
 use crate::probe::timeline::{Delta, Timeline};
@@ -29,6 +30,8 @@ pub struct Mlx {
     exe: Option<PathBuf>,
     pid: WorkerPid,
     state: tokio::sync::Mutex<State>,
+    /// `worker_restart` events not yet collected by `noticed`.
+    pending: std::sync::Mutex<Vec<ServerEvent>>,
 }
 
 #[derive(Default)]
@@ -38,6 +41,8 @@ struct State {
     crashes: u32,
     /// No new worker before this (backoff after a crash).
     not_before: Option<Instant>,
+    /// The previous worker of this session and how it ended, for the next start's event.
+    previous: Option<(Option<u32>, String)>,
 }
 
 impl State {
@@ -80,6 +85,7 @@ impl Mlx {
             exe: std::env::current_exe().ok(),
             pid,
             state: tokio::sync::Mutex::new(State::default()),
+            pending: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -103,7 +109,9 @@ impl Mlx {
             Ok(Ok(None)) => {
                 self.pid.set(None);
                 st.crashed();
+                let pid = w.pid;
                 let how = w.ended().await;
+                st.previous = Some((pid, crate::text::bounded(&how, 300)));
                 return Err(Failure::new(Outcome::Crash, format!("while loading the model: {how}")));
             }
             Ok(Err(e)) => {
@@ -129,6 +137,14 @@ impl Mlx {
             return Err(Failure::new(Outcome::ConnectError, format!("the mlx worker could not load the model: {msg}")));
         }
         w.load_ms = ready["load_ms"].as_f64();
+        if let Some((old_pid, ended)) = st.previous.take() {
+            let event = ServerEvent {
+                kind: "worker_restart",
+                detail: json!({"old_pid": old_pid, "new_pid": w.pid, "previous_end": ended,
+                               "load_ms": w.load_ms, "consecutive_crashes": st.crashes}),
+            };
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        }
         st.worker = Some(w);
         Ok(())
     }
@@ -213,10 +229,12 @@ impl Mlx {
     async fn died(&self, st: &mut State, context: String) -> Result<(), Failure> {
         self.pid.set(None);
         st.crashed();
+        let old_pid = st.worker.as_ref().and_then(|w| w.pid);
         let how = match st.worker.take() {
             Some(w) => w.ended().await,
             None => "the mlx worker is gone".to_string(),
         };
+        st.previous = Some((old_pid, crate::text::bounded(&how, 300)));
         let msg = if context.is_empty() { how } else { format!("{how} ({context})") };
         fail(Outcome::Crash, msg)
     }
@@ -224,7 +242,9 @@ impl Mlx {
     /// Ends a worker soakd gives up on (timeout, cancel, garbage): the next request starts anew.
     async fn drop_worker(&self, st: &mut State, outcome: Outcome, what: impl Into<String>) -> Result<(), Failure> {
         self.pid.set(None);
+        let what = what.into();
         if let Some(w) = st.worker.take() {
+            st.previous = Some((w.pid, format!("stopped by soakd: {outcome}")));
             w.stop(Duration::ZERO).await;
         }
         fail(outcome, what)
@@ -301,6 +321,10 @@ impl Backend for Mlx {
             }
         }
         .boxed()
+    }
+
+    fn noticed(&self) -> Vec<ServerEvent> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
