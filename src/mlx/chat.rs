@@ -1,7 +1,8 @@
 //! Text in and out: the checkpoint's `tokenizer.json` (the `tokenizers` crate, no hub access) and
 //! its chat template (`tokenizer_config.json`'s `chat_template`, or `chat_template.jinja`),
 //! rendered with minijinja the way Hugging Face's `apply_chat_template` renders it (trim_blocks,
-//! lstrip_blocks, Python string methods, `raise_exception`, `tojson` with Python's separators).
+//! lstrip_blocks, Python string methods, `raise_exception`, `strftime_now`, `tojson` with Python's
+//! separators).
 
 use anyhow::{Context, Result, anyhow, bail};
 use minijinja::value::ValueKind;
@@ -62,6 +63,8 @@ impl Chat {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
         env.add_filter("tojson", tojson);
+        // Llama 3's templates date the system prompt.
+        env.add_function("strftime_now", |fmt: String| chrono::Local::now().format(&fmt).to_string());
         env.add_template_owned("chat", template).map_err(|e| anyhow!("{}: chat_template: {e}", cfg_path.display()))?;
 
         let (bos, eos) = (special("bos_token"), special("eos_token"));
@@ -153,6 +156,17 @@ fn py_json(v: &Value, out: &mut String) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_python_methods_and_helpers() {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("strftime_now", |fmt: String| chrono::Local::now().format(&fmt).to_string());
+        let t = env
+            .template_from_str("{{ 'a</think>b'.split('</think>')[-1].strip() }}|{{ strftime_now('%Y') | length }}")
+            .unwrap();
+        assert_eq!(t.render(()).unwrap(), "b|4");
+    }
 
     #[test]
     fn tojson_uses_python_separators() {
