@@ -27,8 +27,17 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| deps().mlx_server.parent().expect("venv bin").join("python3"))
 }
 
-/// mlx_lm's prompt ids and greedy ids per prompt (tests/fixtures/mlx_reference.py).
-fn reference(model: &Path) -> Vec<(Vec<u32>, Vec<u32>)> {
+/// One prompt as mlx_lm ran it.
+struct Reference {
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    /// Each step's log-probabilities (with `ignore_eos`).
+    logprobs: Vec<Vec<f32>>,
+}
+
+/// mlx_lm's prompt ids, greedy ids and (with `ignore_eos`) per-step log-probabilities per
+/// prompt (tests/fixtures/mlx_reference.py).
+fn reference(model: &Path, ignore_eos: bool) -> Vec<Reference> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mlx_reference.py");
     // scripts/mlx-linux puts the mlx-cpu wheel's libmlx.so on LD_LIBRARY_PATH for soakd; the
     // venv's own (newer) MLX must not see it.
@@ -38,6 +47,7 @@ fn reference(model: &Path) -> Vec<(Vec<u32>, Vec<u32>)> {
         .arg("--model")
         .arg(model)
         .args(["--max-tokens", &MAX_TOKENS.to_string()])
+        .args(if ignore_eos { &["--ignore-eos", "--logprobs"][..] } else { &[] })
         .args(PROMPTS)
         .output()
         .expect("the test venv's python runs (scripts/test-deps)");
@@ -46,42 +56,103 @@ fn reference(model: &Path) -> Vec<(Vec<u32>, Vec<u32>)> {
     let ids = |x: &serde_json::Value| -> Vec<u32> {
         x.as_array().unwrap().iter().map(|n| n.as_u64().unwrap() as u32).collect()
     };
-    v.as_array().unwrap().iter().map(|e| (ids(&e["prompt_ids"]), ids(&e["ids"]))).collect()
+    let floats = |x: &serde_json::Value| -> Vec<f32> {
+        x.as_array().unwrap().iter().map(|n| n.as_f64().unwrap() as f32).collect()
+    };
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| Reference {
+            prompt_ids: ids(&e["prompt_ids"]),
+            ids: ids(&e["ids"]),
+            logprobs: e["logprobs"].as_array().map(|a| a.iter().map(floats).collect()).unwrap_or_default(),
+        })
+        .collect()
 }
 
-fn same_greedy_tokens_as_mlx_lm(model_dir: &Path) {
-    let expected = reference(model_dir);
+/// Feeds mlx_lm's tokens through the decoder (teacher forcing) and compares every step's
+/// log-probabilities with mlx_lm's: the largest difference over all steps and the vocabulary.
+fn max_logprob_diff(model: &Model, r: &Reference) -> f32 {
+    let mut cache = model.new_cache();
+    let (head, last) = r.prompt_ids.split_at(r.prompt_ids.len() - 1);
+    model.forward(head, &mut cache).unwrap().eval().unwrap();
+    let mut input = last.to_vec();
+    let mut worst = 0.0f32;
+    for (step, want) in r.logprobs.iter().enumerate() {
+        let logits = model.forward(&input, &mut cache).unwrap();
+        let lp = logits.subtract(logits.logsumexp(true).unwrap()).unwrap();
+        let got: Vec<f32> = lp.as_dtype(mlx_rs::Dtype::Float32).unwrap().to_vec_cast::<f32>().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            worst = worst.max((g - w).abs());
+        }
+        input = vec![r.ids[step]];
+    }
+    worst
+}
+
+/// Greedy generation equals mlx_lm's for every prompt, `MAX_TOKENS` tokens or up to eos (with
+/// `ignore_eos`, always `MAX_TOKENS`).
+fn same_greedy_tokens_as_mlx_lm(model_dir: &Path, ignore_eos: bool) {
+    let expected = reference(model_dir, ignore_eos);
     let model = Model::load(model_dir).unwrap_or_else(|e| panic!("{}: {e:#}", model_dir.display()));
     let chat = Chat::load(model_dir, &model.config.eos_token_ids).unwrap();
+    let eos = if ignore_eos { Default::default() } else { chat.eos_ids.clone() };
     let params = Params { max_tokens: MAX_TOKENS, temperature: 0.0, top_p: 1.0, seed: None };
-    for (prompt, (want_prompt, want)) in PROMPTS.iter().zip(&expected) {
+    for (prompt, r) in PROMPTS.iter().zip(&expected) {
+        let (want_prompt, want) = (&r.prompt_ids, &r.ids);
         let messages = [Message { role: "user".into(), content: prompt.to_string() }];
         let ids = chat.prompt_ids(&messages).unwrap();
         assert_eq!(&ids, want_prompt, "prompt ids (chat template + tokenizer) for {prompt:?}");
         let mut got = Vec::new();
-        let stats = generate(&model, &chat.eos_ids, &ids, params, |t| {
+        let stats = generate(&model, &eos, &ids, params, |t| {
             got.push(t);
             Ok(true)
         })
         .unwrap();
         assert_eq!(&got, want, "greedy ids for {prompt:?}");
-        assert!(got.len() >= 32, "the babble model generates at least 32 tokens: {got:?}");
+        if ignore_eos {
+            assert_eq!(r.logprobs.len(), got.len());
+            let diff = max_logprob_diff(&model, r);
+            assert!(diff <= 1e-4, "log-probabilities differ from mlx_lm's by up to {diff} for {prompt:?}");
+        }
+        assert!(got.len() >= 32, "at least 32 tokens: {got:?}");
         assert_eq!(stats.completion_tokens as usize, got.len());
         assert!(stats.peak_bytes > 0);
     }
 }
 
+fn four_bit(dir: &Path) -> &Path {
+    let config = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test-deps makes it)", dir.display()));
+    assert!(config.contains("\"bits\": 4"), "{config}");
+    dir
+}
+
+/// The fully random model (tests/fixtures/mlx_random_model.py), where every part of the decoder
+/// shapes the logits.
+fn random_model() -> PathBuf {
+    std::env::var_os("SOAKD_TEST_RANDOM_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        let models = deps().models;
+        std::fs::read_dir(&models)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("random-")))
+            .unwrap_or_else(|| panic!("no random-* model in {}: run scripts/test-deps", models.display()))
+    })
+}
+
 #[test]
 fn mlx_greedy_equals_mlx_lm_unquantized() {
-    same_greedy_tokens_as_mlx_lm(&deps().hf("babble"));
+    same_greedy_tokens_as_mlx_lm(&deps().hf("babble"), false);
+    same_greedy_tokens_as_mlx_lm(&random_model().join("hf"), true);
 }
 
 #[test]
 fn mlx_greedy_equals_mlx_lm_4bit() {
-    let q4 = deps().models.join("babble/mlx-4bit");
-    let config = std::fs::read_to_string(q4.join("config.json")).expect("scripts/test-deps makes babble/mlx-4bit");
-    assert!(config.contains("\"bits\": 4"), "{config}");
-    same_greedy_tokens_as_mlx_lm(&q4);
+    same_greedy_tokens_as_mlx_lm(four_bit(&deps().models.join("babble/mlx-4bit")), false);
+    same_greedy_tokens_as_mlx_lm(four_bit(&random_model().join("mlx-4bit")), true);
 }
 
 fn mlx_config(dir: &Path, model: &Path, jobs: &str) -> PathBuf {
