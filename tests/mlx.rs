@@ -122,10 +122,11 @@ fn same_greedy_tokens_as_mlx_lm(model_dir: &Path, ignore_eos: bool) {
     }
 }
 
-fn four_bit(dir: &Path) -> &Path {
+/// `dir`, after checking that its config.json says `says` (e.g. its quantization).
+fn variant<'a>(dir: &'a Path, says: &str) -> &'a Path {
     let config = std::fs::read_to_string(dir.join("config.json"))
         .unwrap_or_else(|e| panic!("{}: {e} (scripts/test-deps makes it)", dir.display()));
-    assert!(config.contains("\"bits\": 4"), "{config}");
+    assert!(config.contains(says), "{} should say {says}: {config}", dir.display());
     dir
 }
 
@@ -151,8 +152,19 @@ fn mlx_greedy_equals_mlx_lm_unquantized() {
 
 #[test]
 fn mlx_greedy_equals_mlx_lm_4bit() {
-    same_greedy_tokens_as_mlx_lm(four_bit(&deps().models.join("babble/mlx-4bit")), false);
-    same_greedy_tokens_as_mlx_lm(four_bit(&random_model().join("mlx-4bit")), true);
+    same_greedy_tokens_as_mlx_lm(variant(&deps().models.join("babble/mlx-4bit"), "\"bits\": 4"), false);
+    same_greedy_tokens_as_mlx_lm(variant(&random_model().join("mlx-4bit"), "\"bits\": 4"), true);
+}
+
+#[test]
+fn mlx_greedy_equals_mlx_lm_8bit_and_bf16() {
+    same_greedy_tokens_as_mlx_lm(variant(&random_model().join("mlx-8bit"), "\"group_size\": 32"), true);
+    let bf16 = random_model().join("bf16");
+    let weights = std::fs::read(bf16.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8_lossy(&weights[8..8 + header_len]);
+    assert!(header.contains("\"BF16\"") && !header.contains("\"F32\""), "{header}");
+    same_greedy_tokens_as_mlx_lm(&bf16, true);
 }
 
 fn mlx_config(dir: &Path, model: &Path, jobs: &str) -> PathBuf {
