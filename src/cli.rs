@@ -9,8 +9,9 @@ use std::path::PathBuf;
     version,
     about = "Soak-tests local LLM servers: cron-scheduled workloads, every request and memory sample in SQLite.",
     long_about = "soakd fires cron-scheduled workloads at every configured LLM server (LM Studio, mlx_lm.server, \
-        Ollama, llama.cpp, vLLM — anything OpenAI-compatible), records each request's outcome, timings and the \
-        server's memory into SQLite, and prints comparison tables.\n\n\
+        Ollama, llama.cpp, vLLM — anything OpenAI-compatible — or a model it runs itself with MLX, kind \"mlx\" in \
+        a build with --features mlx), records each request's outcome, timings and the server's memory into \
+        SQLite, and prints comparison tables.\n\n\
         Start with `soakd demo` (no LLM server needed). Config: --config PATH, else $SOAKD_CONFIG, else \
         ~/Library/Application Support/soakd/config.toml (macOS) or ~/.config/soakd/config.toml (Linux).",
     after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error, 78 invalid configuration or schedules."
@@ -203,6 +204,15 @@ pub enum Command {
         /// How long to soak, in seconds.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
         seconds: u64,
+    },
+
+    /// Kind `mlx`'s worker process, started by soakd itself: loads the model in-process with MLX
+    /// and answers JSON lines on stdin/stdout (needs a build with `--features mlx`).
+    #[command(hide = true)]
+    MlxWorker {
+        /// The model folder (config.json, model*.safetensors, tokenizer.json).
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
     },
 }
 

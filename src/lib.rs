@@ -42,6 +42,8 @@ pub mod digest;
 pub mod discover;
 pub mod fields;
 pub mod logging;
+#[cfg(feature = "mlx")]
+pub mod mlx;
 pub mod probe;
 pub mod report;
 pub mod schedule;

@@ -15,6 +15,8 @@ mod http;
 mod llamacpp;
 mod lmstudio;
 mod metrics;
+#[cfg(feature = "mlx")]
+mod mlx;
 mod mlx_lm;
 mod ndjson;
 pub mod numbers;
@@ -146,6 +148,8 @@ pub enum BackendError {
     MissingKey { backend: String, var: String },
     #[error("backend \"{backend}\": the value of {var} cannot be sent as an HTTP header")]
     BadKey { backend: String, var: String },
+    #[error("backend \"{backend}\": kind \"mlx\" is not in this build of soakd; rebuild with --features mlx")]
+    NotBuilt { backend: String },
     #[error("backend \"{backend}\": cannot build an HTTP client: {err}")]
     Client { backend: String, err: reqwest::Error },
     #[error("backend \"{backend}\": kind \"mlx-lm\" needs `{field}` (check the config)")]
@@ -180,5 +184,9 @@ pub fn connect(config: &BackendConfig, timeouts: &Timeouts) -> Result<Box<dyn Ba
         BackendKind::Ollama => Ok(Box::new(Ollama::new(config, timeouts)?)),
         BackendKind::MlxLm => Ok(Box::new(MlxLm::new(config)?)),
         BackendKind::OpenAi => Ok(Box::new(OpenAi::new(config, timeouts)?)),
+        #[cfg(feature = "mlx")]
+        BackendKind::Mlx => Ok(Box::new(mlx::Mlx::new(config))),
+        #[cfg(not(feature = "mlx"))]
+        BackendKind::Mlx => Err(BackendError::NotBuilt { backend: config.name.clone() }),
     }
 }

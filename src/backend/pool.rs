@@ -2,7 +2,7 @@
 //! until the session closes, so pooled connections and worker processes outlive a single run.
 
 use super::{Backend, BackendError, connect};
-use crate::config::{BackendConfig, BackendKind};
+use crate::config::BackendConfig;
 use crate::schedule::Timeouts;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ impl Adapters {
     /// The adapter for `config` with the workload's connect timeout.
     pub fn get(&self, config: &BackendConfig, timeouts: &Timeouts) -> Result<Arc<dyn Backend>, BackendError> {
         // A worker-process backend keeps one worker whatever the workload's connect timeout.
-        let connect_timeout = if config.kind == BackendKind::MlxLm { Duration::ZERO } else { timeouts.connect };
+        let connect_timeout = if config.kind.is_worker() { Duration::ZERO } else { timeouts.connect };
         let key = (config.name.clone(), connect_timeout);
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(a) = built.get(&key) {

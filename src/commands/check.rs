@@ -89,7 +89,7 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
 /// For `mlx-lm`: an interpreter and a model folder that exist (the worker is not started here).
 fn worker_problems(b: &config::BackendConfig) -> Vec<(&'static str, String)> {
     let mut found = Vec::new();
-    if b.kind != config::BackendKind::MlxLm {
+    if !matches!(b.kind, config::BackendKind::MlxLm | config::BackendKind::Mlx) {
         return found;
     }
     if let Some(python) = b.python.as_ref().filter(|p| !p.is_file()) {
@@ -97,7 +97,7 @@ fn worker_problems(b: &config::BackendConfig) -> Vec<(&'static str, String)> {
             .push(("python", format!("{} is not a file; give an interpreter with mlx-lm installed", python.display())));
     }
     if let Some(model) = b.model.as_ref().map(Path::new).filter(|m| !m.join("config.json").is_file()) {
-        found.push(("model", format!("{} has no config.json; give a local mlx_lm model folder", model.display())));
+        found.push(("model", format!("{} has no config.json; give a local MLX model folder", model.display())));
     }
     found
 }

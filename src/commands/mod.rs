@@ -60,8 +60,21 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Uninstall { systemd, no_load, home } => install::uninstall(systemd, no_load, home.as_deref()),
             Command::Status { db, home } => status::run(cli.config.as_deref(), db, home.as_deref()),
             Command::Prune { db, raw_days } => prune::run(cli.config.as_deref(), db, raw_days),
+            // Synchronous on purpose: the worker only computes and answers its pipe.
+            Command::MlxWorker { model } => mlx_worker(&model),
         }
     })
+}
+
+/// `soakd mlx-worker`: stdout is reserved for the protocol (logs go to stderr).
+#[cfg(feature = "mlx")]
+fn mlx_worker(model: &std::path::Path) -> anyhow::Result<ExitCode> {
+    crate::mlx::worker::run(model)
+}
+
+#[cfg(not(feature = "mlx"))]
+fn mlx_worker(_model: &std::path::Path) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this soakd was built without kind \"mlx\": rebuild with --features mlx")
 }
 
 /// The exit code for an error returned by `run_cli`.

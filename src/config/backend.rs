@@ -1,8 +1,8 @@
 //! One `[[backend]]` entry: which server, which kind of API, where its process and log are.
 //!
-//! HTTP kinds default their URL to the server's well-known local port; the `mlx-lm` kind has
-//! no server at all (soakd runs mlx_lm in a worker process of its own, whose pid it shares with
-//! the sampler through a `WorkerPid`).
+//! HTTP kinds default their URL to the server's well-known local port; the `mlx-lm` and `mlx`
+//! kinds have no server at all (soakd runs the model in a worker process of its own, whose pid it
+//! shares with the sampler through a `WorkerPid`).
 
 use crate::fields::{Fields, Place, Problem};
 use regex::Regex;
@@ -45,16 +45,20 @@ pub enum BackendKind {
     Vllm,
     /// The mlx_lm Python library, run by soakd in a worker process (no server).
     MlxLm,
+    /// MLX in-process through mlx-rs, in soakd's own `mlx-worker` process (no server; needs a
+    /// build with the `mlx` feature).
+    Mlx,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 6] = [
+    pub const ALL: [BackendKind; 7] = [
         BackendKind::OpenAi,
         BackendKind::LmStudio,
         BackendKind::Ollama,
         BackendKind::LlamaCpp,
         BackendKind::Vllm,
         BackendKind::MlxLm,
+        BackendKind::Mlx,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +69,7 @@ impl BackendKind {
             BackendKind::LlamaCpp => "llamacpp",
             BackendKind::Vllm => "vllm",
             BackendKind::MlxLm => "mlx-lm",
+            BackendKind::Mlx => "mlx",
         }
     }
 
@@ -75,23 +80,28 @@ impl BackendKind {
             BackendKind::Ollama => Some(11434),
             BackendKind::LlamaCpp => Some(8080),
             BackendKind::Vllm => Some(8000),
-            BackendKind::OpenAi | BackendKind::MlxLm => None,
+            BackendKind::OpenAi | BackendKind::MlxLm | BackendKind::Mlx => None,
         }
     }
 
+    /// Whether the worker process runs the model (no URL, no server).
+    pub fn is_worker(self) -> bool {
+        matches!(self, BackendKind::MlxLm | BackendKind::Mlx)
+    }
+
     fn parse(k: &str) -> Result<BackendKind, String> {
+        if k == "mlx" && !cfg!(feature = "mlx") {
+            return Err("kind \"mlx\" (in-process MLX) is not in this build of soakd: rebuild with \
+                        --features mlx (README, \"Kind mlx\"), or use kind = \"mlx-lm\" (mlx_lm in a Python worker)"
+                .to_string());
+        }
         if let Some(kind) = BackendKind::ALL.into_iter().find(|kind| kind.as_str() == k) {
             return Ok(kind);
         }
-        Err(match k {
-            "mlx" => "kind \"mlx\" (in-process MLX) is not supported by this version of soakd yet; \
-                      use kind = \"mlx-lm\" (mlx_lm in a Python worker) meanwhile"
-                .to_string(),
-            other => format!(
-                "unknown kind \"{other}\"; use one of {}",
-                BackendKind::ALL.map(|k| format!("\"{}\"", k.as_str())).join(", ")
-            ),
-        })
+        Err(format!(
+            "unknown kind \"{k}\"; use one of {}",
+            BackendKind::ALL.map(|k| format!("\"{}\"", k.as_str())).join(", ")
+        ))
     }
 }
 
@@ -103,7 +113,7 @@ pub enum ProcessSelector {
     Pid(u32),
     /// The oldest process whose name or command line matches.
     Name(Regex),
-    /// A worker process soakd starts itself (`mlx-lm`); its pid is set while it runs.
+    /// A worker process soakd starts itself (`mlx-lm`, `mlx`); its pid is set while it runs.
     Worker(WorkerPid),
     /// Not sampled (a remote server).
     None,
@@ -172,8 +182,8 @@ pub(super) fn parse_backend(
     let log = f.take::<String>("log").map(resolve);
     let python = f.take::<String>("python").map(resolve);
 
-    let (url, model, process) = if kind == Some(BackendKind::MlxLm) {
-        mlx_lm_entry(&mut f, url_text, model, process, python.as_deref(), &resolve)
+    let (url, model, process) = if let Some(k) = kind.filter(|k| k.is_worker()) {
+        worker_entry(k, &mut f, url_text, model, process, python.as_deref(), &resolve)
     } else {
         if python.is_some() {
             f.problem("python", "only kind = \"mlx-lm\" runs a Python worker; remove `python`");
@@ -212,8 +222,9 @@ pub(super) fn parse_backend(
     })
 }
 
-/// The `mlx-lm` kind: a model folder and an interpreter instead of a URL.
-fn mlx_lm_entry(
+/// The worker kinds: a model folder (and for `mlx-lm` an interpreter) instead of a URL.
+fn worker_entry(
+    kind: BackendKind,
     f: &mut Fields,
     url: Option<String>,
     model: Option<String>,
@@ -221,13 +232,17 @@ fn mlx_lm_entry(
     python: Option<&Path>,
     resolve: &dyn Fn(String) -> PathBuf,
 ) -> (Option<Url>, Option<String>, Option<ProcessSelector>) {
+    let k = kind.as_str();
     if url.is_some() {
-        f.problem("url", "kind \"mlx-lm\" runs no server (soakd runs mlx_lm itself); remove `url`");
+        f.problem("url", format!("kind \"{k}\" runs no server (soakd runs the model itself); remove `url`"));
     }
     if process.is_some() {
-        f.problem("process", "kind \"mlx-lm\" samples soakd's own worker process; remove `process`");
+        f.problem("process", format!("kind \"{k}\" samples soakd's own worker process; remove `process`"));
     }
-    if python.is_none() {
+    if kind == BackendKind::Mlx && python.is_some() {
+        f.problem("python", "kind \"mlx\" runs MLX inside soakd (no Python); remove `python`");
+    }
+    if kind == BackendKind::MlxLm && python.is_none() {
         f.problem(
             "python",
             "missing; give an interpreter with mlx-lm installed, e.g. python = \"/opt/venv/bin/python\"",

@@ -227,7 +227,7 @@ mod tests {
             colour = "blue"
             [[backend]]
             name = "a"
-            kind = "mlx"
+            kind = "mlx-server"
             url = "http://127.0.0.1:11434/v1"
             [[backend]]
             kind = "openai"
@@ -246,10 +246,7 @@ mod tests {
         let has = |s: &str| all.iter().any(|l| l.contains(s));
         assert!(has("c.toml: field `shutdown_grace_s`: must be between 0 and 3600"), "{all:#?}");
         assert!(has("c.toml: field `colour`: unknown field"), "{all:#?}");
-        assert!(
-            has("backend \"a\" (entry 1): field `kind`: kind \"mlx\" (in-process MLX) is not supported"),
-            "{all:#?}"
-        );
+        assert!(has("backend \"a\" (entry 1): field `kind`: unknown kind \"mlx-server\"; use one of"), "{all:#?}");
         assert!(has("backend \"a\" (entry 1): field `url`: give the base URL without /v1"), "{all:#?}");
         assert!(has("backend entry 2: field `name`: missing"), "{all:#?}");
         assert!(has("backend entry 2: field `url`: \"not a url\" is not a URL"), "{all:#?}");
@@ -274,5 +271,32 @@ mod tests {
         assert!(p("process = { name = \"(\" }").is_err());
         assert!(p("process = { port = 1, pid = 2 }").is_err());
         assert!(p("process = 5").is_err());
+    }
+
+    #[test]
+    fn kind_mlx_takes_a_model_folder_or_says_how_to_build_it() {
+        let text = "[[backend]]\nname = \"m\"\nkind = \"mlx\"\nmodel = \"models/qwen\"";
+        let parsed = parse(text, Path::new("/etc/soakd/c.toml"), &no_env);
+        if cfg!(feature = "mlx") {
+            let c = parsed.expect("valid");
+            assert_eq!(c.backends[0].kind, BackendKind::Mlx);
+            assert_eq!(c.backends[0].model.as_deref(), Some("/etc/soakd/models/qwen"));
+            assert!(matches!(c.backends[0].process, ProcessSelector::Worker(_)));
+        } else {
+            let Err(e) = parsed else { panic!("kind mlx needs the feature") };
+            assert!(format!("{e:#}").contains("rebuild with --features mlx"), "{e:#}");
+        }
+        let text = "[[backend]]\nname = \"m\"\nkind = \"mlx\"\nurl = \"http://127.0.0.1:1\"\npython = \"py\"";
+        let Err(ConfigError::Invalid(Problems(p))) = parse(text, Path::new("c.toml"), &no_env) else {
+            panic!("should be invalid")
+        };
+        let all: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        if cfg!(feature = "mlx") {
+            assert!(all.iter().any(|l| l.contains("field `url`: kind \"mlx\" runs no server")), "{all:#?}");
+            assert!(all.iter().any(|l| l.contains("field `python`: kind \"mlx\" runs MLX inside soakd")), "{all:#?}");
+            assert!(all.iter().any(|l| l.contains("field `model`: missing")), "{all:#?}");
+        } else {
+            assert!(all.iter().any(|l| l.contains("field `kind`: kind \"mlx\"")), "{all:#?}");
+        }
     }
 }
