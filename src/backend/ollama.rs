@@ -25,17 +25,18 @@ use super::chunk::{FunctionPart, ToolCallPart, ToolCalls, error_text};
 use super::guard::{Guarded, StreamFault};
 use super::http::{Http, read_bounded, short_str};
 use super::ndjson::{LineError, Lines};
-use super::openai::{Attempt, MAX_BODY_BYTES, STALE_WINDOW, Stop, empty_check, error_chain, fail, race, send_error};
+use super::openai::{
+    Attempt, MAX_BODY_BYTES, STALE_WINDOW, Sent, Stop, content_type_is, empty_check, error_chain, fail, race,
+};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::BackendConfig;
 use crate::probe::outcome::{Outcome, is_crash_text};
 use crate::probe::timeline::{Delta, Timeline};
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
-use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};
+use crate::text::{MAX_ERROR_BYTES, bounded};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use reqwest::header::CONTENT_TYPE;
 use reqwest::{Response, Url};
 use serde_json::{Map, Value, json};
 use std::sync::{Mutex, MutexGuard};
@@ -168,36 +169,10 @@ impl Ollama {
         calls: &mut ToolCalls,
         http_status: &mut Option<u16>,
     ) -> Result<(), Attempt> {
-        let t = &self.http.timeouts;
-        let start = Instant::from_std(tl.start());
-        let total = start + t.total;
-        let first_byte = if req.workload.stream { start + t.first_byte } else { total };
-        let request = self.http.post(self.http.client(first), self.endpoint.clone(), body);
-        let response = match race(request.send(), first_byte.min(total), shutdown).await {
-            Err(Stop::Deadline) => {
-                let waited = first_byte.min(total).saturating_duration_since(start).as_millis();
-                return Err(fail(Outcome::NoFirstByte, format!("no response byte within {waited} ms")));
-            }
-            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
-            Ok(Err(e)) => return Err(send_error(e)),
-            Ok(Ok(r)) => r,
-        };
-        tl.first_byte(std::time::Instant::now());
-        let status = response.status();
-        *http_status = Some(status.as_u16());
-        if !status.is_success() {
-            let text = match race(read_bounded(response, MAX_OUTPUT_BYTES), total, shutdown).await {
-                Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
-                _ => String::new(),
-            };
-            return Err(http_failure(status.as_u16(), &text));
-        }
-        let ndjson = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/x-ndjson"));
-        if ndjson {
+        let client = self.http.client(first);
+        let sent = Sent { http: &self.http, client, url: self.endpoint.clone(), body, stream: req.workload.stream };
+        let (response, total) = sent.head(tl, shutdown, http_status, http_failure).await?;
+        if content_type_is(&response, "application/x-ndjson") {
             self.read_stream(response, tl, total, shutdown, calls).await
         } else {
             read_whole(response, tl, total, shutdown, calls).await

@@ -140,38 +140,9 @@ impl OpenAi {
         calls: &mut ToolCalls,
         http_status: &mut Option<u16>,
     ) -> Result<(), Attempt> {
-        let start = Instant::from_std(tl.start());
-        let total = start + self.http.timeouts.total;
-        // A non-streamed reply's first byte comes when generation ends: only `total` bounds it.
-        let first_byte = if req.workload.stream { start + self.http.timeouts.first_byte } else { total };
-        let request = self.http.post(client, self.endpoint.clone(), body);
-        let response = match race(request.send(), first_byte.min(total), shutdown).await {
-            Err(Stop::Deadline) => {
-                let waited = first_byte.min(total).saturating_duration_since(start).as_millis();
-                return Err(fail(Outcome::NoFirstByte, format!("no response byte within {waited} ms")));
-            }
-            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
-            Ok(Err(e)) => return Err(send_error(e)),
-            Ok(Ok(r)) => r,
-        };
-        tl.first_byte(std::time::Instant::now());
-        let status = response.status();
-        *http_status = Some(status.as_u16());
-        if !status.is_success() {
-            let text = match race(read_bounded(response, MAX_OUTPUT_BYTES), total, shutdown).await {
-                Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
-                _ => String::new(),
-            };
-            let error = bounded(&format!("HTTP {}: {}", status.as_u16(), text.trim()), MAX_ERROR_BYTES);
-            let outcome = if is_crash_text(&text) { Outcome::ServerReportedCrash } else { Outcome::HttpError };
-            return Err(fail(outcome, error));
-        }
-        let is_sse = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        if is_sse {
+        let sent = Sent { http: &self.http, client, url: self.endpoint.clone(), body, stream: req.workload.stream };
+        let (response, total) = sent.head(tl, shutdown, http_status, http_failure).await?;
+        if content_type_is(&response, "text/event-stream") {
             self.read_stream(response, tl, total, shutdown, calls).await
         } else {
             read_whole(response, tl, total, shutdown, calls).await
@@ -283,6 +254,65 @@ fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: std::t
         }
     }
     Ok(())
+}
+
+/// A request on its way: sent, and its response's head awaited within the first-byte limit.
+pub(super) struct Sent<'a> {
+    pub http: &'a Http,
+    pub client: &'a Client,
+    pub url: Url,
+    pub body: &'a Value,
+    pub stream: bool,
+}
+
+impl Sent<'_> {
+    /// Sends the request and waits for the response's head; returns a 2xx response and the
+    /// request's deadline, or the failure (an error status's bounded body read and turned into
+    /// one by `on_status`). `http_status` is set once a status came.
+    pub(super) async fn head(
+        self,
+        tl: &mut Timeline,
+        shutdown: &Shutdown,
+        http_status: &mut Option<u16>,
+        on_status: fn(u16, &str) -> Attempt,
+    ) -> Result<(Response, Instant), Attempt> {
+        let start = Instant::from_std(tl.start());
+        let total = start + self.http.timeouts.total;
+        // A non-streamed reply's first byte comes when generation ends: only `total` bounds it.
+        let first_byte = if self.stream { start + self.http.timeouts.first_byte } else { total };
+        let request = self.http.post(self.client, self.url, self.body);
+        let response = match race(request.send(), first_byte.min(total), shutdown).await {
+            Err(Stop::Deadline) => {
+                let waited = first_byte.min(total).saturating_duration_since(start).as_millis();
+                return Err(fail(Outcome::NoFirstByte, format!("no response byte within {waited} ms")));
+            }
+            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
+            Ok(Err(e)) => return Err(send_error(e)),
+            Ok(Ok(r)) => r,
+        };
+        tl.first_byte(std::time::Instant::now());
+        let status = response.status();
+        *http_status = Some(status.as_u16());
+        if !status.is_success() {
+            let text = match race(read_bounded(response, MAX_OUTPUT_BYTES), total, shutdown).await {
+                Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
+                _ => String::new(),
+            };
+            return Err(on_status(status.as_u16(), &text));
+        }
+        Ok((response, total))
+    }
+}
+
+/// Whether the response's `Content-Type` starts with `prefix`.
+pub(super) fn content_type_is(response: &Response, prefix: &str) -> bool {
+    response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with(prefix))
+}
+
+/// An error status: its body as the error, a crash when its words say so.
+fn http_failure(status: u16, text: &str) -> Attempt {
+    let outcome = if is_crash_text(text) { Outcome::ServerReportedCrash } else { Outcome::HttpError };
+    fail(outcome, bounded(&format!("HTTP {status}: {}", text.trim()), MAX_ERROR_BYTES))
 }
 
 /// An `error` member in a 200 reply: a crash when its words say so.
