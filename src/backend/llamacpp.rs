@@ -75,26 +75,8 @@ impl Backend for LlamaCpp {
 
     fn observe(&self) -> BoxFuture<'_, Vec<Observation>> {
         Box::pin(async {
-            let (health, metrics, slots) =
-                tokio::join!(self.side.get("/health"), self.side.get("/metrics"), self.side.json("/slots"));
-            self.health.note(health.as_ref());
-            let mut seen = vec![Observation {
-                source: "health",
-                memory_bytes: None,
-                gpu_memory_bytes: None,
-                data: json!({"state": super::side::health_state(health.as_ref()), "status": health.as_ref().map(|r| r.status)}),
-            }];
-            if let Some(m) = metrics.filter(|r| r.ok()) {
-                let series = super::metrics::parse(&m.body, "llamacpp:");
-                if !series.is_empty() {
-                    seen.push(Observation {
-                        source: "metrics",
-                        memory_bytes: None,
-                        gpu_memory_bytes: None,
-                        data: series.into(),
-                    });
-                }
-            }
+            let (mut seen, slots) =
+                tokio::join!(self.side.health_and_metrics(&self.health, "llamacpp:"), self.side.json("/slots"));
             if let Some(s) = slots.as_ref().and_then(slots_summary) {
                 seen.push(Observation { source: "slots", memory_bytes: None, gpu_memory_bytes: None, data: s });
             }
@@ -103,7 +85,7 @@ impl Backend for LlamaCpp {
     }
 
     fn after_failure<'a>(&'a self, _failure: &'a Failure) -> BoxFuture<'a, Vec<ServerEvent>> {
-        Box::pin(async { self.health.note(self.side.get("/health").await.as_ref()).into_iter().collect() })
+        Box::pin(self.side.health_after_failure(&self.health))
     }
 }
 

@@ -107,6 +107,33 @@ impl HealthWatch {
     }
 }
 
+impl Side {
+    /// `/health` and `/metrics` (the series with `prefix`), as observations; the health is
+    /// also noted in `watch`.
+    pub async fn health_and_metrics(&self, watch: &HealthWatch, prefix: &str) -> Vec<super::Observation> {
+        let (health, metrics) = tokio::join!(self.get("/health"), self.get("/metrics"));
+        watch.note(health.as_ref());
+        let observation =
+            |source, data| super::Observation { source, memory_bytes: None, gpu_memory_bytes: None, data };
+        let mut seen = vec![observation(
+            "health",
+            serde_json::json!({"state": health_state(health.as_ref()), "status": health.as_ref().map(|r| r.status)}),
+        )];
+        if let Some(m) = metrics.filter(Reply::ok) {
+            let series = super::metrics::parse(&m.body, prefix);
+            if !series.is_empty() {
+                seen.push(observation("metrics", series.into()));
+            }
+        }
+        seen
+    }
+
+    /// After a failure: `/health` again, an event when it changed.
+    pub async fn health_after_failure(&self, watch: &HealthWatch) -> Vec<super::ServerEvent> {
+        watch.note(self.get("/health").await.as_ref()).into_iter().collect()
+    }
+}
+
 /// `ok`, `unreachable`, or `http NNN` (llama.cpp answers 503 while loading its model).
 pub fn health_state(reply: Option<&Reply>) -> String {
     match reply {

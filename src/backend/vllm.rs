@@ -53,32 +53,11 @@ impl Backend for Vllm {
     }
 
     fn observe(&self) -> BoxFuture<'_, Vec<Observation>> {
-        Box::pin(async {
-            let (health, metrics) = tokio::join!(self.side.get("/health"), self.side.get("/metrics"));
-            self.health.note(health.as_ref());
-            let mut seen = vec![Observation {
-                source: "health",
-                memory_bytes: None,
-                gpu_memory_bytes: None,
-                data: json!({"state": super::side::health_state(health.as_ref()), "status": health.as_ref().map(|r| r.status)}),
-            }];
-            if let Some(m) = metrics.filter(|r| r.ok()) {
-                let series = super::metrics::parse(&m.body, "vllm:");
-                if !series.is_empty() {
-                    seen.push(Observation {
-                        source: "metrics",
-                        memory_bytes: None,
-                        gpu_memory_bytes: None,
-                        data: series.into(),
-                    });
-                }
-            }
-            seen
-        })
+        Box::pin(self.side.health_and_metrics(&self.health, "vllm:"))
     }
 
     fn after_failure<'a>(&'a self, _failure: &'a Failure) -> BoxFuture<'a, Vec<ServerEvent>> {
-        Box::pin(async { self.health.note(self.side.get("/health").await.as_ref()).into_iter().collect() })
+        Box::pin(self.side.health_after_failure(&self.health))
     }
 }
 
