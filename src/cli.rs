@@ -9,9 +9,10 @@ use std::path::PathBuf;
     version,
     about = "Soak-tests local LLM servers: cron-scheduled workloads, every request and memory sample in SQLite.",
     long_about = "soakd fires cron-scheduled workloads at every configured LLM server (LM Studio, mlx_lm.server, \
-        Ollama, llama.cpp, vLLM — anything OpenAI-compatible — or a model it runs itself with MLX, kind \"mlx\" in \
-        a build with --features mlx), records each request's outcome, timings and the server's memory into \
-        SQLite, and prints comparison tables.\n\n\
+        Ollama, llama.cpp, vLLM — anything OpenAI-compatible — or a model it runs itself: mlx_lm in a Python \
+        worker, kind \"mlx-lm\", or MLX in-process, kind \"mlx\" in a build with --features mlx), records each \
+        request's outcome, timings and the server's own numbers and memory into SQLite, mails a nightly \
+        stability digest, and prints comparison tables.\n\n\
         Start with `soakd demo` (no LLM server needed). Config: --config PATH, else $SOAKD_CONFIG, else \
         ~/Library/Application Support/soakd/config.toml (macOS) or ~/.config/soakd/config.toml (Linux).",
     after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error, 78 invalid configuration or schedules."
