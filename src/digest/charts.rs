@@ -6,6 +6,7 @@
 use super::series::Series;
 use crate::report::model::Report;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::sync::Once;
 
@@ -113,11 +114,18 @@ fn y_range(values: impl Iterator<Item = f64>) -> Option<std::ops::Range<f64>> {
     Some((lo - pad).max(0.0)..hi + pad)
 }
 
-fn ttft(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> DrawResult {
-    let values = series.backends.iter().flat_map(|b| b.ttft.iter().flat_map(|p| [p.1, p.2]));
-    let Some(y) = y_range(values) else { return Ok(false) };
+type Plot<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white chart of the window's hours (x) against `y`, with its title and grid drawn.
+fn frame<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    report: &Report,
+    y: std::ops::Range<f64>,
+    y_labels: usize,
+    y_format: &dyn Fn(&f64) -> String,
+) -> Result<Plot<'a, 'b>, Box<dyn std::error::Error + 'static>> {
     area.fill(&WHITE)?;
-    let label = x_label(report);
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 15))
         .margin(8)
@@ -128,11 +136,19 @@ fn ttft(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> DrawR
     chart
         .configure_mesh()
         .x_labels(5)
-        .x_label_formatter(&label)
-        .y_label_formatter(&y_label)
+        .x_label_formatter(&x_label(report))
+        .y_labels(y_labels)
+        .y_label_formatter(y_format)
         .label_style((FAMILY, 11))
         .light_line_style(WHITE)
         .draw()?;
+    Ok(chart)
+}
+
+fn ttft(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> DrawResult {
+    let values = series.backends.iter().flat_map(|b| b.ttft.iter().flat_map(|p| [p.1, p.2]));
+    let Some(y) = y_range(values) else { return Ok(false) };
+    let mut chart = frame(area, title, report, y, 10, &y_label)?;
     let half = series.ttft_bucket_ms / 2;
     for (i, (b, s)) in report.backends.iter().zip(&series.backends).enumerate() {
         let c = colour(i);
@@ -151,23 +167,7 @@ fn ttft(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> DrawR
 fn memory(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> DrawResult {
     let values = series.backends.iter().flat_map(|b| b.memory.iter().flatten().map(|p| p.1));
     let Some(y) = y_range(values) else { return Ok(false) };
-    area.fill(&WHITE)?;
-    let label = x_label(report);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FAMILY, 15))
-        .margin(8)
-        .margin_right(28)
-        .x_label_area_size(24)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.0..report.window.hours.max(0.01), y)?;
-    chart
-        .configure_mesh()
-        .x_labels(5)
-        .x_label_formatter(&label)
-        .y_label_formatter(&y_label)
-        .label_style((FAMILY, 11))
-        .light_line_style(WHITE)
-        .draw()?;
+    let mut chart = frame(area, title, report, y, 10, &y_label)?;
     for (i, (b, s)) in report.backends.iter().zip(&series.backends).enumerate() {
         let c = colour(i);
         for (n, life) in s.memory.iter().enumerate() {
@@ -201,24 +201,8 @@ fn failures(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> D
     if report.backends.iter().all(|b| b.requests == 0) {
         return Ok(false);
     }
-    area.fill(&WHITE)?;
-    let label = x_label(report);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, (FAMILY, 15))
-        .margin(8)
-        .margin_right(28)
-        .x_label_area_size(24)
-        .y_label_area_size(52)
-        .build_cartesian_2d(0.0..report.window.hours.max(0.01), 0.0..(max.max(1) as f64 * 1.15))?;
-    chart
-        .configure_mesh()
-        .x_labels(5)
-        .x_label_formatter(&label)
-        .y_labels((max.max(1) as usize + 1).min(6))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FAMILY, 11))
-        .light_line_style(WHITE)
-        .draw()?;
+    let y = 0.0..(max.max(1) as f64 * 1.15);
+    let mut chart = frame(area, title, report, y, (max.max(1) as usize + 1).min(6), &|v| format!("{v:.0}"))?;
     let n = series.backends.len().max(1) as f64;
     let width = series.bucket_ms as f64 / 3_600_000.0;
     for (i, (b, s)) in report.backends.iter().zip(&series.backends).enumerate() {
