@@ -194,14 +194,14 @@ fn upsert_requests(
         )
         .optional()?;
     let mut failures = agg.failures.clone();
-    if let Some(old) = existing {
-        // Raw rows for an hour already rolled up (rare: a request finished long after its
-        // hour): counts and sums add; percentiles become count-weighted means (approximate).
-        let old: BTreeMap<String, i64> = serde_json::from_str(&old).unwrap_or_default();
-        for (k, v) in old {
-            *failures.entry(k).or_default() += v;
-        }
-        tx.execute(
+    // Raw rows for an hour already rolled up (rare: a request finished long after its hour):
+    // counts and sums add; percentiles become count-weighted means (approximate).
+    let sql = match existing {
+        Some(old) => {
+            let old: BTreeMap<String, i64> = serde_json::from_str(&old).unwrap_or_default();
+            for (k, v) in old {
+                *failures.entry(k).or_default() += v;
+            }
             "UPDATE request_rollups SET
                requests = requests + ?5, ok = ok + ?6, not_counted = not_counted + ?7, failures = ?8,
                ttft_p50_ms = (coalesce(ttft_p50_ms, 0) * ttft_n + coalesce(?11, 0) * ?9) / nullif(ttft_n + ?9, 0),
@@ -214,39 +214,17 @@ fn upsert_requests(
                decode_tps_p50 = (coalesce(decode_tps_p50, 0) * decode_n + coalesce(?20, 0) * ?18) / nullif(decode_n + ?18, 0),
                decode_n = decode_n + ?18, decode_tps_sum = decode_tps_sum + ?19,
                prompt_tokens = prompt_tokens + ?21, completion_tokens = completion_tokens + ?22
-             WHERE backend = ?1 AND job = ?2 AND hour_at = ?3 AND stream = ?4",
-            params![
-                backend,
-                job,
-                hour,
-                stream,
-                agg.requests,
-                agg.ok,
-                agg.not_counted,
-                serde_json::to_string(&failures).unwrap_or_default(),
-                tn,
-                ts,
-                t50,
-                t95,
-                tmax,
-                en,
-                es,
-                e50,
-                e95,
-                dn,
-                ds,
-                d50,
-                agg.prompt_tokens,
-                agg.completion_tokens
-            ],
-        )?;
-        return Ok(());
-    }
-    tx.execute(
-        "INSERT INTO request_rollups (backend, job, hour_at, stream, requests, ok, not_counted, failures,
+             WHERE backend = ?1 AND job = ?2 AND hour_at = ?3 AND stream = ?4"
+        }
+        None => {
+            "INSERT INTO request_rollups (backend, job, hour_at, stream, requests, ok, not_counted, failures,
             ttft_n, ttft_sum_ms, ttft_p50_ms, ttft_p95_ms, ttft_max_ms, e2e_n, e2e_sum_ms, e2e_p50_ms, e2e_p95_ms,
             decode_n, decode_tps_sum, decode_tps_p50, prompt_tokens, completion_tokens)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+        }
+    };
+    tx.execute(
+        sql,
         params![
             backend,
             job,

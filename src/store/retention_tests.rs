@@ -213,3 +213,37 @@ fn a_stopped_pass_changes_nothing_and_the_next_goes_on() {
     assert_eq!(horizon(&conn).unwrap(), None);
     assert_eq!(prune(&mut conn, NOW, 30.0).unwrap().requests, 21);
 }
+
+#[test]
+fn raw_rows_arriving_for_a_rolled_up_hour_are_added_to_it() {
+    let (_dir, mut conn, old_hour, _busy) = fixture();
+    prune(&mut conn, NOW, 30.0).unwrap();
+    let before: (i64, i64, f64, String) = conn
+        .query_row(
+            "SELECT requests, ok, ttft_sum_ms, failures FROM request_rollups WHERE backend = 'a' AND hour_at = ?1",
+            [old_hour],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    // A request of that hour recorded late (e.g. by a soakd whose writer lagged).
+    request(&conn, 1, "a", old_hour + 59 * 60_000, "ok", Some(10.0), Some(1.0));
+    request(&conn, 1, "a", old_hour + 59 * 60_000, "server_reported_crash", None, None);
+    let again = prune(&mut conn, NOW, 30.0).unwrap();
+    assert_eq!(again.requests, 2);
+    let (n, ok, sum, failures): (i64, i64, f64, String) = conn
+        .query_row(
+            "SELECT requests, ok, ttft_sum_ms, failures FROM request_rollups WHERE backend = 'a' AND hour_at = ?1",
+            [old_hour],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((n, ok, sum), (before.0 + 2, before.1 + 1, before.2 + 10.0));
+    let crashes = |json: &str| -> i64 {
+        serde_json::from_str::<serde_json::Value>(json).unwrap()["server_reported_crash"].as_i64().unwrap()
+    };
+    assert_eq!(crashes(&failures), crashes(&before.3) + 1, "{failures}");
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM request_rollups WHERE backend = 'a'"),
+        count(&conn, "SELECT count(DISTINCT hour_at) FROM request_rollups WHERE backend = 'a'")
+    );
+}
