@@ -28,6 +28,7 @@
 mod protocol;
 mod worker;
 
+use super::openai::{Stop, race};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::probe::outcome::{Outcome, is_crash_text};
@@ -40,7 +41,6 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use protocol::{Done, Hello, Msg, cancel_line, generate_line, stats_line};
 use serde_json::{Value, json};
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -544,20 +544,6 @@ impl Backend for MlxLm {
 /// The wait before the next worker after `deaths` deaths in a row: 1, 2, 4 … 60 s.
 fn backoff(deaths: u32) -> Duration {
     Duration::from_secs(1 << deaths.saturating_sub(1).min(6)).min(MAX_BACKOFF)
-}
-
-enum Stop {
-    Deadline,
-    Aborted,
-}
-
-/// Runs `fut` until it ends, the deadline passes, or shutdown aborts in-flight work.
-async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdown) -> Result<F::Output, Stop> {
-    tokio::select! {
-        out = fut => Ok(out),
-        _ = tokio::time::sleep_until(deadline) => Err(Stop::Deadline),
-        _ = shutdown.aborted() => Err(Stop::Aborted),
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 mod process;
 
+use super::openai::{Stop, race};
 use super::{Backend, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::probe::outcome::Outcome;
@@ -50,19 +51,6 @@ impl State {
         self.crashes += 1;
         let backoff = Duration::from_millis(250) * 2u32.saturating_pow(self.crashes.saturating_sub(1).min(7));
         self.not_before = Some(Instant::now() + backoff.min(Duration::from_secs(30)));
-    }
-}
-
-enum Stop {
-    Deadline,
-    Aborted,
-}
-
-async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdown) -> Result<F::Output, Stop> {
-    tokio::select! {
-        out = fut => Ok(out),
-        _ = tokio::time::sleep_until(deadline) => Err(Stop::Deadline),
-        _ = shutdown.aborted() => Err(Stop::Aborted),
     }
 }
 
