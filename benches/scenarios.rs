@@ -193,7 +193,7 @@ fn run_leak(s: &LeakScenario) -> (Verdict, Option<f64>, Option<f64>) {
         }
         let requests = seq.iter().rev().find(|(p, t, _)| *p == pid && *t <= at).map(|x| x.2);
         let stretched = t0 + ((at - t0) as f64 * K) as i64;
-        lifetimes.last_mut().unwrap().points.push(MemPoint { at_ms: stretched, bytes, requests });
+        lifetimes.last_mut().unwrap().points.push(MemPoint { at_ms: stretched, bytes, requests, tokens: None });
     }
     let r = detect_leak(&lifetimes, None, &LeakParams::default());
     (r.verdict, r.mb_per_hour, r.mb_per_1k_requests)

@@ -1,14 +1,21 @@
 //! Analysis: pure functions over rows read from the store. Nothing here touches the database
 //! or the clock, so every function is tested on plain values.
 //!
-//! `stats` (percentiles), `trend` (Theil–Sen, Mann–Kendall, CUSUM), `contingency` (Fisher's
-//! exact test, Holm), and on top of them: `summary` (per-backend table), `leaks`, `crashes`,
-//! `drift`, `overhead` (the same model behind two backends).
+//! `stats` (percentiles), `trend` (Theil–Sen, Mann–Kendall with Hamed–Rao's correction, CUSUM),
+//! `contingency` (Fisher's exact test, Holm), `logistic` (Firth-penalised logistic regression),
+//! and on top of them: `summary` (per-backend table), `leaks` (with `memory_life`: one process
+//! life's memory made ready), `crashes` (with `episodes`: triggers and their consequences, and
+//! `attribution`: each factor adjusted for the others), `drift`, `overhead` (the same model behind
+//! two backends).
 
+pub mod attribution;
 pub mod contingency;
 pub mod crashes;
 pub mod drift;
+pub mod episodes;
 pub mod leaks;
+pub mod logistic;
+mod memory_life;
 pub mod overhead;
 pub mod stats;
 pub mod summary;

@@ -7,6 +7,13 @@
 //!   eq. 2.6 — the same rule as `scipy.stats.theilslopes`).
 //! - Trend test: Mann–Kendall (Mann 1945; Kendall 1975) with the tie-corrected variance of S and a
 //!   continuity-corrected normal approximation. `S` is counted in O(n log n) by merge sort.
+//! - Serial correlation: memory samples are not independent, and Mann–Kendall's Var(S) assumes they
+//!   are. [`hamed_rao_factor`] is the variance inflation n/n* of Hamed & Rao (1998, "A modified
+//!   Mann-Kendall trend test for autocorrelated data", J. Hydrology 204) from the significant
+//!   autocorrelations of the detrended series' ranks — the same computation as pymannkendall's
+//!   `hamed_rao_modification_test` (kept at 1 or above: negative correlation never makes a trend
+//!   more significant). [`mann_kendall_modified`] applies it; [`theil_sen_scaled`] widens Sen's
+//!   interval by it.
 //! - Several independent strata (one per process lifetime): the seasonal Kendall test, which sums S
 //!   and Var(S) over the strata (Hirsch, Slack & Smith 1982), and the seasonal Sen slope, the
 //!   median of the within-stratum pairwise slopes (Hirsch et al. 1982).
@@ -41,26 +48,87 @@ pub struct TheilSen {
 /// pairs, pairs with equal `x` skipped. `None` without at least two finite points with different `x`.
 /// Series longer than 1000 points are first reduced with [`bucket_medians`].
 pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<TheilSen> {
-    let (x, y) = bucket_medians(x, y, PAIRWISE_MAX_POINTS);
-    let mut slopes = pairwise_slopes(&x, &y);
-    if slopes.is_empty() {
+    theil_sen_scaled(x, y, 1.0)
+}
+
+/// [`theil_sen`] with Sen's interval computed from `var_factor` × Var(S) (the Hamed–Rao inflation
+/// for serially correlated data widens it); the slope itself is unchanged.
+pub fn theil_sen_scaled(x: &[f64], y: &[f64], var_factor: f64) -> Option<TheilSen> {
+    seasonal_sen_interval(&[(x.to_vec(), y.to_vec())], &[var_factor])
+}
+
+/// Hamed & Rao's (1998) variance inflation n/n* for the Mann–Kendall S of `y` (in time order,
+/// equally spaced): `y` is detrended by its Sen slope per step, ranked, and every autocorrelation
+/// of the ranks outside ±z₀.₉₇₅/√n adds (n−k)(n−k−1)(n−k−2)·ρₖ; n/n* = 1 + 2/(n(n−1)(n−2)) · Σ.
+/// At least 1; 1 for fewer than 4 finite values.
+pub fn hamed_rao_factor(y: &[f64]) -> f64 {
+    let v: Vec<f64> = y.iter().copied().filter(|v| v.is_finite()).collect();
+    let n = v.len();
+    if n < 4 {
+        return 1.0;
+    }
+    let idx: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+    let (bx, by) = bucket_medians(&idx, &v, PAIRWISE_MAX_POINTS);
+    let mut slopes = pairwise_slopes(&bx, &by);
+    let slope = select_median(&mut slopes).unwrap_or(0.0);
+    let detrended: Vec<f64> = v.iter().enumerate().map(|(i, y)| y - slope * (i + 1) as f64).collect();
+    let r = average_ranks(&detrended);
+    let mean = r.iter().sum::<f64>() / n as f64;
+    let c: Vec<f64> = r.iter().map(|x| x - mean).collect();
+    let c0: f64 = c.iter().map(|x| x * x).sum();
+    if c0 <= 0.0 {
+        return 1.0;
+    }
+    let bound = Z_975 / (n as f64).sqrt();
+    let nf = n as f64;
+    let mut sum = 0.0;
+    for k in 1..n {
+        let rho = c[..n - k].iter().zip(&c[k..]).map(|(a, b)| a * b).sum::<f64>() / c0;
+        if rho.abs() > bound {
+            let kf = k as f64;
+            sum += (nf - kf) * (nf - kf - 1.0) * (nf - kf - 2.0) * rho;
+        }
+    }
+    let factor = 1.0 + 2.0 / (nf * (nf - 1.0) * (nf - 2.0)) * sum;
+    if factor.is_finite() { factor.max(1.0) } else { 1.0 }
+}
+
+/// The Mann–Kendall test of `y` with Var(S) inflated by [`hamed_rao_factor`].
+pub fn mann_kendall_modified(y: &[f64]) -> Option<MannKendall> {
+    let (s, var_s, pairs) = kendall_parts(y)?;
+    Some(finish(s, var_s * hamed_rao_factor(y), pairs))
+}
+
+/// The seasonal Kendall test over independent groups, each group's Var(S) inflated by its own
+/// [`hamed_rao_factor`] (autocorrelation within a process life; lives are independent).
+pub fn seasonal_kendall_modified(groups: &[Vec<f64>]) -> Option<MannKendall> {
+    let parts: Vec<_> =
+        groups.iter().filter_map(|g| kendall_parts(g).map(|(s, v, p)| (s, v * hamed_rao_factor(g), p))).collect();
+    if parts.is_empty() {
         return None;
     }
-    // Sen (1968) eq. 2.6: Var(S) with ties in x and in y, then ranks (N ∓ z·σ)/2 of the sorted slopes.
-    let n = x.len() as f64;
-    let var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - tie_term(&x) - tie_term(&y)) / 18.0;
-    let c = Z_975 * var_s.max(0.0).sqrt();
-    let nt = slopes.len() as f64;
-    let upper = ((nt + c) / 2.0).round_ties_even().min(nt - 1.0).max(0.0) as usize;
-    let lower = ((((nt - c) / 2.0).round_ties_even() - 1.0).max(0.0) as usize).min(upper);
-    let m = slopes.len();
-    let [slope_low, lo, hi, slope_high] = ranks(&mut slopes, &[lower, (m - 1) / 2, m / 2, upper])[..] else {
-        return None;
-    };
-    let slope = lo + (hi - lo) * 0.5;
-    let intercept = unsorted_median(&y)? - slope * unsorted_median(&x)?;
-    let line = TheilSen { slope, intercept, slope_low, slope_high };
-    [slope, intercept, slope_low, slope_high].iter().all(|v| v.is_finite()).then_some(line)
+    let (s, var_s, pairs) = parts.iter().fold((0i64, 0.0, 0.0), |a, p| (a.0.saturating_add(p.0), a.1 + p.1, a.2 + p.2));
+    Some(finish(s, var_s, pairs))
+}
+
+/// Ranks 1..n with ties given their average rank (scipy's `rankdata` default).
+fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut ranks = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &o in &order[i..=j] {
+            ranks[o] = rank;
+        }
+        i = j + 1;
+    }
+    ranks
 }
 
 /// The result of a (seasonal) Mann–Kendall test for a monotonic trend.
@@ -111,6 +179,43 @@ pub fn seasonal_sen_slope(groups: &[(Vec<f64>, Vec<f64>)]) -> Option<f64> {
     select_median(&mut slopes)
 }
 
+/// The seasonal Sen slope with its 95 % interval (Hirsch, Slack & Smith 1982): the ranks of the
+/// interval come from the summed Var(S) of the groups, each inflated by its factor in
+/// `var_factors` (missing factors count as 1). `None` when no group has a pair with different `x`.
+pub fn seasonal_sen_interval(groups: &[(Vec<f64>, Vec<f64>)], var_factors: &[f64]) -> Option<TheilSen> {
+    let total: usize = groups.iter().map(|(x, y)| x.len().min(y.len())).sum();
+    let (mut slopes, mut var_s, mut medians) = (Vec::new(), 0.0, (Vec::new(), Vec::new()));
+    for (g, (x, y)) in groups.iter().enumerate() {
+        let cap = (PAIRWISE_MAX_POINTS as f64 * x.len().min(y.len()) as f64 / total.max(1) as f64).ceil().max(3.0);
+        let (x, y) = bucket_medians(x, y, cap as usize);
+        let before = slopes.len();
+        slopes.extend(pairwise_slopes(&x, &y));
+        if slopes.len() > before {
+            let n = x.len() as f64;
+            let v = (n * (n - 1.0) * (2.0 * n + 5.0) - tie_term(&x) - tie_term(&y)) / 18.0;
+            var_s += v.max(0.0) * var_factors.get(g).copied().unwrap_or(1.0).max(1.0);
+            medians.0.push(unsorted_median(&x)?);
+            medians.1.push(unsorted_median(&y)?);
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    // Sen (1968) eq. 2.6: Var(S) with ties in x and in y, then ranks (N ∓ z·σ)/2 of the sorted slopes.
+    let c = Z_975 * var_s.sqrt();
+    let nt = slopes.len() as f64;
+    let upper = ((nt + c) / 2.0).round_ties_even().min(nt - 1.0).max(0.0) as usize;
+    let lower = ((((nt - c) / 2.0).round_ties_even() - 1.0).max(0.0) as usize).min(upper);
+    let m = slopes.len();
+    let [slope_low, lo, hi, slope_high] = ranks(&mut slopes, &[lower, (m - 1) / 2, m / 2, upper])[..] else {
+        return None;
+    };
+    let slope = lo + (hi - lo) * 0.5;
+    let intercept = unsorted_median(&medians.1)? - slope * unsorted_median(&medians.0)?;
+    let line = TheilSen { slope, intercept, slope_low, slope_high };
+    [slope, slope_low, slope_high].iter().all(|v| v.is_finite()).then_some(line)
+}
+
 /// An abrupt level shift found by [`cusum_steps`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
@@ -130,12 +235,30 @@ pub struct Step {
 /// the alarming sum last left zero. Nothing is found in fewer than 3 finite values, in a perfectly
 /// regular series, or for a non-positive threshold.
 pub fn cusum_steps(y: &[f64], threshold_sigmas: f64) -> Vec<Step> {
-    let (idx, vals): (Vec<usize>, Vec<f64>) = y.iter().copied().enumerate().filter(|(_, v)| v.is_finite()).unzip();
+    let x: Vec<f64> = (0..y.len()).map(|i| i as f64).collect();
+    cusum_steps_at(&x, y, threshold_sigmas)
+}
+
+/// [`cusum_steps`] for unevenly spaced points: each difference is centred on the median rate
+/// `Δy/Δx` times its own `Δx`, so a steady trend sampled at irregular times is not a shift. Points
+/// with a non-finite `x` or `y` are skipped; `x` must not decrease.
+pub fn cusum_steps_at(x: &[f64], y: &[f64], threshold_sigmas: f64) -> Vec<Step> {
+    let (idx, (xs, vals)): (Vec<usize>, (Vec<f64>, Vec<f64>)) = x
+        .iter()
+        .zip(y)
+        .enumerate()
+        .filter(|(_, (a, b))| a.is_finite() && b.is_finite())
+        .map(|(i, (a, b))| (i, (*a, *b)))
+        .unzip();
     if !(threshold_sigmas.is_finite() && threshold_sigmas > 0.0) || vals.len() < 3 {
         return Vec::new();
     }
-    let diffs: Vec<f64> = vals.windows(2).map(|w| w[1] - w[0]).collect();
-    let Some(centre) = unsorted_median(&diffs) else { return Vec::new() };
+    let dx: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).collect();
+    let raw: Vec<f64> = vals.windows(2).map(|w| w[1] - w[0]).collect();
+    let rates: Vec<f64> = raw.iter().zip(&dx).filter(|(_, dx)| **dx > 0.0).map(|(d, dx)| d / dx).collect();
+    let rate = unsorted_median(&rates).unwrap_or(0.0);
+    let diffs: Vec<f64> = raw.iter().zip(&dx).map(|(d, dx)| d - rate * dx.max(0.0)).collect();
+    let centre = 0.0;
     let dev: Vec<f64> = diffs.iter().map(|d| (d - centre).abs()).collect();
     let mad = unsorted_median(&dev).unwrap_or(0.0) * 1.4826;
     let sigma = if mad > 0.0 { mad } else { dev.iter().sum::<f64>() / dev.len() as f64 * 1.2533 };
@@ -375,6 +498,38 @@ mod tests {
     }
 
     #[test]
+    fn hamed_rao_matches_pymannkendall() {
+        // pymannkendall 1.4.3 `hamed_rao_modification_test(y)` on y₀ = 0,
+        // yᵢ = 0.8·yᵢ₋₁ + ((7919·i mod 13) − 6)/3 + 0.05·i (60 values): s = 1454,
+        // var_s = 27001.857236844207 (original_test: 24583.333333333332), z = 8.842372287700018.
+        let mut y = vec![0.0f64];
+        for i in 1..60i64 {
+            let prev = y[y.len() - 1];
+            y.push(0.8 * prev + ((i * 7919) % 13 - 6) as f64 / 3.0 + 0.05 * i as f64);
+        }
+        assert!(close(hamed_rao_factor(&y), 27001.857236844207 / 24583.333333333332, 1e-9));
+        let r = mann_kendall_modified(&y).unwrap();
+        assert_eq!(r.s, 1454);
+        assert!(close(r.var_s, 27001.857236844207, 1e-9) && close(r.z, 8.842372287700018, 1e-9), "{r:?}");
+        // Independent noise is left alone; a strongly autocorrelated walk is inflated a lot.
+        let mut rng = Rng(5);
+        let white: Vec<f64> = (0..300).map(|_| rng.normal()).collect();
+        assert!(hamed_rao_factor(&white) < 1.5);
+        let mut walk = vec![0.0f64];
+        for _ in 0..300 {
+            let last = walk[walk.len() - 1];
+            walk.push(0.97 * last + rng.normal());
+        }
+        assert!(hamed_rao_factor(&walk) > 5.0, "{}", hamed_rao_factor(&walk));
+        assert_eq!(hamed_rao_factor(&[1.0, 2.0, 3.0]), 1.0);
+        assert_eq!(hamed_rao_factor(&[4.0; 20]), 1.0);
+        let wide = theil_sen_scaled(&walk.iter().enumerate().map(|(i, _)| i as f64).collect::<Vec<_>>(), &walk, 9.0);
+        let narrow = theil_sen(&walk.iter().enumerate().map(|(i, _)| i as f64).collect::<Vec<_>>(), &walk);
+        let (w, n) = (wide.unwrap(), narrow.unwrap());
+        assert!(w.slope == n.slope && w.slope_high - w.slope_low > 2.5 * (n.slope_high - n.slope_low), "{w:?} {n:?}");
+    }
+
+    #[test]
     fn merge_sort_s_equals_the_quadratic_definition() {
         let mut rng = Rng(7);
         let y: Vec<f64> = (0..500).map(|i| (rng.normal() * 3.0).round() + i as f64 * 0.01).collect();
@@ -394,6 +549,15 @@ mod tests {
         let t: Vec<f64> = (0..7).map(f64::from).collect();
         let slope = seasonal_sen_slope(&[(t.clone(), a), (t, b)]).unwrap();
         assert!(close(slope, 2.0 / 3.0, 1e-12));
+        // One group: the interval is Sen's (scipy's theilslopes gives the same ranks).
+        let x: Vec<f64> = (1..=10).map(f64::from).collect();
+        let y = vec![2.1, 2.9, 4.2, 4.8, 6.3, 6.9, 7.7, 9.4, 9.8, 11.2];
+        let one = seasonal_sen_interval(&[(x.clone(), y.clone())], &[1.0]).unwrap();
+        let ts = theil_sen(&x, &y).unwrap();
+        assert_eq!((one.slope, one.slope_low, one.slope_high), (ts.slope, ts.slope_low, ts.slope_high));
+        let inflated = seasonal_sen_interval(&[(x.clone(), y.clone())], &[4.0]).unwrap();
+        assert!(inflated.slope_low <= ts.slope_low && inflated.slope_high >= ts.slope_high);
+        assert!(seasonal_sen_interval(&[(vec![1.0, 1.0], vec![2.0, 3.0])], &[]).is_none());
         assert!(seasonal_kendall(&[vec![1.0, 2.0], vec![]]).is_none());
         assert!(seasonal_sen_slope(&[(vec![1.0, 1.0], vec![1.0, 5.0])]).is_none());
     }

@@ -74,7 +74,7 @@ const SIMS: [SimSpec; 2] = [
             "--exit-on-rapid-ms",
             "250",
             "--rapid-crash-probability",
-            "0.35",
+            "0.8",
             "--unloaded-requests",
             "1",
             "--grow-per-request-kb",

@@ -17,10 +17,6 @@ use std::collections::BTreeMap;
 
 /// Significance level for crash patterns and hypotheses (after Holm's correction).
 const ALPHA: f64 = 0.05;
-/// Signatures analysed on their own, beside all failures together.
-const SIGNATURES_ANALYSED: usize = 3;
-/// Memory samples are averaged into this many buckets over the window at most, in SQL.
-const MEMORY_BUCKETS: i64 = 20_000;
 
 /// Outcomes that are soakd's own doing, not the server's: not counted as failures.
 const NOT_COUNTED: [&str; 2] = ["cancelled", "interrupted"];
@@ -141,21 +137,26 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
         signatures: crash.signatures,
         at_request_count: crash.at_request_count,
         hypotheses: crash.hypotheses,
+        crash_episodes: crash.episodes,
+        crash_confounded: crash.confounded,
         drift,
         hourly: hours,
     };
     Ok((report, ttft, tps))
 }
 
-/// Crash analysis of all failures together, then of the commonest signatures on their own.
+/// Crash analysis: all failures together and the commonest signatures on their own, under one
+/// correction (`analysis::crashes`).
 fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
     let mut local_hour = LocalHour::default();
-    let mut attempts: Vec<Attempt> = rows
+    let attempts: Vec<Attempt> = rows
         .iter()
         .map(|r| Attempt {
             at_ms: r.at_ms,
             failed: &*r.outcome != "ok",
             outcome: r.outcome.clone(),
+            http_status: r.http_status,
+            e2e_ms: r.e2e_ms,
             signature: r.signature.clone(),
             error: r.error.clone(),
             concurrency: r.concurrency,
@@ -167,33 +168,16 @@ fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<
             job: r.job.clone(),
         })
         .collect();
-    let all = crash_patterns(&attempts, ALPHA);
-    let mut patterns: Vec<CrashPattern> =
-        all.patterns.iter().map(|p| CrashPattern::from_analysis("*", all.failures, p)).collect();
-    let top: Vec<(String, u64)> = all
-        .signatures
-        .iter()
-        .filter(|s| s.count >= 5 && s.count < all.failures)
-        .take(SIGNATURES_ANALYSED)
-        .map(|s| (s.signature.clone(), s.count))
-        .collect();
-    // One signature at a time: its failures count as failures, every other request does not.
-    let failed: Vec<bool> = attempts.iter().map(|a| a.failed).collect();
-    for (signature, count) in top {
-        for (a, was) in attempts.iter_mut().zip(&failed) {
-            a.failed = *was && a.signature.as_deref() == Some(signature.as_str());
-        }
-        let one = crash_patterns(&attempts, ALPHA);
-        patterns.extend(one.patterns.iter().map(|p| CrashPattern::from_analysis(&signature, count, p)));
-    }
-    (all, patterns)
+    let report = crash_patterns(&attempts, ALPHA);
+    let patterns = report.patterns.iter().map(CrashPattern::from_analysis).collect();
+    (report, patterns)
 }
 
 impl CrashPattern {
-    fn from_analysis(signature: &str, count: u64, p: &crate::analysis::crashes::Pattern) -> CrashPattern {
+    fn from_analysis(p: &crate::analysis::crashes::Pattern) -> CrashPattern {
         CrashPattern {
-            signature: signature.to_string(),
-            count,
+            signature: p.signature.clone(),
+            count: p.count,
             factor: p.factor,
             level: p.level.clone(),
             rate_inside: p.rate_inside,
@@ -203,12 +187,16 @@ impl CrashPattern {
             p_adjusted: p.p_adjusted,
             failed_inside: p.failed_inside,
             total_inside: p.total_inside,
+            method: p.method,
+            adjusted_for: p.adjusted_for.clone(),
         }
     }
 }
 
-/// Leak analysis on idle samples, split into process lifetimes; the footprint when every
-/// bucket has it (RSS misses growth on some platforms), else RSS.
+/// Leak analysis on idle samples, split into process lifetimes (a new pid or process start
+/// time). The footprint when nine in ten samples have it (RSS misses growth that is swapped out or
+/// compressed, FIELD-NOTES A3), else RSS. Each sample carries the requests and completion tokens
+/// its process had served by then.
 fn leak(
     conn: &Connection,
     name: &str,
@@ -216,34 +204,62 @@ fn leak(
     rows: &[RequestRow],
     available: Option<u64>,
 ) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
-    let bucket_ms = ((w.to - w.from) / MEMORY_BUCKETS).max(1_000);
-    let buckets = queries::idle_memory(conn, name, w.from, w.to, bucket_ms)?;
-    let footprint = !buckets.is_empty() && buckets.iter().all(|b| b.footprint_bytes.is_some());
-    // Requests each process had served by each bucket: walk the requests alongside.
-    let mut served: BTreeMap<u32, Vec<(i64, u64)>> = BTreeMap::new();
-    for r in rows {
-        if let (Some(pid), Some(seq)) = (r.server_pid, r.server_seq) {
-            served.entry(pid).or_default().push((r.at_ms, seq));
-        }
-    }
+    let samples = queries::idle_samples(conn, name, w.from, w.to)?;
+    let with_footprint = samples.iter().filter(|s| s.footprint_bytes.is_some()).count();
+    let footprint = !samples.is_empty() && with_footprint * 10 >= samples.len() * 9;
+    let served = Served::new(rows);
     let mut lifetimes: Vec<Lifetime> = Vec::new();
     let mut current: Option<(u32, i64)> = None;
-    for b in &buckets {
-        if current != Some((b.pid, b.proc_started_at)) {
-            lifetimes.push(Lifetime { pid: b.pid, points: Vec::new() });
-            current = Some((b.pid, b.proc_started_at));
+    for s in &samples {
+        let bytes = if footprint {
+            match s.footprint_bytes {
+                Some(b) => b,
+                None => continue,
+            }
+        } else {
+            s.rss_bytes
+        };
+        if current != Some((s.pid, s.proc_started_at)) {
+            lifetimes.push(Lifetime { pid: s.pid, points: Vec::new() });
+            current = Some((s.pid, s.proc_started_at));
         }
-        let requests = served.get(&b.pid).and_then(|s| {
-            let i = s.partition_point(|(at, _)| *at <= b.at_ms);
-            (i > 0).then(|| s[i - 1].1)
-        });
-        let bytes = if footprint { b.footprint_bytes.unwrap_or(b.rss_bytes) } else { b.rss_bytes };
+        let (requests, tokens) = served.by(s.pid, s.at_ms);
         if let Some(l) = lifetimes.last_mut() {
-            l.points.push(MemPoint { at_ms: b.at_ms, bytes, requests });
+            l.points.push(MemPoint { at_ms: s.at_ms, bytes, requests, tokens });
         }
     }
     let report = detect_leak(&lifetimes, available.map(|a| a as f64), &LeakParams::default());
     Ok((report, if footprint { "footprint" } else { "rss" }))
+}
+
+/// What each server process had served by a given time: its requests (the latest `server_seq`
+/// sent to it, or a count of its rows where the log has no `server_seq`) and the completion
+/// tokens of its finished requests.
+struct Served {
+    by_pid: BTreeMap<u32, Vec<(i64, u64, u64)>>,
+}
+
+impl Served {
+    fn new(rows: &[RequestRow]) -> Served {
+        let mut by_pid: BTreeMap<u32, Vec<(i64, u64, u64)>> = BTreeMap::new();
+        for r in rows {
+            let Some(pid) = r.server_pid else { continue };
+            let list = by_pid.entry(pid).or_default();
+            let (count, tokens) = list.last().map_or((0, 0), |l| (l.1, l.2));
+            let seq = r.server_seq.unwrap_or(count + 1).max(count);
+            list.push((r.at_ms, seq, tokens + u64::from(r.completion_tokens.unwrap_or(0))));
+        }
+        Served { by_pid }
+    }
+
+    fn by(&self, pid: u32, at_ms: i64) -> (Option<u64>, Option<u64>) {
+        let Some(list) = self.by_pid.get(&pid) else { return (None, None) };
+        let i = list.partition_point(|(at, _, _)| *at <= at_ms);
+        if i == 0 {
+            return (Some(0), Some(0));
+        }
+        (Some(list[i - 1].1), Some(list[i - 1].2))
+    }
 }
 
 /// The same configured model on two backends: the first one's numbers relative to the other's.

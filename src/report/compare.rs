@@ -48,13 +48,17 @@ pub fn table(backends: &[BackendReport]) -> Vec<ComparisonRow> {
             .iter()
             .map(|b| match (b.leak.verdict, b.leak.mb_per_hour) {
                 (Verdict::Leak, Some(mb)) => format!("leaking {mb:.1} MB/h"),
-                (Verdict::NoLeak, _) if b.leak.plateau.is_some() => "grew, then plateaued".into(),
+                (Verdict::Plateau, _) => "grew, then plateaued".into(),
+                (Verdict::Step, _) => {
+                    let up: f64 = b.leak.steps.iter().map(|s| s.delta_mb).filter(|d| *d > 0.0).sum();
+                    format!("stepped up {up:.0} MB, no leak")
+                }
                 (Verdict::NoLeak, _) => "no leak".into(),
                 _ => "not enough data".into(),
             })
             .collect(),
         winner: None,
-        basis: "Theil–Sen slope of idle memory, Mann–Kendall test".into(),
+        basis: "idle memory per process life, warm-ups and steps set apart; Theil–Sen slope, Mann–Kendall test allowing for serial correlation, growth above the noise".into(),
     });
     let load: Vec<Option<f64>> = backends.iter().map(|b| b.load_time_s).collect();
     rows.push(ComparisonRow {

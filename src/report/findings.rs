@@ -1,6 +1,6 @@
 //! Findings: the conclusions of a report worth tracking from one night to the next — a leak,
-//! a plateau, failures, restarts, a crash pattern, a crash at a request count, a confirmed
-//! hypothesis, drift, API overhead. Each has a stable identity (kind, backend, key) so the
+//! a plateau, a step, failures, restarts, a crash pattern, two crash factors this log cannot tell
+//! apart, a crash at a request count, a confirmed hypothesis, drift, API overhead. Each has a stable identity (kind, backend, key) so the
 //! store can mark it new, ongoing or resolved, and an SQL query that lists its evidence.
 
 use super::model::{BackendReport, Finding, Report};
@@ -85,7 +85,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             json!(b.leak),
             memory_evidence.clone(),
         )),
-        (Verdict::NoLeak, Some(p)) => out.push(finding(
+        (Verdict::Plateau, Some(p)) => out.push(finding(
             "plateau",
             "memory".into(),
             "plateau",
@@ -93,6 +93,24 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             json!(p),
             memory_evidence,
         )),
+        (Verdict::Step, _) => {
+            let up: Vec<String> = b
+                .leak
+                .steps
+                .iter()
+                .filter(|s| s.delta_mb > 0.0)
+                .take(3)
+                .map(|s| format!("{:+.0} MB at {}", s.delta_mb, super::window::utc(s.at_ms)))
+                .collect();
+            out.push(finding(
+                "step",
+                "memory".into(),
+                "step",
+                format!("{name}: memory stepped up ({}) and held; no leak", up.join(", ")),
+                json!({"steps": b.leak.steps, "mb_per_hour": b.leak.mb_per_hour}),
+                memory_evidence,
+            ));
+        }
         _ => {}
     }
     let failed = b.requests - b.ok;
@@ -142,6 +160,22 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             json!(p),
             format!(
                 "SELECT id, started_at, outcome, error_signature, concurrency, prompt_chars, gap_ms, server_seq, job FROM requests WHERE backend = '{}' AND outcome NOT IN ('ok', 'in_flight', 'cancelled', 'interrupted') {} ORDER BY started_at",
+                sql(name),
+                w
+            ),
+        ));
+    }
+    for c in &b.crash_confounded {
+        out.push(finding(
+            "crash_confounded",
+            format!("{} | {}+{}", c.signature, c.factors[0], c.factors[1]),
+            "confounded",
+            format!("{name}: failures go with {} and with {}, which this log cannot tell apart: {}", c.factors[0].replace('_', " "), c.factors[1].replace('_', " "), c.advice),
+            json!(c),
+            format!(
+                "SELECT {}, {}, count(*) AS requests, sum(outcome <> 'ok') AS failed FROM requests WHERE backend = '{}' {} GROUP BY 1, 2",
+                column(c.factors[0]),
+                column(c.factors[1]),
                 sql(name),
                 w
             ),
@@ -202,6 +236,19 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             json!(d),
             format!("SELECT * FROM hourly WHERE backend = '{}' ORDER BY hour_utc", sql(name)),
         ));
+    }
+}
+
+/// The requests column (or expression) behind a crash factor.
+fn column(factor: &str) -> &'static str {
+    match factor {
+        "concurrency" => "concurrency",
+        "prompt_size" => "prompt_chars / 4000 AS prompt_k_tokens",
+        "gap" => "CAST(gap_ms / 100 AS INTEGER) AS gap_100ms",
+        "server_seq" => "server_seq",
+        "first_after_load" => "server_seq <= 1 AS first_after_load",
+        "job" => "job",
+        _ => "strftime('%H', started_at / 1000, 'unixepoch', 'localtime') AS hour",
     }
 }
 

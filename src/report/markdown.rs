@@ -166,6 +166,21 @@ fn crash(o: &mut String, b: &BackendReport) {
                 p.p_adjusted
             );
         }
+        for c in &b.crash_confounded {
+            let _ = writeln!(o, "- Cannot tell apart: {}", md(&c.advice));
+        }
+        let e = &b.crash_episodes;
+        if e.count > 0 && !e.consequences.is_empty() {
+            let after: Vec<String> = e.consequences.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            let _ = writeln!(
+                o,
+                "- {} failure episodes ({} with a trigger); what followed until the server answered again: {}; recovery p50 {}",
+                e.count,
+                e.triggered,
+                after.join(", "),
+                e.recovery_p50_s.map_or("—".into(), |s| format!("{s:.1} s"))
+            );
+        }
         let _ = writeln!(o);
     }
     let _ = writeln!(o, "**Hypotheses:**");

@@ -2,8 +2,9 @@
 //! are only ever added) and what the other formats render.
 
 use super::window::Window;
-use crate::analysis::crashes::{Hypotheses, RequestCountPattern, SignatureGroup};
+use crate::analysis::crashes::{Confounded, Hypotheses, RequestCountPattern, SignatureGroup};
 use crate::analysis::drift::{Drift, HourStats};
+use crate::analysis::episodes::Episodes;
 use crate::analysis::leaks::LeakReport;
 use crate::analysis::overhead::Ratio;
 use serde::Serialize;
@@ -98,6 +99,11 @@ pub struct BackendReport {
     pub signatures: Vec<SignatureGroup>,
     pub at_request_count: Option<RequestCountPattern>,
     pub hypotheses: Hypotheses,
+    /// Failure episodes: triggers, and the failures that followed them until the server answered
+    /// again (refusals, "Loading model", "Model is unloaded"), which crash patterns leave out.
+    pub crash_episodes: Episodes,
+    /// Factors that varied together so that the log cannot tell which triggers the failures.
+    pub crash_confounded: Vec<Confounded>,
     pub drift: Vec<Drift>,
     pub hourly: Vec<HourStats>,
 }
@@ -135,7 +141,8 @@ pub struct Mode {
     pub tps_p50: Option<f64>,
 }
 
-/// A factor under which a kind of failure happens more often.
+/// A factor level under which a kind of failure is triggered more often, the other factors held
+/// fixed.
 #[derive(Debug, Clone, Serialize)]
 pub struct CrashPattern {
     /// The failure signature this is about, or `*` for all failures.
@@ -152,6 +159,10 @@ pub struct CrashPattern {
     pub p_adjusted: f64,
     pub failed_inside: u64,
     pub total_inside: u64,
+    /// `firth_lr` (penalised likelihood ratio of a logistic model, adjusted for `adjusted_for`) or
+    /// `request_count` (lives ending at request counts that vary less than memoryless crashes).
+    pub method: &'static str,
+    pub adjusted_for: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -142,6 +142,21 @@ fn backend(out: &mut String, b: &BackendReport) {
             p.p_adjusted
         );
     }
+    for c in &b.crash_confounded {
+        let _ = writeln!(out, "  confounded    {}", printable(&c.advice));
+    }
+    if b.crash_episodes.count > 0 && !b.crash_episodes.consequences.is_empty() {
+        let after: Vec<String> = b.crash_episodes.consequences.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
+        let _ = writeln!(
+            out,
+            "  episodes      {} ({} triggered), then {} · recovery p50 {} p95 {}",
+            b.crash_episodes.count,
+            b.crash_episodes.triggered,
+            after.join(", "),
+            b.crash_episodes.recovery_p50_s.map_or("-".into(), |s| format!("{s:.1} s")),
+            b.crash_episodes.recovery_p95_s.map_or("-".into(), |s| format!("{s:.1} s"))
+        );
+    }
     for (q, a) in [
         ("rapid sequential requests", &b.hypotheses.rapid_sequential),
         ("corruption after first success", &b.hypotheses.corruption_after_first_success),

@@ -66,12 +66,14 @@ pub fn save(
 
 /// Kinds are `&'static str` in the model; an unknown stored kind (from a newer soakd) is kept as "other".
 pub fn known_kind(kind: &str) -> &'static str {
-    const KINDS: [&str; 9] = [
+    const KINDS: [&str; 11] = [
         "leak",
         "plateau",
+        "step",
         "failure_rate",
         "restarts",
         "crash_pattern",
+        "crash_confounded",
         "crash_at_request_count",
         "hypothesis",
         "drift",

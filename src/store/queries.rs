@@ -145,6 +145,8 @@ pub struct RequestRow {
     pub server_pid: Option<u32>,
     pub server_seq: Option<u64>,
     pub job: std::sync::Arc<str>,
+    pub completion_tokens: Option<u32>,
+    pub http_status: Option<u16>,
 }
 
 /// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
@@ -159,7 +161,7 @@ pub fn each_request(
     let mut stmt = conn.prepare(
         "SELECT started_at, outcome, stream, ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps,
                 error_signature, CASE WHEN outcome <> 'ok' THEN error END, concurrency, prompt_chars, gap_ms,
-                server_pid, server_seq, job
+                server_pid, server_seq, job, completion_tokens, http_status
          FROM requests
          WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
          ORDER BY started_at, id",
@@ -194,9 +196,43 @@ pub fn each_request(
             server_pid: r.get(13)?,
             server_seq: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
             job: share(r.get(15)?),
+            completion_tokens: r.get::<_, Option<i64>>(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
+            http_status: r.get::<_, Option<i64>>(17)?.and_then(|n| u16::try_from(n).ok()),
         });
     }
     Ok(())
+}
+
+/// One memory sample taken with nothing in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleSample {
+    pub pid: u32,
+    pub proc_started_at: i64,
+    pub at_ms: i64,
+    pub rss_bytes: f64,
+    pub footprint_bytes: Option<f64>,
+}
+
+/// Every sample of `backend` in `[from, to)` taken with nothing in flight and a known process, in
+/// time order: the leak analysis thins each process life by its own cadence.
+pub fn idle_samples(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<Vec<IdleSample>> {
+    conn.prepare(
+        "SELECT pid, coalesce(proc_started_at, 0), taken_at, rss_bytes, footprint_bytes
+         FROM memory_samples
+         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
+           AND pid IS NOT NULL AND rss_bytes IS NOT NULL
+         ORDER BY taken_at, id",
+    )?
+    .query_map(rusqlite::params![backend, from, to], |r| {
+        Ok(IdleSample {
+            pid: r.get(0)?,
+            proc_started_at: r.get(1)?,
+            at_ms: r.get(2)?,
+            rss_bytes: r.get(3)?,
+            footprint_bytes: r.get(4)?,
+        })
+    })?
+    .collect()
 }
 
 /// Idle memory of one process lifetime, averaged per time bucket.

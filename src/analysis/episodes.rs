@@ -1,0 +1,199 @@
+//! Failure episodes: a crash is followed by failures it caused — requests in flight that die with
+//! it, refused connections while the server is down, "503 Loading model" while it loads, LM
+//! Studio's "Model is unloaded" — until the server answers again. Each episode has one trigger: of
+//! the failures already started when the first of them ended (those in flight at the crash), the
+//! one that started last and that the request itself could have caused (the request that pushed
+//! the server over: one more concurrent stream, a long prefill, a rapid follow-up; the others were
+//! merely in flight). A failure the request could have caused that started after that crash is
+//! a new crash of a server that had come back, with its own trigger. The rest are counted apart (what a client sees meanwhile, how long recovery
+//! takes): failures that say the server was not there are left out of the crash attribution (those
+//! requests were never at risk); the others (victims) stay in it as requests that did not trigger
+//! — leaving them out would drop long requests, the likeliest to be in flight at any crash, and
+//! make long prompts look guilty.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use super::crashes::Attempt;
+use super::stats::{median, percentiles};
+
+/// What a request was to the crash analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ok,
+    /// The failure of an episode that the request could have caused.
+    Trigger,
+    /// Another failure of the episode that could have been caused by its request, but came with
+    /// the trigger (in flight when it crashed) or after it: at risk, and not the trigger.
+    Victim,
+    /// A failure that says the server was not there (refused, loading, unloaded): not at risk.
+    Consequence,
+}
+
+/// Episodes of one backend's failures, as the report shows them.
+#[derive(Serialize, Debug, Clone, Default, PartialEq)]
+pub struct Episodes {
+    /// Runs of failures ended by a success (or by the end of the log).
+    pub count: u64,
+    /// Triggers: crashes the requests could have caused (an episode may hold several when the
+    /// server came back and crashed again before a request succeeded; one that began with the
+    /// server already gone, killed between requests or while idle, may hold none).
+    pub triggered: u64,
+    /// Failures that followed a trigger or a gone server, by outcome.
+    pub consequences: BTreeMap<String, u64>,
+    /// From an episode's first failure to the next success, seconds: median and 95th percentile.
+    pub recovery_p50_s: Option<f64>,
+    pub recovery_p95_s: Option<f64>,
+    /// Failures per episode, median.
+    pub failures_p50: Option<f64>,
+}
+
+/// Phrases of a server that is not there to ask: the request cannot have caused them.
+const UNAVAILABLE: [&str; 8] = [
+    "loading model",
+    "model is loading",
+    "model is unloaded",
+    "model not loaded",
+    "no model loaded",
+    "not loaded",
+    "unavailable_error",
+    "service unavailable",
+];
+
+/// Whether a failure says the server was not there: no connection, 503, or a loading/unloaded
+/// answer.
+pub fn unavailable(r: &Attempt) -> bool {
+    if matches!(&*r.outcome, "connect_refused" | "connect_timeout" | "connect_error") || r.http_status == Some(503) {
+        return true;
+    }
+    let text = r.error.as_deref().or(r.signature.as_deref()).unwrap_or("");
+    let lower = text.chars().take(512).collect::<String>().to_lowercase();
+    UNAVAILABLE.iter().any(|p| lower.contains(p))
+}
+
+/// The role of each request (time-ordered) and the episodes' summary.
+pub fn roles(rows: &[Attempt]) -> (Vec<Role>, Episodes) {
+    let mut roles = vec![Role::Ok; rows.len()];
+    let mut summary = Episodes::default();
+    let (mut recoveries, mut sizes) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < rows.len() {
+        if !rows[i].failed {
+            i += 1;
+            continue;
+        }
+        // An episode: failures from i up to the next success.
+        let end = (i..rows.len()).find(|&j| !rows[j].failed).unwrap_or(rows.len());
+        summary.count += 1;
+        sizes.push((end - i) as f64);
+        if end < rows.len() {
+            recoveries.push(rows[end].at_ms.saturating_sub(rows[i].at_ms) as f64 / 1000.0);
+        }
+        // Crashes within the episode: each begins at a failure the request could have caused and
+        // lasts until that failure ended (the crash); a failure of that kind started later is a
+        // new crash of a server that had come back (LM Studio: crash, crash, ...).
+        let mut j = i;
+        while j < end {
+            let Some(first) = (j..end).find(|&k| !unavailable(&rows[k])) else {
+                for k in j..end {
+                    roles[k] = Role::Consequence;
+                    *summary.consequences.entry(rows[k].outcome.to_string()).or_default() += 1;
+                }
+                break;
+            };
+            let crash = rows[first].at_ms.saturating_add(rows[first].e2e_ms.unwrap_or(0.0).max(0.0) as i64);
+            let next = (first + 1..end).find(|&k| !unavailable(&rows[k]) && rows[k].at_ms > crash).unwrap_or(end);
+            // The trigger: of the failures in flight at the crash, the last started.
+            let trigger = (first..next).rev().find(|&k| !unavailable(&rows[k]) && rows[k].at_ms <= crash);
+            for k in j..next {
+                if Some(k) == trigger {
+                    roles[k] = Role::Trigger;
+                    summary.triggered += 1;
+                } else {
+                    roles[k] = if unavailable(&rows[k]) { Role::Consequence } else { Role::Victim };
+                    *summary.consequences.entry(rows[k].outcome.to_string()).or_default() += 1;
+                }
+            }
+            j = next;
+        }
+        i = end;
+    }
+    let [p50, p95] = percentiles(recoveries.iter().map(|s: &f64| s.max(0.0)), [50.0, 95.0]);
+    (summary.recovery_p50_s, summary.recovery_p95_s) = (p50, p95);
+    summary.failures_p50 = median(sizes);
+    (roles, summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn row(at_ms: i64, outcome: &str, error: Option<&str>, status: Option<u16>) -> Attempt {
+        Attempt {
+            at_ms,
+            failed: outcome != "ok",
+            outcome: Arc::from(outcome),
+            error: error.map(Arc::from),
+            http_status: status,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_crash_then_refusals_and_loading_is_one_triggered_episode() {
+        let rows = vec![
+            row(0, "ok", None, Some(200)),
+            row(1_000, "reset_mid_stream", Some("connection reset"), Some(200)),
+            row(1_100, "connect_refused", Some("Connection refused"), None),
+            row(1_200, "connect_refused", Some("Connection refused"), None),
+            row(2_500, "http_error", Some("HTTP 503: Loading model"), Some(503)),
+            row(4_000, "ok", None, Some(200)),
+        ];
+        let (roles, e) = roles(&rows);
+        use Role::*;
+        assert_eq!(roles, [Ok, Trigger, Consequence, Consequence, Consequence, Ok]);
+        assert_eq!((e.count, e.triggered, e.recovery_p50_s, e.failures_p50), (1, 1, Some(3.0), Some(4.0)));
+        assert_eq!(e.consequences.get("connect_refused"), Some(&2));
+    }
+
+    #[test]
+    fn a_server_that_came_back_and_crashed_again_has_two_triggers() {
+        let rows = vec![
+            row(0, "server_reported_crash", Some("The model has crashed"), Some(500)),
+            row(10, "server_reported_crash", Some("Model is unloaded."), Some(400)),
+            row(20, "server_reported_crash", Some("The model has crashed"), Some(500)),
+            row(30, "ok", None, Some(200)),
+        ];
+        let (roles, e) = roles(&rows);
+        assert_eq!(roles, [Role::Trigger, Role::Consequence, Role::Trigger, Role::Ok]);
+        assert_eq!((e.count, e.triggered), (1, 2));
+    }
+
+    #[test]
+    fn of_the_requests_in_flight_at_a_crash_the_last_started_triggered_it() {
+        let mut a = row(0, "reset_mid_stream", Some("reset"), Some(200));
+        a.e2e_ms = Some(900.0);
+        let mut b = row(300, "reset_mid_stream", Some("reset"), Some(200));
+        b.e2e_ms = Some(600.0);
+        let mut c = row(700, "reset_mid_stream", Some("reset"), Some(200));
+        c.e2e_ms = Some(200.0);
+        let d = row(1_000, "connect_refused", Some("Connection refused"), None);
+        let (roles, _) = roles(&[a, b, c, d]);
+        assert_eq!(roles, [Role::Victim, Role::Victim, Role::Trigger, Role::Consequence]);
+    }
+
+    #[test]
+    fn an_episode_of_a_server_already_gone_has_no_trigger_until_a_real_failure() {
+        let rows = vec![
+            row(0, "connect_refused", Some("Connection refused"), None),
+            row(10, "server_reported_crash", Some("Model is unloaded."), Some(400)),
+            row(20, "http_error", Some("HTTP 500: boom"), Some(500)),
+            row(30, "empty", None, Some(200)),
+        ];
+        let (roles, e) = roles(&rows);
+        assert_eq!(roles, [Role::Consequence, Role::Consequence, Role::Trigger, Role::Trigger]);
+        assert_eq!((e.count, e.triggered, e.recovery_p50_s), (1, 2, None));
+        assert!(super::roles(&[]).1 == Episodes::default());
+    }
+}
