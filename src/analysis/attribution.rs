@@ -29,7 +29,7 @@ pub struct Factor {
     pub name: &'static str,
     pub levels: Vec<String>,
     /// Each request's level, an index into `levels`.
-    pub of: Vec<usize>,
+    pub of: Vec<u16>,
 }
 
 /// The levels of every factor for `rows` (the requests the attribution looks at);
@@ -80,7 +80,10 @@ pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
                     _ => HOURS[k].into(),
                 }
             };
-            let of: Vec<usize> = keys.iter().map(|k| distinct.binary_search(k).unwrap_or(0)).collect();
+            let of: Vec<u16> = keys
+                .iter()
+                .map(|k| u16::try_from(distinct.binary_search(k).unwrap_or(0)).unwrap_or(u16::MAX))
+                .collect();
             merge_small(Factor { name: FACTORS[f], levels: distinct.into_iter().map(name).collect(), of })
         })
         .collect()
@@ -91,7 +94,7 @@ pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
 fn merge_small(mut f: Factor) -> Factor {
     loop {
         let mut counts = vec![0u64; f.levels.len()];
-        f.of.iter().for_each(|&l| counts[l] += 1);
+        f.of.iter().for_each(|&l| counts[usize::from(l)] += 1);
         let Some((small, _)) = counts.iter().enumerate().filter(|(_, c)| **c < MIN_LEVEL).min_by_key(|(_, c)| **c)
         else {
             return f;
@@ -119,10 +122,11 @@ fn merge_small(mut f: Factor) -> Factor {
             format!("{},{}", f.levels[lo], f.levels[hi])
         };
         f.levels.remove(hi);
+        let (lo16, hi16) = (lo as u16, hi as u16);
         f.of.iter_mut().for_each(|l| {
-            if *l == hi {
-                *l = lo;
-            } else if *l > hi {
+            if *l == hi16 {
+                *l = lo16;
+            } else if *l > hi16 {
                 *l -= 1;
             }
         });
@@ -155,14 +159,14 @@ pub struct Table {
 
 impl Table {
     /// The table of `factors` with one failure flag per family: `failed[family][request]`.
-    pub fn new(factors: &[Factor], failed: &[Vec<bool>]) -> Table {
+    pub fn new(factors: &[Factor], failed: &[&[bool]]) -> Table {
         let requests = factors.first().map_or(0, |f| f.of.len());
         let mut at: HashMap<[u16; FACTORS.len()], usize> = HashMap::new();
         let mut t = Table { keys: Vec::new(), n: Vec::new(), k: vec![Vec::new(); failed.len()] };
         for i in 0..requests {
             let mut key = [0u16; FACTORS.len()];
             for (f, slot) in factors.iter().zip(key.iter_mut()) {
-                *slot = u16::try_from(f.of[i]).unwrap_or(u16::MAX);
+                *slot = f.of[i];
             }
             let j = *at.entry(key).or_insert_with(|| {
                 t.keys.push(key);
@@ -214,7 +218,7 @@ fn model(factors: &[Factor], include: &[usize], t: &Table, family: usize) -> Mod
     let mut columns = Vec::new();
     for &f in include {
         let mut counts = vec![0u64; factors[f].levels.len()];
-        factors[f].of.iter().for_each(|&l| counts[l] += 1);
+        factors[f].of.iter().for_each(|&l| counts[usize::from(l)] += 1);
         let reference = counts.iter().enumerate().max_by_key(|(_, c)| **c).map_or(0, |(i, _)| i);
         columns.extend((0..counts.len()).filter(|l| *l != reference && counts[*l] > 0).map(|l| (f, l)));
     }
@@ -253,7 +257,7 @@ impl Model {
 
 fn reference(f: &Factor) -> usize {
     let mut counts = vec![0u64; f.levels.len()];
-    f.of.iter().for_each(|&l| counts[l] += 1);
+    f.of.iter().for_each(|&l| counts[usize::from(l)] += 1);
     counts.iter().enumerate().max_by_key(|(_, c)| **c).map_or(0, |(i, _)| i)
 }
 
@@ -309,7 +313,7 @@ pub fn association(a: &Factor, b: &Factor) -> f64 {
     }
     let mut table = vec![vec![0.0f64; rb]; ra];
     for (&x, &y) in a.of.iter().zip(&b.of) {
-        table[x][y] += 1.0;
+        table[usize::from(x)][usize::from(y)] += 1.0;
     }
     let n = a.of.len() as f64;
     let rows: Vec<f64> = table.iter().map(|r| r.iter().sum()).collect();
@@ -377,10 +381,10 @@ mod tests {
         let failed: Vec<bool> = rows.iter().enumerate().map(|(i, r)| r.prompt_chars > 1000 && i % 3 == 0).collect();
         let refs: Vec<&Attempt> = rows.iter().collect();
         let f = factors(&refs, &vec![false; rows.len()]);
-        let tests = adjusted_tests(&f, &Table::new(&f, std::slice::from_ref(&failed)), 0);
+        let tests = adjusted_tests(&f, &Table::new(&f, &[&failed]), 0);
         let p = |name: &str| tests.iter().find(|t| FACTORS[t.factor] == name).map(|t| t.p_value).unwrap();
         assert!(p("prompt_size") < 1e-10 && p("concurrency") > 0.01, "{tests:?}");
-        assert!(unadjusted_p(&f, &Table::new(&f, &[failed]), 0, 0).unwrap() < 1e-10);
+        assert!(unadjusted_p(&f, &Table::new(&f, &[&failed]), 0, 0).unwrap() < 1e-10);
         assert!(association(&f[0], &f[1]) > 0.5, "{}", association(&f[0], &f[1]));
     }
 }

@@ -209,7 +209,7 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
         families.push((sig.to_string(), failures_with(sig), flags));
     }
 
-    let table = attribution::Table::new(&factors, &families.iter().map(|f| f.2.clone()).collect::<Vec<_>>());
+    let table = attribution::Table::new(&factors, &families.iter().map(|f| f.2.as_slice()).collect::<Vec<_>>());
     let mut tests: Vec<(Test, f64)> = Vec::new();
     for family in 0..families.len() {
         for test in attribution::adjusted_tests(&factors, &table, family) {
@@ -301,7 +301,7 @@ fn factor_pattern(
     let f = &factors[test.factor];
     let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
     for (&level, &fail) in f.of.iter().zip(failed) {
-        let side = if level == test.worst { &mut inside } else { &mut outside };
+        let side = if usize::from(level) == test.worst { &mut inside } else { &mut outside };
         *side = (side.0 + u64::from(fail), side.1 + 1);
     }
     let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };

@@ -38,6 +38,8 @@ use super::memory_life::{Life, Pt};
 use super::stats::median;
 use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope};
 
+pub use super::memory_life::MAX_LIFE_POINTS as POINTS_PER_LIFE;
+
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const BYTES_PER_MB: f64 = 1e6;
 /// Rises in one life from which on steps that keep coming are a leak.

@@ -16,8 +16,9 @@
 //! 5. **The series to judge**: with three or more releases that together give back at least what
 //!    the life gained overall, a cache that fills and is flushed (a sawtooth): each point minus the ramp since its cycle began (the median within-cycle
 //!    Sen slope times the time since the last release), so only a rising floor is left as trend.
-//!    Otherwise every shift is subtracted from the points after it, so a lone step or a reload is
-//!    not read as a slope (the shifts are judged apart, see `leaks`).
+//!    Otherwise every rise is subtracted from the points after it, so a lone step or a reload is
+//!    not read as a slope (the rises are judged apart, see `leaks`); a drop is subtracted only with
+//!    the rise it pairs with (a lump that came and went), else it stays, as memory given back.
 
 use super::leaks::MemPoint;
 use super::stats::median;
@@ -29,7 +30,7 @@ const BYTES_PER_MB: f64 = 1e6;
 /// residuals over it estimates their sigma, and lumps that hold for a while widen it.
 const NORMAL_90_WIDTH: f64 = 3.289_707_253_902_945;
 /// Points a life keeps after thinning.
-const MAX_LIFE_POINTS: usize = 300;
+pub const MAX_LIFE_POINTS: usize = 300;
 /// Half-width of the Hampel filter's window, and its threshold in robust sigmas.
 const HAMPEL_HALF: usize = 3;
 const HAMPEL_SIGMAS: f64 = 4.0;
@@ -337,16 +338,37 @@ fn shifts(pts: &[Pt], diff_sigma_mb: f64) -> Vec<(usize, f64)> {
     out
 }
 
-/// After the warm-up, each point minus every shift at or before it: level shifts taken out.
+/// After the warm-up, each point minus the shifts at or before it that are taken out: every rise
+/// that holds (a step up), and a drop only where it pairs with a neighbouring rise of about its size (a lump
+/// that came and went). A drop on its own stays: memory given back is evidence against a leak,
+/// and taking it out would make growth of it.
 fn without_shifts(pts: &[Pt], start: usize, shifts: &[Shift]) -> Vec<(f64, f64)> {
+    let paired = |a: f64, b: f64| a.signum() != b.signum() && (a + b).abs() < 0.5 * a.abs().max(b.abs());
+    // A rise holds when the level after it (to the next shift) stays at least half of it above the
+    // level before it (from the previous one): a jump that drains away again is no step.
+    let level = |from: usize, to: usize| median(pts[from..to].iter().map(|p| p.mb));
+    let holds = |j: usize| {
+        let before = if j > 0 { shifts[j - 1].index } else { start };
+        let after = shifts.get(j + 1).map_or(pts.len(), |s| s.index);
+        level(shifts[j].index, after)
+            .zip(level(before, shifts[j].index))
+            .is_none_or(|(a, b)| a - b >= 0.5 * shifts[j].delta_mb)
+    };
+    let out: Vec<bool> = (0..shifts.len())
+        .map(|j| {
+            let d = shifts[j].delta_mb;
+            let near = |k: Option<usize>| k.and_then(|k| shifts.get(k)).is_some_and(|o| paired(d, o.delta_mb));
+            (d > 0.0 && holds(j)) || near(j.checked_sub(1)) || near(Some(j + 1))
+        })
+        .collect();
     let mut offset = 0.0;
-    let mut next = shifts.iter().peekable();
+    let mut next = shifts.iter().zip(out).peekable();
     pts[start..]
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            while next.peek().is_some_and(|s| s.index <= start + i) {
-                offset += next.next().map_or(0.0, |s| s.delta_mb);
+            while next.peek().is_some_and(|(s, _)| s.index <= start + i) {
+                offset += next.next().map_or(0.0, |(s, taken)| if taken { s.delta_mb } else { 0.0 });
             }
             (p.h, p.mb - offset)
         })

@@ -196,7 +196,9 @@ impl CrashPattern {
 /// Leak analysis on idle samples, split into process lifetimes (a new pid or process start
 /// time). The footprint when nine in ten samples have it (RSS misses growth that is swapped out or
 /// compressed, FIELD-NOTES A3), else RSS. Each sample carries the requests and completion tokens
-/// its process had served by then.
+/// its process had served by then. A life with more samples than the analysis keeps is thinned
+/// here, as it streams past, to medians of `span / POINTS_PER_LIFE` buckets — the life's own rule,
+/// so months of samples are never held at once and the verdict does not depend on the window.
 fn leak(
     conn: &Connection,
     name: &str,
@@ -204,29 +206,48 @@ fn leak(
     rows: &[RequestRow],
     available: Option<u64>,
 ) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
-    let samples = queries::idle_samples(conn, name, w.from, w.to)?;
-    let with_footprint = samples.iter().filter(|s| s.footprint_bytes.is_some()).count();
-    let footprint = !samples.is_empty() && with_footprint * 10 >= samples.len() * 9;
+    use crate::analysis::leaks::POINTS_PER_LIFE;
+    let lives = queries::idle_lives(conn, name, w.from, w.to)?;
+    let (samples, with_footprint) = lives.iter().fold((0, 0), |a, l| (a.0 + l.samples, a.1 + l.with_footprint));
+    let footprint = samples > 0 && with_footprint * 10 >= samples * 9;
     let served = Served::new(rows);
+    // Per life: its index in `lifetimes`, its first sample and bucket width (0: every sample kept).
+    let mut index: BTreeMap<(u32, i64), (usize, i64, i64)> = BTreeMap::new();
     let mut lifetimes: Vec<Lifetime> = Vec::new();
-    let mut current: Option<(u32, i64)> = None;
-    for s in &samples {
-        let bytes = if footprint {
-            match s.footprint_bytes {
-                Some(b) => b,
-                None => continue,
-            }
-        } else {
-            s.rss_bytes
-        };
-        if current != Some((s.pid, s.proc_started_at)) {
-            lifetimes.push(Lifetime { pid: s.pid, points: Vec::new() });
-            current = Some((s.pid, s.proc_started_at));
+    for l in &lives {
+        let width =
+            if l.samples > POINTS_PER_LIFE as u64 { (l.last_ms - l.first_ms) / POINTS_PER_LIFE as i64 + 1 } else { 0 };
+        index.insert((l.pid, l.proc_started_at), (lifetimes.len(), l.first_ms, width));
+        lifetimes.push(Lifetime { pid: l.pid, points: Vec::new() });
+    }
+    // The bucket being filled, per life: (bucket, times, bytes).
+    let mut open: BTreeMap<usize, (i64, Vec<i64>, Vec<f64>)> = BTreeMap::new();
+    let flush = |life: &mut Lifetime, pid: u32, times: &mut Vec<i64>, bytes: &mut Vec<f64>| {
+        let Some(&last) = times.last() else { return };
+        times.sort_unstable();
+        let at_ms = times[times.len() / 2];
+        if let Some(mb) = crate::analysis::stats::median(bytes.iter().copied()) {
+            let (requests, tokens) = served.by(pid, last);
+            life.points.push(MemPoint { at_ms, bytes: mb, requests, tokens });
         }
-        let (requests, tokens) = served.by(s.pid, s.at_ms);
-        if let Some(l) = lifetimes.last_mut() {
-            l.points.push(MemPoint { at_ms: s.at_ms, bytes, requests, tokens });
+        times.clear();
+        bytes.clear();
+    };
+    queries::each_idle_sample(conn, name, w.from, w.to, |s| {
+        let bytes = if footprint { s.footprint_bytes } else { Some(s.rss_bytes) };
+        let (Some(bytes), Some(&(i, first, width))) = (bytes, index.get(&(s.pid, s.proc_started_at))) else { return };
+        let bucket = if width > 0 { (s.at_ms - first) / width } else { s.at_ms };
+        let slot = open.entry(i).or_insert_with(|| (bucket, Vec::new(), Vec::new()));
+        if slot.0 != bucket {
+            flush(&mut lifetimes[i], s.pid, &mut slot.1, &mut slot.2);
+            slot.0 = bucket;
         }
+        slot.1.push(s.at_ms);
+        slot.2.push(bytes);
+    })?;
+    for (i, (_, mut times, mut bytes)) in open {
+        let pid = lifetimes[i].pid;
+        flush(&mut lifetimes[i], pid, &mut times, &mut bytes);
     }
     let report = detect_leak(&lifetimes, available.map(|a| a as f64), &LeakParams::default());
     Ok((report, if footprint { "footprint" } else { "rss" }))

@@ -213,26 +213,66 @@ pub struct IdleSample {
     pub footprint_bytes: Option<f64>,
 }
 
-/// Every sample of `backend` in `[from, to)` taken with nothing in flight and a known process, in
-/// time order: the leak analysis thins each process life by its own cadence.
-pub fn idle_samples(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<Vec<IdleSample>> {
+/// One process life's samples taken with nothing in flight, within a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleLife {
+    pub pid: u32,
+    pub proc_started_at: i64,
+    pub samples: u64,
+    pub with_footprint: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// The process lives of `backend` with idle samples in `[from, to)`, in order of their first one.
+pub fn idle_lives(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<Vec<IdleLife>> {
     conn.prepare(
+        "SELECT pid, coalesce(proc_started_at, 0), count(*), count(footprint_bytes), min(taken_at), max(taken_at)
+         FROM memory_samples
+         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
+           AND pid IS NOT NULL AND rss_bytes IS NOT NULL
+         GROUP BY 1, 2 ORDER BY 5",
+    )?
+    .query_map(rusqlite::params![backend, from, to], |r| {
+        Ok(IdleLife {
+            pid: r.get(0)?,
+            proc_started_at: r.get(1)?,
+            samples: r.get::<_, i64>(2)?.max(0) as u64,
+            with_footprint: r.get::<_, i64>(3)?.max(0) as u64,
+            first_ms: r.get(4)?,
+            last_ms: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// Every sample of `backend` in `[from, to)` taken with nothing in flight and a known process, in
+/// time order, handed to `each` (months of samples are never held at once).
+pub fn each_idle_sample(
+    conn: &Connection,
+    backend: &str,
+    from: i64,
+    to: i64,
+    mut each: impl FnMut(IdleSample),
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
         "SELECT pid, coalesce(proc_started_at, 0), taken_at, rss_bytes, footprint_bytes
          FROM memory_samples
          WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
            AND pid IS NOT NULL AND rss_bytes IS NOT NULL
          ORDER BY taken_at, id",
-    )?
-    .query_map(rusqlite::params![backend, from, to], |r| {
-        Ok(IdleSample {
+    )?;
+    let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
+    while let Some(r) = rows.next()? {
+        each(IdleSample {
             pid: r.get(0)?,
             proc_started_at: r.get(1)?,
             at_ms: r.get(2)?,
             rss_bytes: r.get(3)?,
             footprint_bytes: r.get(4)?,
-        })
-    })?
-    .collect()
+        });
+    }
+    Ok(())
 }
 
 /// Idle memory of one process lifetime, averaged per time bucket.
