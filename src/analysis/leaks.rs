@@ -311,9 +311,14 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     };
     let stopped = late_line.is_some_and(|l| l.slope_high < p.persist_share * slope) && stopped_in_requests;
     // Strongly autocorrelated memory wanders: when the growth is only a few times the noise, it
-    // must also show on medians of blocks as long as the noise stays correlated.
-    let blocks_agree = slope * longest >= CLEAR_SIGMAS * noise || lives.iter().all(|l| l.sawtooth) || {
-        let blocks: Vec<Vec<f64>> = lives.iter().filter(|l| !l.sawtooth).map(|l| block_medians(&l.trend)).collect();
+    // must also show on medians of blocks as long as the noise stays correlated — and in a
+    // sawtooth, on its cycles' levels, one value per cycle (lumps that come and go can pass for
+    // releases, and each cycle's own line then follows the wander).
+    let blocks_agree = slope * longest >= CLEAR_SIGMAS * noise || {
+        let blocks: Vec<Vec<f64>> = lives
+            .iter()
+            .map(|l| if l.sawtooth { l.cycles.iter().map(|c| c.1).collect() } else { block_medians(&l.trend) })
+            .collect();
         super::trend::seasonal_kendall(&blocks).is_some_and(|m| m.p_value < p.alpha && m.z > 0.0)
     };
     // Growth in steps that keep coming, in lives holding at least half the judged points, and
@@ -327,8 +332,15 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         && raw_mk.is_some_and(|m| m.p_value < p.alpha && m.z > 0.0)
         && raw_line.is_some_and(|l| l.slope >= p.min_mb_per_hour);
 
+    // A sawtooth's rate is its cycles' levels' slope, one point per cycle: a leak only where that
+    // rises beyond doubt too (a levelled series can trend on the ramps' ends alone).
+    let cycles: Vec<(Vec<f64>, Vec<f64>)> =
+        lives.iter().filter(|l| l.cycles.len() >= 3).map(|l| l.cycles.iter().copied().unzip()).collect();
+    let all_sawtooth = lives.iter().all(|l| l.sawtooth);
+    let cycle_line = if all_sawtooth { seasonal_sen_interval(&cycles, &[]) } else { None };
+    let troughs_rise = !all_sawtooth || cycle_line.is_some_and(|c| c.slope_low > 0.0);
     let from_steps = staircase;
-    let leak = (significant && practical && !stopped && blocks_agree) || staircase;
+    let leak = (significant && practical && !stopped && blocks_agree && troughs_rise) || staircase;
     if leak {
         report.verdict = Verdict::Leak;
         if from_steps {
@@ -339,20 +351,17 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
             report.judged_by = if lives.iter().any(|l| l.sawtooth) { "troughs" } else { "trend" };
             report.mb_per_hour = Some(slope);
             report.mb_per_hour_ci = line.map(|l| (l.slope_low, l.slope_high));
-            // A sawtooth's rate from its cycles' levels, one point per cycle (its levelled series
-            // is a staircase, whose Sen slope runs low).
-            let cycles: Vec<(Vec<f64>, Vec<f64>)> =
-                lives.iter().filter(|l| l.cycles.len() >= 3).map(|l| l.cycles.iter().copied().unzip()).collect();
-            if lives.iter().all(|l| l.sawtooth)
-                && let Some(c) = seasonal_sen_interval(&cycles, &[])
-            {
+            // A sawtooth's rate from its cycles' levels (its levelled series is a staircase,
+            // whose Sen slope runs low).
+            if let Some(c) = cycle_line {
                 report.mb_per_hour = Some(c.slope);
                 report.mb_per_hour_ci = Some((c.slope_low, c.slope_high));
             }
         }
     } else {
-        report.mb_per_hour = Some(slope);
-        report.mb_per_hour_ci = line.map(|l| (l.slope_low, l.slope_high));
+        let judged = cycle_line.or(line);
+        report.mb_per_hour = Some(judged.map_or(slope, |l| l.slope));
+        report.mb_per_hour_ci = judged.map(|l| (l.slope_low, l.slope_high));
         report.judged_by = if lives.iter().any(|l| l.sawtooth) { "troughs" } else { "trend" };
     }
     let raw_series = report.judged_by == "steps";
@@ -571,6 +580,9 @@ fn reason(r: &LeakReport, p: &LeakParams, significant: bool, practical: bool, st
         ),
         _ if significant && stopped => {
             format!("no leak: memory grew, then stopped growing ({slope:.2} MB/h{ci} {over})")
+        }
+        _ if significant && r.judged_by == "troughs" => {
+            format!("no leak: the level after each release does not rise beyond doubt ({slope:.2} MB/h{ci} {over})")
         }
         _ => format!("no significant memory trend: {slope:.2} MB/h{ci} {over}, Mann–Kendall {pv}"),
     }

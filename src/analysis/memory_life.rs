@@ -126,8 +126,13 @@ impl Life {
             .into_iter()
             .map(|(i, delta_mb)| Shift { index: start + i, at_ms: pts[start + i].at_ms, delta_mb })
             .collect::<Vec<_>>();
-        let drops = shifts.iter().filter(|s| s.delta_mb < 0.0).count();
-        let dropped: f64 = shifts.iter().map(|s| -s.delta_mb).filter(|d| *d > 0.0).sum();
+        // A release gives back growth that came gradually; a drop that pairs with a rise next to
+        // it is a lump that came and went (lumpy noise, a burst's spike), not a cache flushed.
+        let partner = partners(&shifts);
+        let releases: Vec<Shift> =
+            shifts.iter().zip(&partner).filter(|(s, p)| s.delta_mb < 0.0 && p.is_none()).map(|(s, _)| *s).collect();
+        let drops = releases.len();
+        let dropped: f64 = releases.iter().map(|s| -s.delta_mb).sum();
         let ends = |r: &[Pt]| median(r.iter().map(|p| p.mb));
         let net = ends(&rest[rest.len().saturating_sub(5)..])
             .zip(ends(&rest[..5.min(rest.len())]))
@@ -135,13 +140,23 @@ impl Life {
         let sawtooth = drops >= MIN_RELEASES && dropped >= net;
         let raw: Vec<(f64, f64)> = rest.iter().map(|p| (p.h, p.mb)).collect();
         let (trend, cycles, cycle_noise) = if sawtooth {
-            deramp(&pts, start, &shifts)
+            deramp(&pts, start, &releases)
         } else {
             (without_shifts(&pts, start, &shifts), Vec::new(), 0.0)
         };
         let (th, tm): (Vec<f64>, Vec<f64>) = trend.iter().copied().unzip();
         let noise_mb = if sawtooth {
-            cycle_noise
+            // A cycle's level is known to within the ramp between two samples, which the residuals
+            // about each cycle's line do not show: the levels' own scatter about their line does
+            // (robust sigma, MAD × 1.4826).
+            let (ch, cm): (Vec<f64>, Vec<f64>) = cycles.iter().copied().unzip();
+            let level_sd = theil_sen(&ch, &cm).map_or(0.0, |line| {
+                let residuals: Vec<f64> =
+                    ch.iter().zip(&cm).map(|(h, m)| m - line.intercept - line.slope * h).collect();
+                let mid = median(residuals.iter().copied()).unwrap_or(0.0);
+                median(residuals.iter().map(|r| (r - mid).abs())).unwrap_or(0.0) * 1.4826
+            });
+            cycle_noise.max(level_sd)
         } else {
             theil_sen(&th, &tm).map_or(diff_sigma_mb, |line| {
                 let residuals: Vec<f64> =
@@ -338,12 +353,33 @@ fn shifts(pts: &[Pt], diff_sigma_mb: f64) -> Vec<(usize, f64)> {
     out
 }
 
+/// Two shifts of opposite sign and about the same size (they cancel to within half the larger).
+fn paired(a: f64, b: f64) -> bool {
+    a.signum() != b.signum() && (a + b).abs() < 0.5 * a.abs().max(b.abs())
+}
+
+/// Each shift's partner, pairing neighbours greedily from the first: a shift and the next one pair
+/// when they are of opposite sign and about the same size (a lump that came and went, a dip that
+/// came back).
+fn partners(shifts: &[Shift]) -> Vec<Option<usize>> {
+    let mut out = vec![None; shifts.len()];
+    let mut j = 0;
+    while j + 1 < shifts.len() {
+        if paired(shifts[j].delta_mb, shifts[j + 1].delta_mb) {
+            (out[j], out[j + 1]) = (Some(j + 1), Some(j));
+            j += 2;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
 /// After the warm-up, each point minus the shifts at or before it that are taken out: every rise
-/// that holds (a step up), and a drop only where it pairs with a neighbouring rise of about its size (a lump
-/// that came and went). A drop on its own stays: memory given back is evidence against a leak,
-/// and taking it out would make growth of it.
+/// that holds (a step up), and a pair of shifts that cancel (a lump that came and went: taken out
+/// between them, and nothing after, so what it did not give back stays). A drop on its own stays:
+/// memory given back is evidence against a leak, and taking it out would make growth of it.
 fn without_shifts(pts: &[Pt], start: usize, shifts: &[Shift]) -> Vec<(f64, f64)> {
-    let paired = |a: f64, b: f64| a.signum() != b.signum() && (a + b).abs() < 0.5 * a.abs().max(b.abs());
     // A rise holds when the level after it (to the next shift) stays at least half of it above the
     // level before it (from the previous one): a jump that drains away again is no step.
     let level = |from: usize, to: usize| median(pts[from..to].iter().map(|p| p.mb));
@@ -354,21 +390,23 @@ fn without_shifts(pts: &[Pt], start: usize, shifts: &[Shift]) -> Vec<(f64, f64)>
             .zip(level(before, shifts[j].index))
             .is_none_or(|(a, b)| a - b >= 0.5 * shifts[j].delta_mb)
     };
-    let out: Vec<bool> = (0..shifts.len())
-        .map(|j| {
-            let d = shifts[j].delta_mb;
-            let near = |k: Option<usize>| k.and_then(|k| shifts.get(k)).is_some_and(|o| paired(d, o.delta_mb));
-            (d > 0.0 && holds(j)) || near(j.checked_sub(1)) || near(Some(j + 1))
+    let partner = partners(shifts);
+    let taken: Vec<f64> = (0..shifts.len())
+        .map(|j| match partner[j] {
+            Some(k) if k > j => shifts[j].delta_mb,
+            Some(k) => -shifts[k].delta_mb,
+            None if shifts[j].delta_mb > 0.0 && holds(j) => shifts[j].delta_mb,
+            None => 0.0,
         })
         .collect();
     let mut offset = 0.0;
-    let mut next = shifts.iter().zip(out).peekable();
+    let mut next = shifts.iter().zip(taken).peekable();
     pts[start..]
         .iter()
         .enumerate()
         .map(|(i, p)| {
             while next.peek().is_some_and(|(s, _)| s.index <= start + i) {
-                offset += next.next().map_or(0.0, |(s, taken)| if taken { s.delta_mb } else { 0.0 });
+                offset += next.next().map_or(0.0, |(_, taken)| taken);
             }
             (p.h, p.mb - offset)
         })
@@ -378,7 +416,8 @@ fn without_shifts(pts: &[Pt], start: usize, shifts: &[Shift]) -> Vec<(f64, f64)>
 /// A sawtooth without its ramps. Cycles begin at the warm-up's end and at each drop; each cycle of
 /// 4 points or more follows its own Theil–Sen line (shorter ones the median ramp of all), and each
 /// point becomes its cycle's level at the cycle's start plus its residual about the line. Returns
-/// that series, the cycles' (start, level), and the residuals' spread.
+/// that series, the cycles' (start, level) where the release was seen closely, and the residuals'
+/// spread.
 fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
     let mut bounds: Vec<usize> = vec![start];
     bounds.extend(shifts.iter().filter(|s| s.delta_mb < 0.0).map(|s| s.index));
@@ -386,15 +425,23 @@ fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
     let cycles: Vec<(Vec<f64>, Vec<f64>)> =
         bounds.windows(2).map(|w| pts[w[0]..w[1]].iter().map(|p| (p.h, p.mb)).unzip()).collect();
     let ramp = super::trend::seasonal_sen_slope(&cycles).unwrap_or(0.0);
+    // A release happened somewhere between the samples either side of it: a cycle begins midway
+    // (the first, half a usual spacing before its first point).
+    // A release that fell in a gap of the samples (a burst, a pause) leaves its cycle's level
+    // unknown by up to a gap's worth of ramp: such a cycle is levelled but not counted in `levels`.
+    let spacing = median(pts[start..].windows(2).map(|w| w[1].h - w[0].h)).unwrap_or(0.0);
+    let gap = |i: usize| if i > start { pts[i].h - pts[i - 1].h } else { spacing };
     let (mut out, mut levels, mut residuals) = (Vec::with_capacity(pts.len() - start), Vec::new(), Vec::new());
     for (w, (h, mb)) in bounds.windows(2).zip(&cycles) {
-        let begin = pts[w[0]].h;
+        let begin = pts[w[0]].h - gap(w[0]) / 2.0;
         let line = if h.len() >= 4 { theil_sen(h, mb) } else { None };
         let (slope, at_begin) = match line {
             Some(l) => (l.slope, l.intercept + l.slope * begin),
             None => (ramp, median(h.iter().zip(mb).map(|(h, m)| m - ramp * (h - begin))).unwrap_or(mb[0])),
         };
-        levels.push((begin, at_begin));
+        if gap(w[0]) <= 3.0 * spacing {
+            levels.push((begin, at_begin));
+        }
         for (h, m) in h.iter().zip(mb) {
             let residual = m - at_begin - slope * (h - begin);
             residuals.push(residual);
