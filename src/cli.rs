@@ -83,7 +83,8 @@ pub enum Command {
     /// Find the LLM servers running on this machine: looks at the well-known ports (LM Studio
     /// 1234, Ollama 11434, mlx_lm / llama.cpp 8080, vLLM 8000) and any given, tells each
     /// server's kind from its endpoints, finds the listening process, and prints
-    /// `[[backend]]` entries to paste into the config.
+    /// `[[backend]]` entries as TOML on stdout (the summary on stderr), so
+    /// `soakd discover >> config.toml` appends them.
     Discover {
         /// Another port to look at (repeatable).
         #[arg(long = "port", value_name = "PORT")]

@@ -116,9 +116,9 @@ fn one_schedule_fires_at_every_kind_and_discover_finds_them() {
     ] {
         assert!(out.contains(&format!("# {what} on port {port}")), "{what} on {port}:\n{out}");
     }
-    // Its entries are a valid config.
-    let pasted = out.split("# Paste into your config file:").nth(1).expect("entries");
-    let found = write_config(&dir.path().join("found"), pasted, "");
+    assert!(err.contains("Found 5 servers"), "the summary goes to stderr: {err}");
+    // Its stdout, appended to a config as it is, is a valid config.
+    let found = write_config(&dir.path().join("found"), &out, "");
     let (code, out, err) = soakd(&["check", "--config", found.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("5 backends") || out.contains("ok: 5 backends"), "{out}");

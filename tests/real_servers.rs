@@ -253,6 +253,51 @@ fn wait_for(conn_dir: &Path, sql: &str, at_least: i64, limit: Duration) {
     panic!("{sql} never reached {at_least} within {limit:?}");
 }
 
+/// llama-server killed and started again between two `soakd once` runs: the second run compares
+/// with the log and records the restart it did not see happen.
+#[test]
+fn a_restart_between_two_sessions_is_a_restart() {
+    let _guard = heavy();
+    let d = deps();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = start_llama(&d, "babble", port, dir.path());
+    let old_pid = first.pid();
+    let config = write_config(
+        dir.path(),
+        &common::llamacpp_backend("llama", &first),
+        "[[job]]\nname = \"few\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 8\n",
+    );
+    let once = || {
+        let (code, out, err) = soakd(&["once", "few", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    };
+    once();
+    first.kill();
+    let second: Server = start_llama(&d, "babble", port, dir.path());
+    let new_pid = second.pid();
+    once();
+    let conn = db(dir.path());
+    let restart: (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT json_extract(detail, '$.old_pid'), json_extract(detail, '$.new_pid'), \
+                    json_extract(detail, '$.detected_at_start'), json_extract(detail, '$.away_s') \
+             FROM events WHERE kind = 'restart'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("one restart event");
+    assert_eq!(
+        (restart.0, restart.1, restart.2),
+        (i64::from(old_pid), i64::from(new_pid), 1),
+        "old, new, detected at start"
+    );
+    assert!((0..600).contains(&restart.3), "{restart:?}");
+    // A third run against the same process is no restart.
+    once();
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM restarts"), 1);
+}
+
 /// SIGKILL llama-server mid-burst, restart it on the same port: the failures are recorded, the
 /// run goes on, and the new process shows up as a restart.
 #[test]

@@ -33,6 +33,9 @@ impl Http {
             let b = Client::builder()
                 .connect_timeout(timeouts.connect)
                 .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")))
+                // A redirect is the server's answer, recorded as it is (`http_error` with its
+                // Location), never followed to another port or host.
+                .redirect(reqwest::redirect::Policy::none())
                 .no_proxy();
             let b = if pool { b.pool_idle_timeout(Duration::from_secs(30)) } else { b.pool_max_idle_per_host(0) };
             b.build().map_err(|err| BackendError::Client { backend: config.name.clone(), err })

@@ -24,7 +24,7 @@ use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Client, Response, Url};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -294,9 +294,17 @@ impl Sent<'_> {
         let status = response.status();
         *http_status = Some(status.as_u16());
         if !status.is_success() {
+            let location = status
+                .is_redirection()
+                .then(|| response.headers().get(LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|to| format!("redirect to {} (not followed) ", to.as_deref().unwrap_or("no Location")));
             let text = match race(read_bounded(response, MAX_OUTPUT_BYTES), total, shutdown).await {
                 Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
                 _ => String::new(),
+            };
+            let text = match location {
+                Some(l) => format!("{l}{text}"),
+                None => text,
             };
             return Err(on_status(status.as_u16(), &text));
         }

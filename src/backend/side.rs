@@ -54,6 +54,7 @@ impl Side {
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()?;
         Ok(Side { client, base, auth: None })

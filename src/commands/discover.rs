@@ -1,5 +1,6 @@
-//! `soakd discover`: looks at the well-known local ports (and any given) and prints what answers
-//! there, with `[[backend]]` entries to paste into the config.
+//! `soakd discover`: looks at the well-known local ports (and any given) and tells what answers
+//! there. The `[[backend]]` entries go to stdout as TOML (its comments included) and the summary for
+//! a person to stderr, so `soakd discover >> config.toml` leaves a valid config.
 
 use crate::discover::{self, WELL_KNOWN};
 use futures_util::future::join_all;
@@ -17,9 +18,9 @@ pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::
     let (hits, misses): (Vec<_>, Vec<_>) = ports.iter().zip(found).partition(|(_, f)| f.is_some());
     let hits: Vec<discover::Found> = hits.into_iter().filter_map(|(_, f)| f).collect();
     if hits.is_empty() {
-        println!("No LLM server answered on {host} (ports {}).", port_list(&ports));
+        eprintln!("No LLM server answered on {host} (ports {}).", port_list(&ports));
     } else {
-        println!("Found {} server{} on {host}:", hits.len(), if hits.len() == 1 { "" } else { "s" });
+        eprintln!("Found {} server{} on {host}:", hits.len(), if hits.len() == 1 { "" } else { "s" });
         for f in &hits {
             let version = f.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
             let process = match (f.pid, &f.process) {
@@ -28,7 +29,7 @@ pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::
                 _ => "process not found".into(),
             };
             let models = if f.models.is_empty() { "no models listed".into() } else { f.models.join(", ") };
-            println!(
+            eprintln!(
                 "  :{:<5}  {}{version}  kind = \"{}\"  {process}  models: {models}",
                 f.port,
                 f.what,
@@ -38,14 +39,16 @@ pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::
     }
     let silent: Vec<String> = misses.iter().map(|((p, who), _)| format!("{p} ({who})")).collect();
     if !hits.is_empty() && !silent.is_empty() {
-        println!("Nothing answered on: {}", silent.join(", "));
+        eprintln!("Nothing answered on: {}", silent.join(", "));
     }
-    println!(
+    eprintln!(
         "\nThe mlx-lm kind (mlx_lm in a worker soakd starts, no server) cannot be discovered: \
          configure it with kind = \"mlx-lm\", python and model (README.md, \"Backends\")."
     );
-    if !hits.is_empty() {
-        println!("\n# Paste into your config file:\n\n{}", discover::entries(&hits).trim_end());
+    if hits.is_empty() {
+        println!("# soakd discover: no LLM server answered on {host}");
+    } else {
+        println!("# soakd discover: {} server(s) on {host}\n\n{}", hits.len(), discover::entries(&hits).trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -52,6 +52,9 @@ enum Cmd {
     Sample(Phase, Option<oneshot::Sender<()>>),
 }
 
+/// Start times of one process read in two sessions may differ by a rounding second.
+const START_TOLERANCE_S: u64 = 2;
+
 /// A running sampler.
 pub struct Sampler {
     handle: SamplerHandle,
@@ -313,6 +316,19 @@ impl State {
                 self.adopt_restarted(new);
             }
             (None, Some(new)) => {
+                // The log, not this session, knows the process: one that differs from the last
+                // recorded for this backend was restarted while soakd was away.
+                if let Some((old, seen_at)) = self.last_recorded().await
+                    && (old.pid != new.pid || old.started_at.abs_diff(new.started_at) > START_TOLERANCE_S)
+                {
+                    let detail = json!({
+                        "old_pid": old.pid, "new_pid": new.pid,
+                        "old_started_at": old.started_at, "new_started_at": new.started_at,
+                        "detected_at_start": true,
+                        "away_s": (now_ms() - seen_at).max(0) / 1000,
+                    });
+                    self.writer.event(event("restart", detail));
+                }
                 let before = self.requests_already_sent(new).await;
                 self.writer.event(event("process_found", json!({"pid": new.pid, "started_at": new.started_at})));
                 self.adopt(new, before);
@@ -368,6 +384,31 @@ impl State {
             server.requests = requests;
         }
         server.identity = Some(identity);
+    }
+
+    /// The process last sampled for this backend in the log (any session), and when.
+    async fn last_recorded(&self) -> Option<(Identity, i64)> {
+        let db = self.db.clone();
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+            conn.query_row(
+                "SELECT pid, proc_started_at, taken_at FROM memory_samples \
+                 WHERE backend = ?1 AND pid IS NOT NULL AND proc_started_at IS NOT NULL \
+                 ORDER BY taken_at DESC LIMIT 1",
+                [backend],
+                |r| {
+                    Ok((
+                        Identity { pid: r.get::<_, i64>(0)? as u32, started_at: r.get::<_, i64>(1)? as u64 },
+                        r.get(2)?,
+                    ))
+                },
+            )
+            .ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Requests earlier soakd runs sent to this same server process.
