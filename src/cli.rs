@@ -49,8 +49,10 @@ pub enum Command {
         backends: Vec<String>,
     },
 
-    /// Validate the config and every schedule file, and print each job's next fire times.
-    /// Reports every problem (file, entry, field) and exits 78 if there is any.
+    /// Validate the config, every schedule file and what they point at (API key and SMTP password
+    /// sources, log files, the database folder), and print each job's next fire times. Reports
+    /// every problem (file, entry, field) and exits 78 if there is any; run, once, install and
+    /// digest --send refuse to start on the same problems.
     Check {
         /// How many upcoming fire times to show per job.
         #[arg(long, default_value_t = 3)]

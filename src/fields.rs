@@ -47,6 +47,35 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// The most of a problem's message kept, in bytes.
+const MAX_MESSAGE: usize = 600;
+/// The most of a line or value quoted in a message, in bytes.
+const MAX_QUOTED: usize = 200;
+
+/// A TOML syntax error as "line L, column C: what is wrong", quoting at most ~200 bytes of the
+/// line around the column — a one-line 50 MB file must not come back as a 50 MB message.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = crate::text::bounded(e.message().trim(), MAX_MESSAGE);
+    let Some(span) = e.span() else { return message };
+    let at = floor_boundary(text, span.start.min(text.len()));
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    let from = floor_boundary(text, at.saturating_sub(MAX_QUOTED / 2).max(line_start));
+    let to = floor_boundary(text, (at + MAX_QUOTED / 2).min(line_end));
+    let quoted = text[from..to].trim_end_matches('\r');
+    let (open, close) = (if from > line_start { "…" } else { "" }, if to < line_end { "…" } else { "" });
+    format!("line {line}, column {column}: {message}\n    {open}{quoted}{close}")
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// Where in a file a table sits, for messages.
 #[derive(Debug, Clone)]
 pub struct Place {
@@ -63,12 +92,14 @@ impl Place {
         Place { file: file.to_path_buf(), entry: Some(entry) }
     }
 
+    /// A problem here. The message is bounded: it may quote a value from the file, and a file
+    /// can hold a 50 MB string.
     pub fn problem(&self, field: Option<&str>, message: impl Into<String>) -> Problem {
         Problem {
             file: self.file.clone(),
-            entry: self.entry.clone(),
+            entry: self.entry.clone().map(|e| crate::text::bounded(&e, MAX_QUOTED)),
             field: field.map(str::to_string),
-            message: message.into(),
+            message: crate::text::bounded(&message.into(), MAX_MESSAGE),
         }
     }
 }

@@ -117,3 +117,96 @@ fn once_against_a_dead_port_records_failures_and_exits_0() {
     assert_eq!(common::one::<String>(&db, "SELECT status FROM runs"), "completed");
     assert_eq!(common::one::<i64>(&db, "SELECT count(*) FROM events WHERE kind = 'process_missing'"), 1);
 }
+
+/// Runs soakd with a time limit: a command that wrongly starts (a daemon) must not hang the test.
+fn soakd_bounded(args: &[&str], limit: std::time::Duration) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(common::SOAKD)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("soakd runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("soakd {args:?} was still running after {limit:?}: it accepted what check rejects");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut out).ok();
+    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// What `check` rejects, nothing else accepts: every command exits 78 with a bounded message
+/// naming the field, before it creates the database or contacts a server.
+#[test]
+fn every_command_refuses_what_check_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("schedules")).unwrap();
+    std::fs::write(root.join("schedules/jobs.toml"), "[[job]]\nname = \"probe\"\ncron = \"@hourly\"\nrequests = 1\n")
+        .unwrap();
+    std::fs::write(root.join("plain"), "a file, not a folder").unwrap();
+    std::fs::create_dir_all(root.join("a-folder")).unwrap();
+    let backend = common::backend("a", common::free_port());
+    let smtp = |auth: &str, port: u16| {
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n{auth}"
+        )
+    };
+    let user = "username = \"u\"\n";
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unset key", format!("{backend}api_key_env = \"SOAKD_TEST_SURELY_UNSET_KEY\"\n"), "api_key_env"),
+        (
+            "password env unset",
+            format!("{backend}{}", smtp(&format!("{user}password_env = \"SOAKD_TEST_SURELY_UNSET_PW\"\n"), 2525)),
+            "password_env",
+        ),
+        (
+            "password file missing",
+            format!("{backend}{}", smtp(&format!("{user}password_file = \"no-such-file\"\n"), 2525)),
+            "password_file",
+        ),
+        (
+            "password file a folder",
+            format!("{backend}{}", smtp(&format!("{user}password_file = \"a-folder\"\n"), 2525)),
+            "password_file",
+        ),
+        ("smtp port 0", format!("{backend}{}", smtp("", 0)), "port"),
+        ("log a folder", format!("{backend}log = \"a-folder\"\n"), "log"),
+        ("db under a file", format!("db = \"plain/soakd.db\"\n{backend}"), "db"),
+        ("log dir under a file", format!("{backend}[log]\ndir = \"plain/logs\"\n"), "dir"),
+        ("a 50 MB line", format!("name = \"{}\" oops\n{backend}", "x".repeat(50 << 20)), "line 1"),
+    ];
+    let config = root.join("config.toml");
+    let c = config.to_str().unwrap();
+    let home = root.join("home");
+    let commands: [Vec<&str>; 5] = [
+        vec!["check", "--config", c],
+        vec!["once", "probe", "--config", c],
+        vec!["run", "--config", c],
+        vec!["install", "--no-load", "--home", home.to_str().unwrap(), "--config", c],
+        vec!["digest", "--send", "--config", c],
+    ];
+    for (case, text, field) in &cases {
+        std::fs::write(&config, text).unwrap();
+        for args in &commands {
+            let (code, out, err) = soakd_bounded(args, std::time::Duration::from_secs(20));
+            let shown = &err[..err.len().min(2_000)];
+            assert_eq!(code, 78, "{case}: soakd {} exits 78:\n{out}\n{shown}", args[0]);
+            assert!(err.len() < 4_000, "{case}: soakd {}: a bounded message, not {} bytes", args[0], err.len());
+            assert!(err.contains(field), "{case}: soakd {} names {field}:\n{shown}", args[0]);
+            assert!(!err.contains("panicked"), "{case}: {shown}");
+            assert!(!root.join("soakd.db").exists(), "{case}: soakd {} created the database", args[0]);
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! `soakd check`: validate the config and every schedule, print what the daemon would do.
 
 use crate::config::{self, ProcessSelector};
-use crate::fields::{Place, Problems};
+use crate::fields::Problems;
 use crate::schedule;
 use chrono::Local;
 use std::path::Path;
@@ -33,18 +33,8 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
             p => format!("samples {}", p.describe()),
         };
         println!("  {:<20} {:<7} {}  {}", b.name, b.kind.as_str(), b.url, sampled);
-        problems.extend(worker_problems(b).into_iter().map(|(field, message)| {
-            Place::entry(&config.path, format!("backend \"{}\"", b.name)).problem(Some(field), message)
-        }));
-        if let Some(var) = &b.api_key_env
-            && std::env::var_os(var).is_none_or(|v| v.is_empty())
-        {
-            problems.push(Place::entry(&config.path, format!("backend \"{}\"", b.name)).problem(
-                Some("api_key_env"),
-                format!("{var} is not set in this environment; export it where soakd runs (its value is never logged)"),
-            ));
-        }
     }
+    problems.extend(super::validate::environment(&config));
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     let jobs = match schedule::load_dir(&config.schedules, Some(&names)) {
         Ok(jobs) => jobs,
@@ -76,7 +66,7 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
             println!("      next {}", t.format("%Y-%m-%d %H:%M:%S %Z"));
         }
     }
-    crate::digest::run::check(&config, now, next, &mut problems);
+    crate::digest::run::check(&config, now, next);
     if problems.is_empty() {
         println!();
         println!("ok: {} backends, {} jobs", config.backends.len(), jobs.len());
@@ -84,22 +74,6 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
     } else {
         Err(Problems(problems).into())
     }
-}
-
-/// For `mlx-lm`: an interpreter and a model folder that exist (the worker is not started here).
-fn worker_problems(b: &config::BackendConfig) -> Vec<(&'static str, String)> {
-    let mut found = Vec::new();
-    if !matches!(b.kind, config::BackendKind::MlxLm | config::BackendKind::Mlx) {
-        return found;
-    }
-    if let Some(python) = b.python.as_ref().filter(|p| !p.is_file()) {
-        found
-            .push(("python", format!("{} is not a file; give an interpreter with mlx-lm installed", python.display())));
-    }
-    if let Some(model) = b.model.as_ref().map(Path::new).filter(|m| !m.join("config.json").is_file()) {
-        found.push(("model", format!("{} has no config.json; give a local MLX model folder", model.display())));
-    }
-    found
 }
 
 /// Where an invalid config file says its schedules are (its `schedules` key, else the default).

@@ -29,7 +29,7 @@ pub async fn run(
     let config = match (&db, sending) {
         (Some(_), false) => config::load(flag).ok(),
         _ => Some(
-            config::load(flag)
+            super::load_config(flag)
                 .context("reading the config (for the database and [smtp]; or name a database with --db PATH)")?,
         ),
     };

@@ -10,6 +10,7 @@ mod once;
 mod prune;
 mod report;
 mod status;
+mod validate;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, ConfigError};
@@ -126,12 +127,30 @@ fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Re
     runtime.block_on(run_daemon(config, jobs))
 }
 
-/// Loads and validates the config and the schedules; every problem is reported together.
+/// Loads and validates the config, the schedules and the environment they would run in (the
+/// same validation as `check`); every problem is reported together.
 pub fn load(flag: Option<&std::path::Path>) -> anyhow::Result<(Config, Vec<Job>)> {
     let config = config::load(flag)?;
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
-    let jobs = schedule::load_dir(&config.schedules, Some(&names))?;
+    let (jobs, mut problems) = match schedule::load_dir(&config.schedules, Some(&names)) {
+        Ok(jobs) => (jobs, Vec::new()),
+        Err(Problems(p)) => (Vec::new(), p),
+    };
+    problems.extend(validate::environment(&config));
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
     Ok((config, jobs))
+}
+
+/// The config for a command that needs no schedules, validated like `load`'s.
+pub fn load_config(flag: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = config::load(flag)?;
+    let problems = validate::environment(&config);
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
+    Ok(config)
 }
 
 /// Stops on SIGINT/SIGTERM: no new work, then the grace period; a second signal aborts at once.

@@ -276,6 +276,9 @@ fn parse_url(u: &str) -> Result<Url, String> {
     if url.host_str().is_none() {
         return Err(format!("\"{u}\" has no host"));
     }
+    if url.port() == Some(0) {
+        return Err(format!("\"{u}\": port 0 is not a port; give the port the server listens on"));
+    }
     if url.path().trim_end_matches('/').ends_with("/v1") {
         return Err(format!(
             "give the base URL without /v1 (soakd adds /v1/chat/completions): \"{}\"",

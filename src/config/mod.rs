@@ -92,9 +92,10 @@ pub fn load(flag: Option<&Path>) -> Result<Config, ConfigError> {
 /// Parses and validates config text. `path` names the file in messages and anchors relative
 /// paths; `env` reads `SOAKD_*` overrides (a function, so tests need no process environment).
 pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: crate::fields::toml_error(text, &e),
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut problems = Vec::new();
     let mut f = Fields::new(table, Place::file(path), &mut problems);
@@ -259,7 +260,19 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_file() {
         let Err(e) = parse("db = ", Path::new("bad.toml"), &no_env) else { panic!("invalid") };
-        assert!(e.to_string().starts_with("bad.toml is not valid TOML"), "{e}");
+        assert!(e.to_string().starts_with("bad.toml is not valid TOML: line 1, column 6"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_line_is_quoted_only_around_the_mistake() {
+        let text = format!("db = \"{}\" x\n", "a".repeat(50 << 20));
+        let Err(e) = parse(&text, Path::new("big.toml"), &no_env) else { panic!("invalid") };
+        let shown = e.to_string();
+        assert!(shown.len() < 1_000, "{} bytes", shown.len());
+        assert!(shown.contains("line 1, column 52428809"), "{shown}");
+        let long = format!("[[backend]]\nname = \"n\"\nkind = \"openai\"\nurl = \"{}\"", "u".repeat(1 << 20));
+        let Err(e) = parse(&long, Path::new("c.toml"), &no_env) else { panic!("invalid") };
+        assert!(e.to_string().len() < 1_500, "a quoted value is bounded too: {} bytes", e.to_string().len());
     }
 
     #[test]

@@ -122,6 +122,9 @@ fn parse_smtp(table: toml::Table, path: &Path, base: &Path, problems: &mut Vec<P
         }
     };
     let port: Option<u16> = f.take("port");
+    if port == Some(0) {
+        f.problem("port", "0 is not a port; give 1–65535 (587 for starttls, 465 for tls), or leave it out");
+    }
     let username: Option<String> = f.take("username");
     let password_env: Option<String> = f.take("password_env");
     let password_file: Option<String> = f.take("password_file");

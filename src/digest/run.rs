@@ -148,14 +148,8 @@ async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
     }
 }
 
-/// For `soakd check`: where the digest goes and when, and whether its password can be read
-/// (never printing it).
-pub fn check(
-    config: &crate::config::Config,
-    now: chrono::DateTime<Local>,
-    next: usize,
-    problems: &mut Vec<crate::fields::Problem>,
-) {
+/// For `soakd check`: where the digest goes and when.
+pub fn check(config: &crate::config::Config, now: chrono::DateTime<Local>, next: usize) {
     println!();
     let Some(smtp) = &config.mail.smtp else {
         println!("digest: not mailed (no [smtp] table); `soakd digest --print` shows it");
@@ -163,16 +157,17 @@ pub fn check(
     };
     let to: Vec<String> = smtp.to.iter().map(ToString::to_string).collect();
     println!("digest: to {} via {}:{} ({})", to.join(", "), smtp.host, smtp.port, smtp.tls.as_str());
-    match super::schedule::load(&config.schedules) {
-        Ok(s) if !s.enabled => println!("  disabled in {}", s.file.as_deref().unwrap_or(Path::new("-")).display()),
-        Ok(s) => {
+    // Its problems are reported by the shared validation (`commands::validate`).
+    if let Ok(s) = super::schedule::load(&config.schedules) {
+        if s.enabled {
             let from = s.file.as_ref().map_or("the default".to_string(), |f| f.display().to_string());
             println!("  cron {} ({from})", s.cron.written);
             for t in s.cron.next_after(now, next) {
                 println!("      next {}", t.format("%Y-%m-%d %H:%M:%S %Z"));
             }
+        } else {
+            println!("  disabled in {}", s.file.as_deref().unwrap_or(Path::new("-")).display());
         }
-        Err(crate::fields::Problems(p)) => problems.extend(p),
     }
     if let Some(a) = &config.mail.alerts {
         println!(
@@ -181,12 +176,5 @@ pub fn check(
             a.exhaust_within.as_secs_f64() / 3600.0,
             a.remind_every.as_secs_f64() / 3600.0
         );
-    }
-    if let Err(e) = send::password(&smtp.password) {
-        let field = match smtp.password {
-            super::config::PasswordSource::File(_) => "password_file",
-            _ => "password_env",
-        };
-        problems.push(crate::fields::Place::entry(&config.path, "[smtp]".into()).problem(Some(field), e.to_string()));
     }
 }

@@ -47,7 +47,9 @@ pub fn load_dir(dir: &Path, backends: Option<&[&str]>) -> Result<Vec<Job>, Probl
 /// Parses one schedule file's text. `file` names it in messages.
 pub fn parse_file(text: &str, file: &Path, backends: Option<&[&str]>) -> Result<Vec<Job>, Problems> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        Problems(vec![Place::file(file).problem(None, format!("not valid TOML: {}", e.to_string().trim()))])
+        Problems(vec![
+            Place::file(file).problem(None, format!("not valid TOML: {}", crate::fields::toml_error(text, &e))),
+        ])
     })?;
     let mut problems = Vec::new();
     let mut top = Fields::new(table, Place::file(file), &mut problems);
