@@ -47,6 +47,7 @@ pub mod mlx;
 pub mod probe;
 pub mod report;
 pub mod schedule;
+pub mod secrets;
 pub mod session;
 pub mod shutdown;
 pub mod sim;

@@ -3,11 +3,13 @@
 //! (`SOAKD_AGENT=launchd`) the files replace standard error, which launchd's
 //! `StandardErrorPath` would grow forever; fatal errors are still printed there.
 //!
-//! Nothing secret reaches a log: the config holds only the names of key variables, and the
-//! request code logs neither headers nor keys.
+//! Nothing secret reaches a log: the config holds only the names of key variables, the request
+//! code logs neither headers nor keys, and every line passes through `secrets::scrub` on its way
+//! to stderr or a file (a server's error text may echo a key).
 
 use std::path::Path;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::prelude::*;
 
@@ -38,14 +40,43 @@ pub fn init(filter: Option<&str>, daemon: bool, files: Option<Files<'_>>) {
     let under_launchd = std::env::var("SOAKD_AGENT").is_ok_and(|v| v == "launchd");
     let stderr = (appender.is_none() || !under_launchd).then(|| {
         tracing_subscriber::fmt::layer()
-            .with_writer(BoxMakeWriter::new(std::io::stderr))
+            .with_writer(BoxMakeWriter::new(Scrubbing(std::io::stderr)))
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(make_filter())
     });
     let file = appender.map(|a| {
-        tracing_subscriber::fmt::layer().with_writer(BoxMakeWriter::new(a)).with_ansi(false).with_filter(make_filter())
+        tracing_subscriber::fmt::layer()
+            .with_writer(BoxMakeWriter::new(Scrubbing(a)))
+            .with_ansi(false)
+            .with_filter(make_filter())
     });
     let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+}
+
+/// A writer maker whose writers scrub secrets from what they write. The formatter hands each
+/// event over in one buffer, so a secret is never split between two writes.
+struct Scrubbing<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Scrubbing<M> {
+    type Writer = Scrubbed<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        Scrubbed(self.0.make_writer())
+    }
+}
+
+struct Scrubbed<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Scrubbed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self.0.write_all(crate::secrets::scrub(text).as_bytes())?,
+            Err(_) => self.0.write_all(crate::secrets::scrub(&String::from_utf8_lossy(buf)).as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// `soakd.YYYY-MM-DD.log` in `dir`, a new one each UTC day, `keep` of them kept.

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match soakd::run_cli(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("soakd: {e:#}");
+            eprintln!("soakd: {}", soakd::secrets::scrub(&format!("{e:#}")));
             soakd::commands::exit_code(&e)
         }
     }

@@ -458,3 +458,100 @@ fn check_shows_the_digest_and_refuses_a_readable_password_file() {
     let (code, out, err) = soakd_env(&["check", "--config", c], &[]);
     assert_eq!(code, 0, "{out}\n{err}");
 }
+
+/// A server that answers 401 with the request's headers in its body (proxies and some servers
+/// do): the API key it echoes is nowhere soakd writes or sends — not in the database or its WAL,
+/// not in a trace-level log, not in any report format, not in the digest printed or delivered —
+/// and neither is the SMTP password.
+#[test]
+fn an_echoed_key_is_nowhere_soakd_writes_or_sends() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    const KEY: &str = "sk-echo-5Hq2ZL0pX9wT";
+    const PASSWORD: &str = "smtp-Pw-77665544";
+    let _guard = common::heavy();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let llm_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let (mut headers, mut length) = (String::new(), 0);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                headers.push_str(&line);
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            let body = serde_json::json!({"error": "invalid api key", "request_headers": headers}).to_string();
+            let _ = write!(
+                writer,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let smtp_port = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(smtp_port, &dir.path().join("Maildir"), Some(("soakd", PASSWORD)));
+    std::fs::create_dir_all(dir.path().join("schedules")).unwrap();
+    std::fs::write(
+        dir.path().join("schedules/jobs.toml"),
+        "[[job]]\nname = \"probe\"\ncron = \"@hourly\"\nrequests = 3\nmax_tokens = 4\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "db = \"soakd.db\"\n[[backend]]\nname = \"echo\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{llm_port}\"\napi_key_env = \"SOAKD_TEST_ECHO_KEY\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\nfrom = \"soakd@example.com\"\nto = [\"me@example.com\"]\n\
+             username = \"soakd\"\npassword_env = \"SOAKD_TEST_SMTP_PASSWORD\"\ntimeout_s = 5\n"
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let env = [("SOAKD_TEST_ECHO_KEY", KEY), ("SOAKD_TEST_SMTP_PASSWORD", PASSWORD)];
+    let mut printed = Vec::new();
+    for args in [
+        vec!["--log", "trace", "--config", c, "once", "probe"],
+        vec!["--log", "trace", "--config", c, "report", "--since", "1d", "--format", "json"],
+        vec!["--config", c, "report", "--since", "1d", "--format", "markdown"],
+        vec!["--config", c, "report", "--since", "1d", "--format", "csv"],
+        vec!["--config", c, "report", "--since", "1d"],
+        vec!["--config", c, "digest", "--print", "--since", "1d"],
+        vec!["--config", c, "digest", "--html", "--since", "1d"],
+        vec!["--log", "trace", "--config", c, "digest", "--send"],
+    ] {
+        let (code, out, err) = soakd_env(&args, &env);
+        assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+        printed.push((args, out, err));
+    }
+    let db = Connection::open(dir.path().join("soakd.db")).unwrap();
+    let error: String = db.query_row("SELECT error FROM requests LIMIT 1", [], |r| r.get(0)).unwrap();
+    assert!(error.contains("HTTP 401") && error.contains("[redacted]"), "the echo was stored, masked: {error}");
+    let mails = server.delivered();
+    assert_eq!(mails.len(), 1, "the digest was delivered");
+    let mail = mail_parser::MessageParser::default().parse(&mails[0]).expect("a MIME message");
+    let delivered =
+        format!("{}\n{}\n{}", mail.subject().unwrap_or(""), mail.body_text(0).unwrap(), mail.body_html(0).unwrap());
+    assert!(delivered.contains("echo"), "the digest is about the backend");
+    drop(db);
+    let mut stored = std::fs::read(dir.path().join("soakd.db")).unwrap();
+    stored.extend(std::fs::read(dir.path().join("soakd.db-wal")).unwrap_or_default());
+    let stored = String::from_utf8_lossy(&stored);
+    for secret in [KEY, PASSWORD, "5Hq2ZL0pX9wT"] {
+        assert!(!stored.contains(secret), "{secret} is in the database or its WAL");
+        assert!(!delivered.contains(secret), "{secret} is in the delivered mail");
+        assert!(!String::from_utf8_lossy(&mails[0]).contains(secret), "{secret} is in the raw mail");
+        for (args, out, err) in &printed {
+            assert!(!out.contains(secret) && !err.contains(secret), "{secret} printed by {args:?}");
+        }
+    }
+}

@@ -163,6 +163,7 @@ fn bearer(config: &BackendConfig) -> Result<Option<reqwest::header::HeaderValue>
         .ok()
         .filter(|k| !k.is_empty())
         .ok_or_else(|| BackendError::MissingKey { backend: config.name.clone(), var: var.clone() })?;
+    crate::secrets::remember(&key);
     let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
         .map_err(|_| BackendError::BadKey { backend: config.name.clone(), var: var.clone() })?;
     v.set_sensitive(true);

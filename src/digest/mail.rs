@@ -5,6 +5,7 @@
 use super::Digest;
 use super::config::SmtpConfig;
 use super::outbox::NewMail;
+use crate::secrets::scrub;
 use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -41,9 +42,10 @@ pub fn message_id(kind: &str, now_ms: i64, key: &str) -> String {
 }
 
 pub fn digest_message(d: &Digest, to: &Addresses, message_id: &str, date: SystemTime) -> Result<Message, BuildError> {
-    let html = SinglePart::html(d.html.clone());
+    let text = scrub(&d.text).into_owned();
+    let html = SinglePart::html(scrub(&d.html).into_owned());
     let rich = if d.charts.is_empty() {
-        MultiPart::alternative().singlepart(SinglePart::plain(d.text.clone())).singlepart(html)
+        MultiPart::alternative().singlepart(SinglePart::plain(text)).singlepart(html)
     } else {
         let mut related = MultiPart::related().singlepart(html);
         for c in &d.charts {
@@ -51,7 +53,7 @@ pub fn digest_message(d: &Digest, to: &Addresses, message_id: &str, date: System
                 .body(c.png.clone(), ContentType::parse("image/png").expect("a valid type"));
             related = related.singlepart(part);
         }
-        MultiPart::alternative().singlepart(SinglePart::plain(d.text.clone())).multipart(related)
+        MultiPart::alternative().singlepart(SinglePart::plain(text)).multipart(related)
     };
     Ok(builder(to, &d.subject, message_id, date).multipart(rich)?)
 }
@@ -64,13 +66,13 @@ pub fn plain_message(
     message_id: &str,
     date: SystemTime,
 ) -> Result<Message, BuildError> {
-    Ok(builder(to, subject, message_id, date).singlepart(SinglePart::plain(body.to_string()))?)
+    Ok(builder(to, subject, message_id, date).singlepart(SinglePart::plain(scrub(body).into_owned()))?)
 }
 
 fn builder(to: &Addresses, subject: &str, message_id: &str, date: SystemTime) -> lettre::message::MessageBuilder {
     let mut b = Message::builder()
         .from(to.from.clone())
-        .subject(crate::text::bounded(&crate::text::printable(subject), 200))
+        .subject(crate::text::bounded(&crate::text::printable(&scrub(subject)), 200))
         .message_id(Some(message_id.to_string()))
         .date(date)
         .user_agent(format!("soakd {}", env!("CARGO_PKG_VERSION")));

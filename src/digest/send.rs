@@ -50,6 +50,7 @@ pub fn password(source: &PasswordSource) -> Result<Option<String>, SendError> {
         },
         PasswordSource::File(path) => read_password_file(path).map(Some),
     }
+    .inspect(|p| p.iter().for_each(|p| crate::secrets::remember(p)))
 }
 
 fn read_password_file(path: &Path) -> Result<String, SendError> {

@@ -321,7 +321,9 @@ impl Worker<'_> {
 fn finished(key: u64, tl: &Timeline, ex: Exchange, end: Instant) -> RequestEnd {
     let (outcome, error) = match ex.result {
         Ok(()) => (Outcome::Ok, None),
-        Err(f) => (f.outcome, Some(bounded(&f.error, MAX_ERROR_BYTES))),
+        // Scrubbed before its signature is taken: a key the server echoed must not survive
+        // half-masked in the signature.
+        Err(f) => (f.outcome, Some(bounded(&crate::secrets::scrub(&f.error), MAX_ERROR_BYTES))),
     };
     RequestEnd {
         key,

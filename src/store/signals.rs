@@ -2,6 +2,7 @@
 //! state samples, and the crash evidence gathered around failures.
 
 use super::rows::{Evidence, RunServer, ServerSample};
+use crate::secrets::scrub;
 use rusqlite::{Transaction, params};
 
 pub(super) fn update_run_server(tx: &Transaction<'_>, r: &RunServer) -> rusqlite::Result<()> {
@@ -34,7 +35,7 @@ pub(super) fn insert_evidence(tx: &Transaction<'_>, e: &Evidence, request: Optio
     let event = match &e.event {
         Some(ev) => {
             tx.prepare_cached("INSERT INTO events (backend, kind, at, detail) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![ev.backend, ev.kind, ev.at, ev.detail.to_string()])?;
+                .execute(params![ev.backend, ev.kind, ev.at, scrub(&ev.detail.to_string())])?;
             Some(tx.last_insert_rowid())
         }
         None => None,
@@ -44,7 +45,7 @@ pub(super) fn insert_evidence(tx: &Transaction<'_>, e: &Evidence, request: Optio
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for item in &e.items {
-        insert.execute(params![e.backend, request, event, e.at, item.source, item.path, item.text])?;
+        insert.execute(params![e.backend, request, event, e.at, item.source, item.path, scrub(&item.text)])?;
     }
     Ok(())
 }

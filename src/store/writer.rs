@@ -7,6 +7,7 @@ use super::rows::{
     Event, Evidence, MemorySample, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample,
 };
 use super::signals;
+use crate::secrets::scrub;
 use rusqlite::{Connection, Transaction, params};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -272,7 +273,7 @@ fn apply(
             Op::Sample(s) => insert_sample(&tx, s)?,
             Op::Event(e) => {
                 tx.prepare_cached("INSERT INTO events (backend, kind, at, detail) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![e.backend, e.kind, e.at, e.detail.to_string()])?;
+                    .execute(params![e.backend, e.kind, e.at, scrub(&e.detail.to_string())])?;
             }
             Op::RunServer(r) => signals::update_run_server(&tx, r)?,
             Op::ServerSample(s) => signals::insert_server_sample(&tx, s)?,
@@ -349,6 +350,7 @@ fn insert_request(tx: &Transaction<'_>, r: &RequestStart) -> rusqlite::Result<i6
 
 fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::Result<()> {
     let m = &r.measured;
+    let clean = |t: &Option<String>| t.as_deref().map(|t| scrub(t).into_owned());
     tx.prepare_cached(
         "UPDATE requests SET outcome = ?2, http_status = ?3, attempts = ?4, first_byte_ms = ?5,
              ttft_ms = ?6, first_content_ms = ?7, e2e_ms = ?8, gap_p50_ms = ?9, gap_p95_ms = ?10,
@@ -385,10 +387,10 @@ fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::R
         r.server_model,
         r.server.prompt_ms,
         r.server.decode_tps,
-        r.server_timings,
-        r.output,
-        r.error,
-        r.error_signature,
+        clean(&r.server_timings),
+        scrub(&r.output),
+        clean(&r.error),
+        clean(&r.error_signature),
         r.server.ttft_ms,
         r.server.load_ms,
         r.server.total_ms,
