@@ -43,9 +43,15 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         claimed: Mutex::new(HashSet::new()),
         tracker: TaskTracker::new(),
     });
+    let boot_time = sysinfo::System::boot_time().ok();
+    if let Some(detail) = unclean_stop(&session.config.db, boot_time) {
+        tracing::warn!(%detail, "the previous soakd session ended without stopping (killed, crashed, or the machine went down)");
+        session.event("unclean_stop", detail);
+    }
     session.event(
         "daemon_start",
-        json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(), "trigger": trigger}),
+        json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(),
+               "trigger": trigger, "boot_time": boot_time}),
     );
     // The jobs run on `ticker` (wall-clock catch-up after sleep, testable with a fake clock);
     // tokio-cron-scheduler fires the mail tasks, where a missed tick only delays a mail.
@@ -80,6 +86,29 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
     mail.finish().await;
     session.event("daemon_stop", json!({"pid": std::process::id()}));
     Ok(())
+}
+
+/// Boot times read in two sessions may differ by clock adjustments; a reboot moves it by more.
+const BOOT_TOLERANCE_S: i64 = 60;
+
+/// The `unclean_stop` event's detail when the log's last daemon session has no `daemon_stop`:
+/// its pid and start, the last moment it recorded anything, the gap since, and whether the
+/// machine rebooted in between (`null` when the old session did not record its boot time).
+fn unclean_stop(db: &std::path::Path, boot_time: Option<u64>) -> Option<serde_json::Value> {
+    let conn = crate::store::open_read(db).ok()?;
+    let previous = crate::store::queries::unclean_stop(&conn).ok()??;
+    let now = crate::time::now_ms();
+    let rebooted = match (previous.boot_time, boot_time) {
+        (Some(before), Some(now)) => Some((now as i64 - before).abs() > BOOT_TOLERANCE_S),
+        _ => None,
+    };
+    Some(json!({
+        "previous_pid": previous.pid,
+        "previous_started_at": previous.started_at,
+        "last_seen_at": previous.last_seen_at,
+        "gap_s": (now - previous.last_seen_at).max(0) / 1000,
+        "rebooted": rebooted,
+    }))
 }
 
 /// What a firing needs from the session (handles are cheap clones).

@@ -62,3 +62,66 @@ fn an_agent_logs_to_daily_files_and_never_logs_its_key() {
     assert!(!dump.contains(SECRET), "the key reached the database");
     assert!(!home.join("Library/Logs/soakd/last-start-failure.json").exists());
 }
+
+/// A daemon killed with SIGKILL leaves no `daemon_stop`: the next start records `unclean_stop`
+/// with the gap and no reboot; a clean stop (SIGTERM) before the third start leaves none.
+#[test]
+fn a_killed_daemon_is_an_unclean_stop_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&["--tokens-per-s", "200"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &common::backend("sim", sim.port),
+        "[[job]]\nname = \"tick\"\ncron = \"* * * * * *\"\nmax_tokens = 4\n",
+    );
+    let start = || {
+        std::process::Command::new(common::SOAKD)
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .env_remove("SOAKD_AGENT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let starts = |n: i64| {
+        let limit = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < limit {
+            if let Ok(conn) = rusqlite::Connection::open(dir.path().join("soakd.db"))
+                && conn
+                    .query_row("SELECT count(*) FROM events WHERE kind = 'daemon_start'", [], |r| r.get::<_, i64>(0))
+                    .is_ok_and(|c| c >= n)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the daemon did not start {n} times");
+    };
+    let mut first = start();
+    starts(1);
+    std::thread::sleep(Duration::from_secs(2));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = start();
+    starts(2);
+    std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    assert!(second.wait().unwrap().success());
+    let mut third = start();
+    starts(3);
+    std::process::Command::new("kill").args(["-TERM", &third.id().to_string()]).status().unwrap();
+    assert!(third.wait().unwrap().success());
+
+    let conn = db(dir.path());
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'unclean_stop'"), 1, "only after the kill");
+    let (pid, gap, rebooted): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT json_extract(detail, '$.previous_pid'), json_extract(detail, '$.gap_s'),
+                    json_extract(detail, '$.rebooted') FROM events WHERE kind = 'unclean_stop'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(pid, i64::from(first.id()), "the killed daemon's pid");
+    assert!((0..30).contains(&gap), "gap {gap} s");
+    assert_eq!(rebooted, 0, "the machine did not reboot");
+}

@@ -360,3 +360,41 @@ pub fn models(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<BTreeMa
     .query_map(rusqlite::params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect()
 }
+
+/// The last daemon session in the log that ended without its `daemon_stop`: when it started,
+/// the machine's boot time it recorded (if any), and the last moment anything was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UncleanStop {
+    pub started_at: i64,
+    pub pid: Option<i64>,
+    pub boot_time: Option<i64>,
+    pub last_seen_at: i64,
+}
+
+pub fn unclean_stop(conn: &Connection) -> rusqlite::Result<Option<UncleanStop>> {
+    let last = conn
+        .query_row(
+            "SELECT at, json_extract(detail, '$.pid'), json_extract(detail, '$.boot_time') FROM events
+             WHERE kind = 'daemon_start' ORDER BY at DESC, id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i64>>(2)?)),
+        )
+        .optional()?;
+    let Some((started_at, pid, boot_time)) = last else { return Ok(None) };
+    let stopped: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE kind = 'daemon_stop' AND at >= ?1)",
+        [started_at],
+        |r| r.get(0),
+    )?;
+    if stopped {
+        return Ok(None);
+    }
+    let last_seen_at: i64 = conn.query_row(
+        "SELECT max(coalesce((SELECT max(at) FROM events), 0),
+                    coalesce((SELECT max(started_at) FROM requests), 0),
+                    coalesce((SELECT max(taken_at) FROM memory_samples), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Some(UncleanStop { started_at, pid, boot_time, last_seen_at: last_seen_at.max(started_at) }))
+}
