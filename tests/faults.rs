@@ -436,3 +436,62 @@ fn a_redirect_is_an_http_error_with_its_location_and_is_not_followed() {
     assert!(error.contains(&format!("redirect to {target}")), "{error}");
     assert!(elsewhere.accept().is_err(), "the redirect was followed");
 }
+
+/// A vLLM-shaped server that keeps answering `/health` but generates nothing: after K = 3
+/// unanswered requests (across two runs) the report and the digest say `wedged` since the first,
+/// and a success ends it. One that answers every request with an empty 200 is `silent_failure`.
+#[test]
+fn a_wedged_server_and_a_silent_one_are_named_in_the_report_and_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let wedged = start_sim(&["--flavour", "vllm", "--fault", "hang=1"], dir.path());
+    let silent = start_sim(&["--fault", "empty=1"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[backend]]\nname = \"wedged\"\nkind = \"vllm\"\nurl = \"http://127.0.0.1:{}\"\n{}",
+            wedged.port,
+            common::backend("silent", silent.port)
+        ),
+        "[[job]]\nname = \"j\"\ncron = \"@hourly\"\nrequests = 2\nmax_tokens = 4\ntimeouts = { first_byte_ms = 500 }\n",
+    );
+    let c = config.to_str().unwrap();
+    let report = || {
+        let (code, out, err) = soakd(&["report", "--config", c, "--format", "json", "--no-save"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let stuck = |r: &serde_json::Value, name: &str| {
+        r["backends"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap()["stuck"].clone()
+    };
+    for _ in 0..2 {
+        let (code, out, err) = soakd(&["once", "j", "--config", c]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let r = report();
+    let w = stuck(&r, "wedged");
+    assert_eq!(w["kind"], "wedged", "{w}");
+    assert_eq!(w["requests"], 4, "{w}");
+    assert_eq!(w["health"], "ok", "it answers /health: {w}");
+    let first: i64 = one(&db(dir.path()), "SELECT min(started_at) FROM requests WHERE backend = 'wedged'");
+    assert_eq!(w["since"], first, "since the first unanswered request");
+    assert_eq!(stuck(&r, "silent")["kind"], "silent_failure");
+    let findings: Vec<&str> = r["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert!(findings.contains(&"wedged") && findings.contains(&"silent_failure"), "{findings:?}");
+    let (code, digest, err) = soakd(&["digest", "--print", "--config", c]);
+    assert_eq!(code, 0, "{err}");
+    assert!(digest.contains("WEDGED since") && digest.contains("SILENT FAILURE since"), "{digest}");
+    assert!(
+        digest.contains("generating nothing since") && digest.contains("although it answers health checks"),
+        "{digest}"
+    );
+
+    // The server recovers (here: the backend now points at a healthy one): one success ends it.
+    let healthy = start_sim(&["--flavour", "vllm"], dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&format!(":{}\"", wedged.port), &format!(":{}\"", healthy.port))).unwrap();
+    let (code, out, err) = soakd(&["once", "j", "--config", c, "--backend", "wedged"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = report();
+    assert!(stuck(&r, "wedged").is_null(), "a success ends it: {}", stuck(&r, "wedged"));
+    assert_eq!(stuck(&r, "silent")["kind"], "silent_failure", "the other one is still failing");
+}

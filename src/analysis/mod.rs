@@ -18,5 +18,6 @@ pub mod logistic;
 mod memory_life;
 pub mod overhead;
 pub mod stats;
+pub mod stuck;
 pub mod summary;
 pub mod trend;

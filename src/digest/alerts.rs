@@ -1,6 +1,7 @@
 //! Immediate alerts (`[alerts]` in the config): a short mail at once when a backend's latest
-//! requests all failed (a crash streak) or its memory leaks fast enough to use up the machine's
-//! memory within `exhaust_within_h`. The same alert is repeated at most every `remind_every_h`.
+//! requests all failed (a crash streak), when it is wedged (requests accepted, none answered) or
+//! failing silently (every reply empty), or when its memory leaks fast enough to use up the
+//! machine's memory within `exhaust_within_h`. The same alert is repeated at most every `remind_every_h`.
 //! Alerts go through the outbox like the digest.
 
 use super::config::{AlertConfig, MailConfig};
@@ -39,6 +40,27 @@ pub fn check(conn: &Connection, cfg: &AlertConfig, now: i64) -> rusqlite::Result
                 body: format!(
                     "{name}: the last {streak} requests all failed.\n\nThe requests behind it:\n  SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, error FROM requests WHERE backend = '{}' ORDER BY started_at DESC LIMIT {streak};\n",
                     b.name.replace('\'', "''")
+                ),
+            });
+        }
+        if let Some(s) = &b.stuck {
+            let since = crate::report::window::utc(s.since);
+            let (state, what) = match s.kind {
+                crate::analysis::stuck::StuckKind::Wedged => ("wedged", "no generation has completed"),
+                crate::analysis::stuck::StuckKind::SilentFailure => ("failing silently", "every reply has been empty"),
+            };
+            let health = match s.health.as_deref() {
+                Some("ok") => " although it answers health checks",
+                _ => "",
+            };
+            out.push(Alert {
+                key: format!("{}-{}", s.kind.as_str().replace('_', "-"), b.name),
+                subject: format!("soakd alert: {name} {state} since {since}"),
+                body: format!(
+                    "{name}: {what} since {since}{health} ({} requests in a row; it ends with the first success).\n\nThe requests behind it:\n  SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, http_status, error FROM requests WHERE backend = '{}' AND started_at >= {} ORDER BY started_at;\n",
+                    s.requests,
+                    b.name.replace('\'', "''"),
+                    s.since
                 ),
             });
         }
@@ -145,6 +167,24 @@ mod tests {
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].key, "streak-flaky");
         assert!(alerts[0].subject.contains("flaky failed its last 5 requests"), "{}", alerts[0].subject);
+    }
+
+    #[test]
+    fn a_wedged_or_silent_backend_alerts_after_three_and_a_success_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("a.db")).unwrap();
+        let now = crate::time::now_ms();
+        log_with_streak(&conn, now, 3);
+        conn.execute("UPDATE requests SET outcome = 'no_first_byte' WHERE outcome = 'connect_refused'", []).unwrap();
+        let alerts = check(&conn, &alert_cfg(), now).unwrap();
+        assert_eq!(alerts.len(), 1, "wedged after 3, no crash streak of 5: {alerts:?}");
+        assert_eq!(alerts[0].key, "wedged-flaky");
+        assert!(alerts[0].subject.contains("flaky wedged since"), "{}", alerts[0].subject);
+        conn.execute("UPDATE requests SET outcome = 'empty' WHERE outcome = 'no_first_byte'", []).unwrap();
+        let alerts = check(&conn, &alert_cfg(), now).unwrap();
+        assert_eq!(alerts.iter().map(|a| a.key.as_str()).collect::<Vec<_>>(), ["silent-failure-flaky"]);
+        conn.execute("UPDATE requests SET outcome = 'ok' WHERE seq = 19", []).unwrap();
+        assert!(check(&conn, &alert_cfg(), now).unwrap().is_empty(), "the latest request succeeded");
     }
 
     #[test]

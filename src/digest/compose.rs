@@ -28,6 +28,11 @@ pub fn subject(r: &Report) -> String {
             let rate = b.leak.mb_per_hour.unwrap_or(0.0);
             items.push((0, format!("{name} leaking {} MB/h", short_number(rate))));
         }
+        if let Some(s) = &b.stuck {
+            let since = crate::report::window::utc(s.since);
+            let hhmm = since.get(11..16).unwrap_or(&since);
+            items.push((0, format!("{name} {} since {hhmm}", s.kind.as_str().replace('_', " "))));
+        }
         if b.requests > b.ok {
             let pct = 100.0 * (b.requests - b.ok) as f64 / b.requests as f64;
             items.push((1, format!("{name} {pct:.1} % failed")));
@@ -147,6 +152,18 @@ fn backend(out: &mut String, b: &BackendReport, r: &Report) {
 /// (label, text) lines about one backend, shared by the text and HTML parts.
 pub fn backend_lines(b: &BackendReport) -> Vec<(&'static str, String)> {
     let mut lines = Vec::new();
+    if let Some(s) = &b.stuck {
+        lines.push((
+            "state",
+            format!(
+                "{} since {} ({} requests in a row{})",
+                s.kind.as_str().replace('_', " ").to_uppercase(),
+                crate::report::window::utc(s.since),
+                s.requests,
+                s.health.as_deref().map_or(String::new(), |h| format!("; health: {}", printable(h)))
+            ),
+        ));
+    }
     if !b.failures.is_empty() {
         let f: Vec<String> = b.failures.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
         lines.push(("failures", f.join(", ")));

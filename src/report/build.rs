@@ -103,6 +103,7 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
     let tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
     let tps_p50 = median(tps.iter().copied());
     let (load_ms, versions) = queries::server_signals(conn, name, w.from, w.to)?;
+    let stuck = stuck(conn, name, w.to)?;
     let report = BackendReport {
         name: name.to_string(),
         requests,
@@ -141,8 +142,20 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
         crash_confounded: crash.confounded,
         drift,
         hourly: hours,
+        stuck,
     };
     Ok((report, ttft, tps))
+}
+
+/// Whether the backend is wedged or failing silently at `to`, from its latest requests.
+fn stuck(conn: &Connection, name: &str, to: i64) -> rusqlite::Result<Option<crate::analysis::stuck::Stuck>> {
+    use crate::analysis::stuck::{self, Attempt};
+    let latest: Vec<Attempt> = queries::latest_outcomes(conn, name, to, 1000)?
+        .into_iter()
+        .map(|(at, outcome)| Attempt { at, outcome })
+        .collect();
+    let health = queries::latest_health(conn, name, to)?;
+    Ok(stuck::assess(&latest, health.as_deref(), stuck::DEFAULT_AFTER))
 }
 
 /// Crash analysis: all failures together and the commonest signatures on their own, under one

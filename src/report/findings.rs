@@ -113,6 +113,34 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
         }
         _ => {}
     }
+    if let Some(s) = &b.stuck {
+        let since = super::window::utc(s.since);
+        let (what, why) = match s.kind {
+            crate::analysis::stuck::StuckKind::Wedged => (
+                "generating nothing",
+                if s.health.as_deref() == Some("ok") {
+                    "although it answers health checks"
+                } else {
+                    "although it accepts requests"
+                },
+            ),
+            crate::analysis::stuck::StuckKind::SilentFailure => {
+                ("answering every request empty", "although it says ok")
+            }
+        };
+        out.push(finding(
+            s.kind.as_str(),
+            "generation".into(),
+            s.kind.as_str(),
+            format!("{name}: {what} since {since} {why} (the last {} requests)", s.requests),
+            json!(s),
+            format!(
+                "SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, http_status, error FROM requests WHERE backend = '{}' AND started_at >= {} ORDER BY started_at",
+                sql(name),
+                s.since
+            ),
+        ));
+    }
     let failed = b.requests - b.ok;
     if failed > 0 {
         let top: Vec<String> = b.failures.iter().map(|(o, n)| format!("{o} ×{n}")).collect();

@@ -106,6 +106,9 @@ pub struct BackendReport {
     pub crash_confounded: Vec<Confounded>,
     pub drift: Vec<Drift>,
     pub hourly: Vec<HourStats>,
+    /// `wedged` or `silent_failure` at the window's end: the latest requests (across runs) all
+    /// went unanswered, or all came back empty; null when not.
+    pub stuck: Option<crate::analysis::stuck::Stuck>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -361,6 +361,40 @@ pub fn models(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<BTreeMa
     .collect()
 }
 
+/// The backend's latest requests started before `before` (any run; soakd's own cancelled and
+/// interrupted ones left out), newest first: (started_at, outcome).
+pub fn latest_outcomes(
+    conn: &Connection,
+    backend: &str,
+    before: i64,
+    limit: u32,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT started_at, outcome FROM requests
+         WHERE backend = ?1 AND started_at < ?2 AND outcome NOT IN ('in_flight', 'cancelled', 'interrupted')
+         ORDER BY started_at DESC, id DESC LIMIT ?3",
+    )?;
+    stmt.query_map(rusqlite::params![backend, before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+}
+
+/// The backend's own health check (`ok`, `http 503`, `unreachable`) as last read before `before`:
+/// around a workload (`server_samples`) or after a failure (`health_changed`).
+pub fn latest_health(conn: &Connection, backend: &str, before: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT state FROM (
+             SELECT taken_at AS at, json_extract(data, '$.state') AS state FROM server_samples
+             WHERE backend = ?1 AND source = 'health' AND taken_at < ?2
+             UNION ALL
+             SELECT at, json_extract(detail, '$.to') FROM events
+             WHERE backend = ?1 AND kind = 'health_changed' AND at < ?2)
+         ORDER BY at DESC LIMIT 1",
+        rusqlite::params![backend, before],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
 /// The last daemon session in the log that ended without its `daemon_stop`: when it started,
 /// the machine's boot time it recorded (if any), and the last moment anything was recorded.
 #[derive(Debug, Clone, PartialEq)]
