@@ -112,31 +112,28 @@ fn writer() {
     let took = rt.block_on(async {
         let writer = soakd::store::Writer::start(soakd::store::open(&path).unwrap(), path.clone());
         let h = writer.handle();
-        let run = h
-            .begin_run(RunStart {
-                job: "j".into(),
-                backend: "b".into(),
-                trigger: "once",
-                planned_at: 0,
-                started_at: 0,
-                requests_planned: n as u32,
-                concurrency: 1,
-                delay_ms: 0,
-                stream: true,
-                max_tokens: 16,
-                backend_kind: "openai",
-                base_url: "http://127.0.0.1:1".into(),
-                model: None,
-                server_pid: None,
-                detail: serde_json::json!({}),
-            })
-            .await
-            .unwrap();
+        let run = h.begin_run(RunStart {
+            job: "j".into(),
+            backend: "b".into(),
+            trigger: "once",
+            planned_at: 0,
+            started_at: 0,
+            requests_planned: n as u32,
+            concurrency: 1,
+            delay_ms: 0,
+            stream: true,
+            max_tokens: 16,
+            backend_kind: "openai",
+            base_url: "http://127.0.0.1:1".into(),
+            model: None,
+            server_pid: None,
+            detail: serde_json::json!({}),
+        });
         let start = Instant::now();
         for key in 1..=n {
             h.request_started(RequestStart {
                 key,
-                run_id: run,
+                run,
                 backend: "b".into(),
                 job: "j".into(),
                 worker: 0,

@@ -212,8 +212,7 @@ impl Inner {
             server_pid: None,
             detail: json!({"reason": "the previous firing of this job is still running (or queued) at this backend"}),
         };
-        if let Ok(id) = writer.begin_run(run).await {
-            writer.end_run(id, RunStatus::Skipped, now, 0);
-        }
+        let run = writer.begin_run(run);
+        writer.end_run(run, RunStatus::Skipped, now, 0);
     }
 }

@@ -125,3 +125,60 @@ fn a_killed_daemon_is_an_unclean_stop_at_the_next_start() {
     assert!((0..30).contains(&gap), "gap {gap} s");
     assert_eq!(rebooted, 0, "the machine did not reboot");
 }
+
+/// Someone holds the database's write lock for 6 s (a `sqlite3` session, a backup) while the
+/// daemon fires every second: no run starts more than a second late, none is skipped, every row
+/// lands after the lock is released, and the wait is recorded as a `db_stall`.
+#[test]
+fn a_foreign_write_lock_delays_no_firing_and_loses_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&["--tokens-per-s", "500"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &common::backend("sim", sim.port),
+        "[[job]]\nname = \"tick\"\ncron = \"* * * * * *\"\nrequests = 2\nmax_tokens = 4\n",
+    );
+    let mut child = std::process::Command::new(common::SOAKD)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env_remove("SOAKD_AGENT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let lock = rusqlite::Connection::open(dir.path().join("soakd.db")).unwrap();
+    lock.busy_timeout(Duration::from_secs(10)).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE; INSERT INTO events (kind, at) VALUES ('foreign_lock', 0);").unwrap();
+    let locked_at = soakd::time::now_ms();
+    std::thread::sleep(Duration::from_secs(6));
+    lock.execute_batch("COMMIT").unwrap();
+    let released_at = soakd::time::now_ms();
+    std::thread::sleep(Duration::from_secs(2));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let conn = db(dir.path());
+    let during: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM runs WHERE planned_at >= ?1 AND planned_at < ?2",
+            [locked_at, released_at],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(during >= 5, "the firings during the lock were recorded: {during}");
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM runs WHERE status = 'skipped'"), 0, "none skipped");
+    let late: i64 = one(&conn, "SELECT max(started_at - planned_at) FROM runs");
+    assert!(late < 1_000, "a run started {late} ms after its fire time");
+    let first_late: i64 = one(
+        &conn,
+        "SELECT max(q.started_at - r.started_at) FROM requests q JOIN runs r ON r.id = q.run_id WHERE q.seq = 0",
+    );
+    assert!(first_late < 1_000, "a first request started {first_late} ms into its run");
+    let missing: i64 = one(&conn, "SELECT count(*) FROM runs WHERE status = 'completed' AND requests_done <> 2");
+    assert_eq!(missing, 0);
+    let rows: i64 = one(&conn, "SELECT count(*) FROM requests WHERE outcome = 'ok'");
+    let runs: i64 = one(&conn, "SELECT count(*) FROM runs WHERE status = 'completed'");
+    assert_eq!(rows, 2 * runs, "every request of every run is recorded");
+    let stall: i64 = one(&conn, "SELECT max(json_extract(detail, '$.ms')) FROM events WHERE kind = 'db_stall'");
+    assert!(stall >= 4_000, "the wait is a db_stall event: {stall} ms");
+}

@@ -48,7 +48,9 @@ pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow
         let spec = RunSpec { job: &job, backend, trigger: "once", planned_at: started };
         let result = runner::run(spec, &session.target(&backend.name), &shutdown, Some(bar.on_outcome())).await;
         bar.bar.finish();
-        run_ids.extend(result.run_id);
+        if let Some(run) = result.run {
+            run_ids.extend(session.writer().run_id(run).await);
+        }
         if shutdown.is_stopping() {
             break;
         }

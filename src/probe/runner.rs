@@ -16,7 +16,7 @@ use crate::schedule::Job;
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;
 use crate::store::rows::{
-    Event, Evidence, EvidenceItem, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample,
+    Event, Evidence, EvidenceItem, RequestEnd, RequestStart, RunKey, RunServer, RunStart, RunStatus, ServerSample,
 };
 use crate::text::{MAX_ERROR_BYTES, bounded, signature};
 use crate::time::{Stamp, ms_between, now_ms};
@@ -55,7 +55,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunResult {
-    pub run_id: Option<i64>,
+    /// The run, as the writer knows it (`WriterHandle::run_id` gives its row id).
+    pub run: Option<RunKey>,
     pub status: RunStatus,
     pub requests_done: u32,
 }
@@ -74,53 +75,44 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
                 at: now_ms(),
                 detail: json!({"job": spec.job.name, "error": e.to_string()}),
             });
-            return RunResult { run_id: None, status: RunStatus::Skipped, requests_done: 0 };
+            return RunResult { run: None, status: RunStatus::Skipped, requests_done: 0 };
         }
     };
     let started = now_ms();
-    let run_id = match writer
-        .begin_run(RunStart {
-            job: spec.job.name.clone(),
-            backend: spec.backend.name.clone(),
-            trigger: spec.trigger,
-            planned_at: spec.planned_at,
-            started_at: started,
-            requests_planned: w.requests,
-            concurrency: w.concurrency,
-            delay_ms: w.delay.as_millis() as u64,
-            stream: w.stream,
-            max_tokens: w.max_tokens,
-            backend_kind: spec.backend.kind.as_str(),
-            base_url: spec.backend.url.to_string(),
-            model: spec.backend.model.clone(),
-            server_pid: sampler.pid().await,
-            detail: json!({
-                "file": spec.job.file.display().to_string(),
-                "cron": spec.job.cron.written,
-                "rate_per_s": w.rate,
-                "temperature": w.temperature,
-                "prompts": w.prompts.iter().map(|p| &p.name).collect::<Vec<_>>(),
-                "tools": w.tools.is_some(),
-                "timeouts_ms": {
-                    "connect": w.timeouts.connect.as_millis() as u64,
-                    "first_byte": w.timeouts.first_byte.as_millis() as u64,
-                    "stall": w.timeouts.stall.as_millis() as u64,
-                    "total": w.timeouts.total.as_millis() as u64,
-                },
-            }),
-        })
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::error!(job = %spec.job.name, backend = %spec.backend.name, "cannot record the run: {e}");
-            return RunResult { run_id: None, status: RunStatus::Skipped, requests_done: 0 };
-        }
-    };
-    tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, requests = w.requests, "run started");
+    let run = writer.begin_run(RunStart {
+        job: spec.job.name.clone(),
+        backend: spec.backend.name.clone(),
+        trigger: spec.trigger,
+        planned_at: spec.planned_at,
+        started_at: started,
+        requests_planned: w.requests,
+        concurrency: w.concurrency,
+        delay_ms: w.delay.as_millis() as u64,
+        stream: w.stream,
+        max_tokens: w.max_tokens,
+        backend_kind: spec.backend.kind.as_str(),
+        base_url: spec.backend.url.to_string(),
+        model: spec.backend.model.clone(),
+        server_pid: sampler.pid().await,
+        detail: json!({
+            "file": spec.job.file.display().to_string(),
+            "cron": spec.job.cron.written,
+            "rate_per_s": w.rate,
+            "temperature": w.temperature,
+            "prompts": w.prompts.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            "tools": w.tools.is_some(),
+            "timeouts_ms": {
+                "connect": w.timeouts.connect.as_millis() as u64,
+                "first_byte": w.timeouts.first_byte.as_millis() as u64,
+                "stall": w.timeouts.stall.as_millis() as u64,
+                "total": w.timeouts.total.as_millis() as u64,
+            },
+        }),
+    });
+    tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run = run.0, requests = w.requests, "run started");
     let ask = async {
-        let known = describe(adapter.as_ref(), writer, run_id).await;
-        observe(adapter.as_ref(), writer, &spec.backend.name, run_id, "before").await;
+        let known = describe(adapter.as_ref(), writer, run).await;
+        observe(adapter.as_ref(), writer, &spec.backend.name, run, "before").await;
         known
     };
     let version_known = tokio::select! {
@@ -130,7 +122,7 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
 
     let ctx = Worker {
         spec: &spec,
-        run_id,
+        run,
         adapter: adapter.as_ref(),
         target,
         writer,
@@ -147,22 +139,22 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
     if !shutdown.is_stopping() {
         // Some servers tell their version only in replies (LM Studio's `runtime`): ask again.
         if !version_known {
-            describe(adapter.as_ref(), writer, run_id).await;
+            describe(adapter.as_ref(), writer, run).await;
         }
-        observe(adapter.as_ref(), writer, &spec.backend.name, run_id, "after").await;
+        observe(adapter.as_ref(), writer, &spec.backend.name, run, "after").await;
     }
-    writer.end_run(run_id, status, now_ms(), done);
-    tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run_id, done, status = status.as_str(), "run ended");
-    RunResult { run_id: Some(run_id), status, requests_done: done }
+    writer.end_run(run, status, now_ms(), done);
+    tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run = run.0, done, status = status.as_str(), "run ended");
+    RunResult { run: Some(run), status, requests_done: done }
 }
 
 /// Records what the server says about itself; `true` when that included its version.
-async fn describe(adapter: &dyn Backend, writer: &WriterHandle, run_id: i64) -> bool {
+async fn describe(adapter: &dyn Backend, writer: &WriterHandle, run: RunKey) -> bool {
     let info = tokio::time::timeout(ASK_TIMEOUT, adapter.describe()).await.unwrap_or_default();
     let known = info.version.is_some();
     if info != Default::default() {
         writer.run_server(RunServer {
-            run_id,
+            run,
             version: info.version,
             model: info.model,
             info: (!info.detail.is_null()).then(|| bounded(&info.detail.to_string(), MAX_ERROR_BYTES)),
@@ -172,13 +164,13 @@ async fn describe(adapter: &dyn Backend, writer: &WriterHandle, run_id: i64) -> 
 }
 
 /// Records the server's own view of its state.
-async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, run_id: i64, phase: &'static str) {
+async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, run: RunKey, phase: &'static str) {
     let seen = tokio::time::timeout(ASK_TIMEOUT, adapter.observe()).await.unwrap_or_default();
     let taken_at = now_ms();
     for o in seen {
         writer.server_sample(ServerSample {
             backend: backend.to_string(),
-            run_id: Some(run_id),
+            run: Some(run),
             taken_at,
             phase,
             source: o.source,
@@ -191,7 +183,7 @@ async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, ru
 
 struct Worker<'a> {
     spec: &'a RunSpec<'a>,
-    run_id: i64,
+    run: RunKey,
     adapter: &'a dyn Backend,
     target: &'a Target,
     writer: &'a WriterHandle,
@@ -239,12 +231,12 @@ impl Worker<'_> {
     async fn one(&self, worker: u32, seq: u32, intended: Instant, previous_end: Option<Instant>) -> Instant {
         let w = &self.spec.job.workload;
         let prompt = &w.prompts[seq as usize % w.prompts.len()];
-        let position = self.sampler.request_starting(self.run_id).await;
+        let position = self.sampler.request_starting(self.run).await;
         let start = Stamp::now();
         let key = self.writer.next_request_key();
         self.writer.request_started(RequestStart {
             key,
-            run_id: self.run_id,
+            run: self.run,
             backend: self.spec.backend.name.clone(),
             job: self.spec.job.name.clone(),
             worker,

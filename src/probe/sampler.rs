@@ -11,13 +11,13 @@ use super::process::{Identity, Processes};
 use crate::config::{ProcessSelector, SamplerConfig};
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;
-use crate::store::rows::{Event, Evidence, MemorySample, Phase};
+use crate::store::rows::{Event, Evidence, MemorySample, Phase, RunKey};
 use crate::time::now_ms;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -37,8 +37,8 @@ struct Shared {
     /// Latest finished requests that started with no server process known: their start (unix ms)
     /// and whether they reached a server.
     recent: Mutex<std::collections::VecDeque<(i64, bool)>>,
-    /// The run whose requests are in flight (for `memory_samples.run_id`); 0 when none.
-    run_id: AtomicI64,
+    /// The run whose requests are in flight (for `memory_samples.run_id`): its key, 0 when none.
+    run: AtomicU64,
     server: Mutex<ServerCount>,
 }
 
@@ -84,7 +84,7 @@ impl Sampler {
             ready: watch::Sender::new(false),
             in_flight: AtomicU32::new(0),
             recent: Mutex::default(),
-            run_id: AtomicI64::new(0),
+            run: AtomicU64::new(0),
             server: Mutex::default(),
         });
         if matches!(selector, ProcessSelector::None) {
@@ -132,9 +132,9 @@ pub struct ServerPosition {
 impl SamplerHandle {
     /// A request is about to start: takes a `before` sample first when nothing else is in
     /// flight, and returns the server's pid and this request's position in its life.
-    pub async fn request_starting(&self, run_id: i64) -> ServerPosition {
+    pub async fn request_starting(&self, run: RunKey) -> ServerPosition {
         if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.shared.run_id.store(run_id, Ordering::Relaxed);
+            self.shared.run.store(run.0, Ordering::Relaxed);
             self.sample_and_wait(Phase::Before).await;
         } else if self.tx.is_some() {
             // Concurrent starters wait for the first look at the process, so they know its pid.
@@ -273,7 +273,7 @@ impl State {
         let identity = tree.as_ref().map(|t| t.root);
         self.note_identity(identity).await;
         self.shared.ready.send_replace(true);
-        let run_id = self.shared.run_id.load(Ordering::Relaxed);
+        let run = self.shared.run.load(Ordering::Relaxed);
         let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
         self.writer.sample(MemorySample {
             backend: self.backend.clone(),
@@ -288,7 +288,7 @@ impl State {
             sys_used_bytes: system.used_bytes,
             sys_available_bytes: system.available_bytes,
             swap_used_bytes: system.swap_used_bytes,
-            run_id: (run_id > 0 && (in_flight > 0 || phase == Phase::After)).then_some(run_id),
+            run: (run > 0 && (in_flight > 0 || phase == Phase::After)).then_some(RunKey(run)),
         });
     }
 

@@ -4,6 +4,11 @@ use crate::backend::ServerNumbers;
 use crate::probe::outcome::Outcome;
 use crate::probe::timeline::Measured;
 
+/// A run as soakd refers to it before (and whether or not) its row is written: the writer maps
+/// it to `runs.id`, so starting a run never waits for the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunKey(pub u64);
+
 /// A run beginning (`runs`, status `running`).
 #[derive(Debug, Clone)]
 pub struct RunStart {
@@ -46,7 +51,7 @@ impl RunStatus {
 pub struct RequestStart {
     /// Unique within this process: pairs the start with its end.
     pub key: u64,
-    pub run_id: i64,
+    pub run: RunKey,
     pub backend: String,
     pub job: String,
     pub worker: u32,
@@ -98,7 +103,7 @@ pub struct MemorySample {
     pub sys_used_bytes: u64,
     pub sys_available_bytes: u64,
     pub swap_used_bytes: u64,
-    pub run_id: Option<i64>,
+    pub run: Option<RunKey>,
 }
 
 /// When a memory sample was taken.
@@ -137,7 +142,7 @@ pub struct Event {
 /// What the server said about itself when a run began (`runs.server_*`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunServer {
-    pub run_id: i64,
+    pub run: RunKey,
     pub version: Option<String>,
     pub model: Option<String>,
     pub info: Option<String>,
@@ -147,7 +152,7 @@ pub struct RunServer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSample {
     pub backend: String,
-    pub run_id: Option<i64>,
+    pub run: Option<RunKey>,
     pub taken_at: i64,
     pub phase: &'static str,
     pub source: &'static str,

@@ -5,20 +5,24 @@ use super::rows::{Evidence, RunServer, ServerSample};
 use crate::secrets::scrub;
 use rusqlite::{Transaction, params};
 
-pub(super) fn update_run_server(tx: &Transaction<'_>, r: &RunServer) -> rusqlite::Result<()> {
+pub(super) fn update_run_server(tx: &Transaction<'_>, r: &RunServer, run_id: i64) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE runs SET server_version = ?2, server_model = ?3, server_info = ?4 WHERE id = ?1")?
-        .execute(params![r.run_id, r.version, r.model, r.info])?;
+        .execute(params![run_id, r.version, r.model, r.info])?;
     Ok(())
 }
 
-pub(super) fn insert_server_sample(tx: &Transaction<'_>, s: &ServerSample) -> rusqlite::Result<()> {
+pub(super) fn insert_server_sample(
+    tx: &Transaction<'_>,
+    s: &ServerSample,
+    run_id: Option<i64>,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO server_samples (backend, run_id, taken_at, phase, source, memory_bytes, gpu_memory_bytes, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         s.backend,
-        s.run_id,
+        run_id,
         s.taken_at,
         s.phase,
         s.source,

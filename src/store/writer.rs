@@ -1,10 +1,17 @@
 //! The one writer: a thread that owns the write connection and applies everything soakd
 //! records in batched transactions. Senders never wait for the disk — a thousand-request burst
 //! queues its rows and the thread commits whatever has accumulated in one transaction.
+//!
+//! Measuring never waits on SQLite: a run is named by a `RunKey` the handle hands out at once
+//! (the thread maps it to `runs.id`), and rows queue in memory while another process holds the
+//! database (someone's `sqlite3` session, a backup). The thread retries a busy database until it
+//! frees up, losing nothing; a write that waited over a second is a `db_stall` event. The queue
+//! is bounded: past `MAX_QUEUED` operations, new memory samples are dropped (and counted in the
+//! next `db_stall`), never a request or an event.
 
 use super::StoreError;
 use super::rows::{
-    Event, Evidence, MemorySample, RequestEnd, RequestStart, RunServer, RunStart, RunStatus, ServerSample,
+    Event, Evidence, MemorySample, RequestEnd, RequestStart, RunKey, RunServer, RunStart, RunStatus, ServerSample,
 };
 use super::signals;
 use crate::secrets::scrub;
@@ -12,8 +19,8 @@ use rusqlite::{Connection, Transaction, params};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most operations applied in one transaction.
@@ -23,10 +30,25 @@ const MAX_BATCH: usize = 2048;
 /// ended can still point at it.
 const RECENT_FINISHED: usize = 4096;
 
+/// Ended runs whose row ids are remembered, for samples taken just after a run ended.
+const RECENT_RUNS: usize = 256;
+
+/// Operations queued beyond this (about a minute of a busy burst, a few tens of MB) drop new
+/// memory samples until the database frees up.
+const MAX_QUEUED: usize = 200_000;
+
+/// A write that waited this long for the database is a `db_stall` event.
+const STALL: Duration = Duration::from_secs(1);
+
+/// How long a busy database is retried before a batch is given up (logged as an error).
+const BUSY_GIVE_UP: Duration = Duration::from_secs(600);
+
 enum Op {
-    BeginRun(Box<RunStart>, oneshot::Sender<Result<i64, String>>),
+    BeginRun(Box<RunStart>, RunKey),
+    /// Replies with the run's row id once everything before it is committed.
+    RunId(RunKey, oneshot::Sender<Option<i64>>),
     EndRun {
-        id: i64,
+        run: RunKey,
         status: RunStatus,
         finished_at: i64,
         requests_done: u32,
@@ -62,6 +84,11 @@ pub struct Writer {
 pub struct WriterHandle {
     tx: mpsc::UnboundedSender<Op>,
     next_key: Arc<AtomicU64>,
+    next_run: Arc<AtomicU64>,
+    /// Operations sent and not yet taken by the thread.
+    queued: Arc<AtomicUsize>,
+    /// Memory samples dropped because the queue was full, not yet reported.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -69,11 +96,19 @@ impl Writer {
     pub fn start(conn: Connection, path: PathBuf) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let owner = own_identity();
+        let handle = WriterHandle {
+            tx,
+            next_key: Arc::new(AtomicU64::new(1)),
+            next_run: Arc::new(AtomicU64::new(1)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        let counters = Counters { queued: handle.queued.clone(), dropped: handle.dropped.clone() };
         let thread = std::thread::Builder::new()
             .name("soakd-writer".into())
-            .spawn(move || run(conn, path, rx, owner))
+            .spawn(move || run(conn, path, rx, owner, counters))
             .expect("spawn the writer thread");
-        Writer { handle: WriterHandle { tx, next_key: Arc::new(AtomicU64::new(1)) }, thread }
+        Writer { handle, thread }
     }
 
     pub fn handle(&self) -> WriterHandle {
@@ -89,15 +124,23 @@ impl Writer {
 }
 
 impl WriterHandle {
-    /// Inserts a run and returns its id (the one call that waits for the writer).
-    pub async fn begin_run(&self, run: RunStart) -> Result<i64, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Op::BeginRun(Box::new(run), tx))?;
-        rx.await.map_err(|_| StoreError::WriterGone("no reply".into()))?.map_err(StoreError::WriterGone)
+    /// Queues a run's row and returns its key at once (nothing waits for the database).
+    pub fn begin_run(&self, run: RunStart) -> RunKey {
+        let key = RunKey(self.next_run.fetch_add(1, Ordering::Relaxed));
+        let _ = self.send(Op::BeginRun(Box::new(run), key));
+        key
     }
 
-    pub fn end_run(&self, id: i64, status: RunStatus, finished_at: i64, requests_done: u32) {
-        let _ = self.send(Op::EndRun { id, status, finished_at, requests_done });
+    /// The run's `runs.id`, once everything sent before is committed (`None` if it could not be
+    /// written).
+    pub async fn run_id(&self, run: RunKey) -> Option<i64> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::RunId(run, tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    pub fn end_run(&self, run: RunKey, status: RunStatus, finished_at: i64, requests_done: u32) {
+        let _ = self.send(Op::EndRun { run, status, finished_at, requests_done });
     }
 
     /// A key that pairs a request's start with its end.
@@ -113,7 +156,13 @@ impl WriterHandle {
         let _ = self.send(Op::RequestFinished(Box::new(r)));
     }
 
+    /// Queues a memory sample, unless the queue is full (the database has been held for long):
+    /// then it is dropped and counted.
     pub fn sample(&self, s: MemorySample) {
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let _ = self.send(Op::Sample(Box::new(s)));
     }
 
@@ -141,7 +190,11 @@ impl WriterHandle {
     }
 
     fn send(&self, op: Op) -> Result<(), StoreError> {
-        self.tx.send(op).map_err(|_| StoreError::WriterGone("the writer thread has exited".into()))
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(op).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            StoreError::WriterGone("the writer thread has exited".into())
+        })
     }
 }
 
@@ -162,7 +215,19 @@ fn own_identity() -> (u32, u64) {
     (pid, started)
 }
 
-fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>, owner: (u32, u64)) -> WriterStats {
+/// The handle's queue counters, as the thread sees them.
+struct Counters {
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+}
+
+fn run(
+    mut conn: Connection,
+    path: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    owner: (u32, u64),
+    counters: Counters,
+) -> WriterStats {
     let mut stats = WriterStats::default();
     let mut rows = Rows::default();
     while let Some(first) = rx.blocking_recv() {
@@ -173,31 +238,44 @@ fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>,
                 Err(_) => break,
             }
         }
-        let mut replies = Vec::new();
-        let mut attempt = 0;
+        counters.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        let began = Instant::now();
+        let (mut attempt, mut last_error) = (0, None);
         loop {
-            match apply(&mut conn, &batch, &mut rows, owner, &mut replies) {
+            match apply(&mut conn, &batch, &mut rows, owner) {
                 Ok(()) => break,
                 Err(e) => {
                     stats.failed_transactions += 1;
-                    replies.clear();
                     attempt += 1;
-                    if attempt >= 5 {
-                        tracing::error!(db = %path.display(), error = %e, ops = batch.len(), "giving up on a batch of rows after 5 tries");
+                    // Another process holds the database: wait for it, however long (the rows
+                    // queue meanwhile); anything else gets five tries.
+                    let busy = is_busy(&e);
+                    let give_up = if busy { began.elapsed() >= BUSY_GIVE_UP } else { attempt >= 5 };
+                    if give_up {
+                        tracing::error!(db = %path.display(), error = %e, ops = batch.len(), "giving up on a batch of rows");
                         break;
                     }
-                    tracing::warn!(db = %path.display(), error = %e, "writing to the database failed; retrying");
-                    std::thread::sleep(Duration::from_millis(200 * attempt));
+                    if !busy {
+                        tracing::warn!(db = %path.display(), error = %e, "writing to the database failed; retrying");
+                    }
+                    last_error = Some(e.to_string());
+                    std::thread::sleep(Duration::from_millis(if busy { 50 } else { 200 * attempt }));
                 }
             }
         }
+        let waited = began.elapsed();
+        if waited >= STALL {
+            let dropped = counters.dropped.swap(0, Ordering::Relaxed);
+            record_stall(&conn, waited, batch.len(), dropped, last_error.as_deref());
+            tracing::warn!(db = %path.display(), ms = waited.as_millis() as u64, dropped, "a database write waited over a second (another process held it); nothing waited for it but the log");
+        }
         stats.transactions += 1;
         let closing = batch.iter().any(|op| matches!(op, Op::Close));
-        stats.operations += batch.iter().filter(|op| !matches!(op, Op::Close)).count() as u64;
-        for (op, id) in batch.into_iter().zip(replies.into_iter().chain(std::iter::repeat(None))) {
+        stats.operations += batch.iter().filter(|op| !matches!(op, Op::Close | Op::RunId(..))).count() as u64;
+        for op in batch {
             match op {
-                Op::BeginRun(_, reply) => {
-                    let _ = reply.send(id.ok_or_else(|| "the run could not be recorded".to_string()));
+                Op::RunId(key, reply) => {
+                    let _ = reply.send(rows.run(key));
                 }
                 Op::Flush(reply) => {
                     let _ = reply.send(());
@@ -212,15 +290,53 @@ fn run(mut conn: Connection, path: PathBuf, mut rx: mpsc::UnboundedReceiver<Op>,
     stats
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// The `db_stall` event: how long a write waited, for how many operations, and how many memory
+/// samples were dropped meanwhile. Best effort: it is about soakd, not the server.
+fn record_stall(conn: &Connection, waited: Duration, ops: usize, dropped: u64, error: Option<&str>) {
+    let detail = serde_json::json!({
+        "ms": waited.as_millis() as u64,
+        "ops": ops,
+        "samples_dropped": dropped,
+        "error": error,
+    });
+    let at = crate::time::now_ms() - waited.as_millis() as i64;
+    if let Err(e) = conn.execute(
+        "INSERT INTO events (backend, kind, at, detail) VALUES (NULL, 'db_stall', ?1, ?2)",
+        params![at, detail.to_string()],
+    ) {
+        tracing::warn!(error = %e, "could not record a db_stall event");
+    }
+}
+
 /// Request keys → row ids: those in flight, and the latest finished ones.
 #[derive(Default)]
 struct Rows {
     in_flight: HashMap<u64, i64>,
     finished: HashMap<u64, i64>,
     order: VecDeque<u64>,
+    /// Run keys → `runs.id`: running runs, and the latest ended ones.
+    runs: HashMap<RunKey, i64>,
+    ended: VecDeque<RunKey>,
 }
 
 impl Rows {
+    fn run(&self, key: RunKey) -> Option<i64> {
+        self.runs.get(&key).copied()
+    }
+
+    fn end_run(&mut self, key: RunKey) {
+        self.ended.push_back(key);
+        if self.ended.len() > RECENT_RUNS
+            && let Some(old) = self.ended.pop_front()
+        {
+            self.runs.remove(&old);
+        }
+    }
+
     fn get(&self, key: u64) -> Option<i64> {
         self.in_flight.get(&key).or_else(|| self.finished.get(&key)).copied()
     }
@@ -238,29 +354,32 @@ impl Rows {
     }
 }
 
-/// Applies a batch in one transaction; `replies[i]` is the row id for a `BeginRun` at `i`.
-/// `rows` (request key → row id) changes only once the transaction has committed.
-fn apply(
-    conn: &mut Connection,
-    batch: &[Op],
-    rows: &mut Rows,
-    owner: (u32, u64),
-    replies: &mut Vec<Option<i64>>,
-) -> rusqlite::Result<()> {
+/// Applies a batch in one transaction. `rows` (request and run keys → row ids) changes only
+/// once the transaction has committed.
+fn apply(conn: &mut Connection, batch: &[Op], rows: &mut Rows, owner: (u32, u64)) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let mut started: HashMap<u64, i64> = HashMap::new();
+    let mut begun: HashMap<RunKey, i64> = HashMap::new();
     let mut finished = Vec::new();
+    let mut ended = Vec::new();
     for op in batch {
-        let mut id = None;
+        let run_of = |key: RunKey| begun.get(&key).copied().or_else(|| rows.run(key));
         match op {
-            Op::BeginRun(run, _) => id = Some(insert_run(&tx, run, owner)?),
-            Op::EndRun { id: run, status, finished_at, requests_done } => {
+            Op::BeginRun(run, key) => {
+                begun.insert(*key, insert_run(&tx, run, owner)?);
+            }
+            Op::EndRun { run, status, finished_at, requests_done } => {
+                let Some(id) = run_of(*run) else { continue };
                 tx.prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3, requests_done = ?4 WHERE id = ?1")?
-                    .execute(params![run, status.as_str(), finished_at, requests_done])?;
+                    .execute(params![id, status.as_str(), finished_at, requests_done])?;
+                ended.push(*run);
             }
-            Op::RequestStarted(r) => {
-                started.insert(r.key, insert_request(&tx, r)?);
-            }
+            Op::RequestStarted(r) => match run_of(r.run) {
+                Some(run_id) => {
+                    started.insert(r.key, insert_request(&tx, r, run_id)?);
+                }
+                None => tracing::warn!(key = r.key, "a request started in a run that was never recorded"),
+            },
             Op::RequestFinished(r) => {
                 match started.get(&r.key).copied().or_else(|| rows.in_flight.get(&r.key).copied()) {
                     Some(row) => {
@@ -270,25 +389,32 @@ fn apply(
                     None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
                 }
             }
-            Op::Sample(s) => insert_sample(&tx, s)?,
+            Op::Sample(s) => insert_sample(&tx, s, s.run.and_then(run_of))?,
             Op::Event(e) => {
                 tx.prepare_cached("INSERT INTO events (backend, kind, at, detail) VALUES (?1, ?2, ?3, ?4)")?
                     .execute(params![e.backend, e.kind, e.at, scrub(&e.detail.to_string())])?;
             }
-            Op::RunServer(r) => signals::update_run_server(&tx, r)?,
-            Op::ServerSample(s) => signals::insert_server_sample(&tx, s)?,
+            Op::RunServer(r) => {
+                if let Some(id) = run_of(r.run) {
+                    signals::update_run_server(&tx, r, id)?;
+                }
+            }
+            Op::ServerSample(s) => signals::insert_server_sample(&tx, s, s.run.and_then(run_of))?,
             Op::Evidence(e) => {
                 let request = e.request_key.and_then(|k| started.get(&k).copied().or_else(|| rows.get(k)));
                 signals::insert_evidence(&tx, e, request)?;
             }
-            Op::Flush(_) | Op::Close => {}
+            Op::RunId(..) | Op::Flush(_) | Op::Close => {}
         }
-        replies.push(id);
     }
     tx.commit()?;
     rows.in_flight.extend(started);
+    rows.runs.extend(begun);
     for key in finished {
         rows.finish(key);
+    }
+    for run in ended {
+        rows.end_run(run);
     }
     Ok(())
 }
@@ -322,14 +448,14 @@ fn insert_run(tx: &Transaction<'_>, r: &RunStart, owner: (u32, u64)) -> rusqlite
     Ok(tx.last_insert_rowid())
 }
 
-fn insert_request(tx: &Transaction<'_>, r: &RequestStart) -> rusqlite::Result<i64> {
+fn insert_request(tx: &Transaction<'_>, r: &RequestStart, run_id: i64) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome,
              stream, concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'in_flight', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
-        r.run_id,
+        run_id,
         r.backend,
         r.job,
         r.worker,
@@ -402,7 +528,7 @@ fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::R
     Ok(())
 }
 
-fn insert_sample(tx: &Transaction<'_>, s: &MemorySample) -> rusqlite::Result<()> {
+fn insert_sample(tx: &Transaction<'_>, s: &MemorySample, run_id: Option<i64>) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO memory_samples (backend, pid, proc_started_at, taken_at, phase, in_flight, processes,
              rss_bytes, footprint_bytes, sys_used_bytes, sys_available_bytes, swap_used_bytes, run_id)
@@ -421,7 +547,7 @@ fn insert_sample(tx: &Transaction<'_>, s: &MemorySample) -> rusqlite::Result<()>
         s.sys_used_bytes as i64,
         s.sys_available_bytes as i64,
         s.swap_used_bytes as i64,
-        s.run_id,
+        run_id,
     ])?;
     Ok(())
 }
@@ -453,10 +579,10 @@ mod tests {
         }
     }
 
-    fn start(key: u64, run_id: i64) -> RequestStart {
+    fn start(key: u64, run: RunKey) -> RequestStart {
         RequestStart {
             key,
-            run_id,
+            run,
             backend: "b".into(),
             job: "j".into(),
             worker: 0,
@@ -500,7 +626,7 @@ mod tests {
         let path = dir.path().join("w.db");
         let writer = Writer::start(super::super::open(&path).unwrap(), path.clone());
         let h = writer.handle();
-        let run = h.begin_run(run_start("j", "b")).await.unwrap();
+        let run = h.begin_run(run_start("j", "b"));
         for key in 1..=1000 {
             h.request_started(start(key, run));
             h.request_finished(end(key, if key % 10 == 0 { Outcome::Stall } else { Outcome::Ok }));
@@ -519,7 +645,7 @@ mod tests {
             sys_used_bytes: 1,
             sys_available_bytes: 2,
             swap_used_bytes: 0,
-            run_id: Some(run),
+            run: Some(run),
         });
         h.end_run(run, RunStatus::Completed, 99, 1000);
         h.flush().await.unwrap();
@@ -539,15 +665,56 @@ mod tests {
         assert_eq!(ttft, 12.5);
     }
 
+    /// Another connection holds the write lock for 2 s: starting a run and its requests does not
+    /// wait, every row lands once it is released, and the wait is a `db_stall` event.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_foreign_write_lock_delays_no_sender_and_loses_no_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let writer = Writer::start(super::super::open(&path).unwrap(), path.clone());
+        let h = writer.handle();
+        h.flush().await.unwrap();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let conn = super::super::open(&path).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO events (kind, at) VALUES ('foreign', 0);").unwrap();
+                locked_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_secs(2));
+                conn.execute_batch("COMMIT").unwrap();
+            })
+        };
+        locked_rx.recv().unwrap();
+        let sent = Instant::now();
+        let run = h.begin_run(run_start("j", "b"));
+        for key in 1..=50 {
+            h.request_started(start(key, run));
+            h.request_finished(end(key, Outcome::Ok));
+        }
+        h.end_run(run, RunStatus::Completed, 99, 50);
+        assert!(sent.elapsed() < Duration::from_millis(500), "sending waited {:?}", sent.elapsed());
+        assert!(h.run_id(run).await.is_some());
+        holder.join().unwrap();
+        drop(h);
+        writer.finish();
+        let conn = super::super::open(&path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM requests WHERE outcome = 'ok'"), 50);
+        assert_eq!(count("SELECT count(*) FROM runs WHERE status = 'completed'"), 1);
+        let ms = count("SELECT json_extract(detail, '$.ms') FROM events WHERE kind = 'db_stall'");
+        assert!((1_000..10_000).contains(&ms), "a db_stall of about 2 s: {ms}");
+    }
+
     #[tokio::test]
     async fn runs_of_a_dead_process_become_interrupted_but_live_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let writer = Writer::start(super::super::open(&path).unwrap(), path.clone());
         let h = writer.handle();
-        let live = h.begin_run(run_start("live", "b")).await.unwrap();
+        let live = h.begin_run(run_start("live", "b"));
         h.request_started(start(1, live));
-        h.flush().await.unwrap();
+        let live = h.run_id(live).await.expect("the run was written");
         drop(h);
         writer.finish();
         let conn = super::super::open(&path).unwrap();
