@@ -148,6 +148,7 @@ fn writer() {
                 gap_ms: Some(1.0),
                 server_pid: Some(1),
                 server_seq: Some(key),
+                machine_in_flight: 0,
             });
             h.request_finished(RequestEnd {
                 key,

@@ -80,6 +80,10 @@ pub enum Command {
         /// Do not save this report's findings.
         #[arg(long)]
         no_save: bool,
+        /// Keep requests that ran while soakd measured another backend in the latency and
+        /// throughput figures (by default they are left out and counted).
+        #[arg(long)]
+        include_contended: bool,
     },
 
     /// Find the LLM servers running on this machine: looks at the well-known ports (LM Studio

@@ -14,7 +14,7 @@ use crate::schedule::Job;
 use crate::schedule::ticker::{self, Dispatch, Plan};
 use crate::session::Session;
 use crate::store::rows::Event;
-use crate::store::rows::{RunStart, RunStatus};
+use crate::store::rows::RunStatus;
 use crate::time::now_ms;
 use chrono::Local;
 use futures_util::future::join_all;
@@ -192,27 +192,11 @@ impl Inner {
     }
 
     async fn record_skip(&self, job: &Job, backend: &BackendConfig, planned_at: i64) {
-        let w = &job.workload;
         let writer = &self.session_parts.writer;
         let now = now_ms();
-        let run = RunStart {
-            job: job.name.clone(),
-            backend: backend.name.clone(),
-            trigger: self.trigger,
-            planned_at,
-            started_at: now,
-            requests_planned: w.requests,
-            concurrency: w.concurrency,
-            delay_ms: w.delay.as_millis() as u64,
-            stream: w.stream,
-            max_tokens: w.max_tokens,
-            backend_kind: backend.kind.as_str(),
-            base_url: backend.url.to_string(),
-            model: backend.model.clone(),
-            server_pid: None,
-            detail: json!({"reason": "the previous firing of this job is still running (or queued) at this backend"}),
-        };
-        let run = writer.begin_run(run);
+        let spec = RunSpec { job, backend, trigger: self.trigger, planned_at };
+        let reason = "the previous firing of this job is still running (or queued) at this backend";
+        let run = writer.begin_run(runner::skipped_run(&spec, now, reason));
         writer.end_run(run, RunStatus::Skipped, now, 0);
     }
 }

@@ -21,6 +21,7 @@ pub struct Session {
     samplers: BTreeMap<String, Sampler>,
     collectors: BTreeMap<String, Arc<Collector>>,
     adapters: Arc<Adapters>,
+    machine: Arc<crate::probe::machine::Machine>,
 }
 
 impl Session {
@@ -55,13 +56,22 @@ impl Session {
                 (b.name.clone(), s)
             })
             .collect();
-        Ok(Session { config, shutdown, writer, samplers, collectors, adapters: Arc::default() })
+        Ok(Session {
+            config,
+            shutdown,
+            writer,
+            samplers,
+            collectors,
+            adapters: Arc::default(),
+            machine: Arc::default(),
+        })
     }
 
     /// What a run at `backend` works with.
     pub fn target(&self, backend: &str) -> Target {
         Target {
             writer: self.writer(),
+            machine: self.machine.clone(),
             sampler: self.sampler(backend),
             adapters: self.adapters.clone(),
             evidence: self.collectors.get(backend).expect("a collector for every configured backend").clone(),

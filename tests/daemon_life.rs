@@ -182,3 +182,72 @@ fn a_foreign_write_lock_delays_no_firing_and_loses_no_row() {
     let stall: i64 = one(&conn, "SELECT max(json_extract(detail, '$.ms')) FROM events WHERE kind = 'db_stall'");
     assert!(stall >= 4_000, "the wait is a db_stall event: {stall} ms");
 }
+
+/// Runs `soakd run` for `secs` with two sims and two jobs firing at the same second, one at each;
+/// returns the database's connection.
+fn two_jobs_at_once(dir: &std::path::Path, secs: u64, job_extra: &str) -> rusqlite::Connection {
+    let a = start_sim(&["--ttft-ms", "150", "--tokens-per-s", "100"], dir);
+    let b = start_sim(&["--ttft-ms", "150", "--tokens-per-s", "100"], dir);
+    let config = write_config(
+        dir,
+        &format!("{}{}", common::backend("a", a.port), common::backend("b", b.port)),
+        &format!(
+            "[[job]]\nname = \"ja\"\ncron = \"*/2 * * * * *\"\nbackends = [\"a\"]\nrequests = 3\nmax_tokens = 8\n{job_extra}\
+             [[job]]\nname = \"jb\"\ncron = \"*/2 * * * * *\"\nbackends = [\"b\"]\nrequests = 3\nmax_tokens = 8\n{job_extra}"
+        ),
+    );
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env_remove("SOAKD_AGENT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(secs));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    db(dir)
+}
+
+/// Pairs of requests at different backends whose times overlapped.
+fn overlaps(conn: &rusqlite::Connection) -> i64 {
+    one(
+        conn,
+        "SELECT count(*) FROM requests x JOIN requests y ON x.backend < y.backend
+         WHERE x.started_at < y.started_at + y.e2e_ms AND y.started_at < x.started_at + x.e2e_ms",
+    )
+}
+
+/// By default two jobs firing at the same second at two backends take turns: no request of one
+/// is in flight while one of the other is, and every request records 0 others in flight.
+/// With `exclusive = false` they overlap, say so in `machine_in_flight`, and the report leaves
+/// the contended requests out of its latency figures (and counts them).
+#[test]
+fn backends_are_measured_one_at_a_time_unless_a_job_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = two_jobs_at_once(dir.path(), 7, "");
+    let per_backend: Vec<i64> = ["a", "b"]
+        .iter()
+        .map(|b| one(&conn, &format!("SELECT count(*) FROM requests WHERE backend = '{b}' AND outcome = 'ok'")))
+        .collect();
+    assert!(per_backend.iter().all(|n| *n >= 6), "both backends were measured: {per_backend:?}");
+    assert_eq!(overlaps(&conn), 0, "requests at two backends were in flight together");
+    assert_eq!(one::<i64>(&conn, "SELECT max(machine_in_flight) FROM requests"), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let conn = two_jobs_at_once(dir.path(), 7, "exclusive = false\n");
+    assert!(overlaps(&conn) > 0, "exclusive = false lets them overlap");
+    let contended: i64 = one(&conn, "SELECT count(*) FROM requests WHERE machine_in_flight > 0");
+    assert!(contended > 0);
+    let config = dir.path().join("config.toml");
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--config", config.to_str().unwrap(), "--format", "json", "--no-save"];
+        args.extend(extra);
+        let (code, out, err) = common::soakd(&args);
+        assert_eq!(code, 0, "{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        r["backends"].as_array().unwrap().iter().map(|b| b["contended_left_out"].as_i64().unwrap()).sum::<i64>()
+    };
+    assert_eq!(report(&[]), contended, "the report counts what it left out");
+    assert_eq!(report(&["--include-contended"]), 0);
+}

@@ -36,9 +36,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run => unreachable!("handled above"),
             Command::Once { job, backends } => once::run(cli.config.as_deref(), &job, &backends).await,
             Command::Check { next } => check::run(cli.config.as_deref(), next),
-            Command::Report { db, since, until, backends, format, no_save } => report::run(
+            Command::Report { db, since, until, backends, format, no_save, include_contended } => report::run(
                 cli.config.as_deref(),
-                report::Args { db, since: Some(since), until, backends, format, save: !no_save },
+                report::Args { db, since: Some(since), until, backends, format, save: !no_save, include_contended },
             ),
             Command::Discover { ports, host, timeout_ms } => {
                 discover::run(&host, &ports, std::time::Duration::from_millis(timeout_ms)).await

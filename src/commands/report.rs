@@ -16,6 +16,7 @@ pub struct Args {
     pub backends: Vec<String>,
     pub format: Format,
     pub save: bool,
+    pub include_contended: bool,
 }
 
 pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
@@ -27,7 +28,8 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let mut conn = store::open_read(&db)?;
     let now = now_ms();
-    let mut report = report::build::build(&conn, window, &args.backends, now)
+    let options = report::build::Options { include_contended: args.include_contended };
+    let mut report = report::build::build_with(&conn, window, &args.backends, now, options)
         .with_context(|| format!("reading {}", db.display()))?;
     if !args.backends.is_empty() && report.backends.is_empty() {
         anyhow::bail!("no requests from {} in this window of {}", args.backends.join(", "), db.display());

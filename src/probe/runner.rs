@@ -44,6 +44,8 @@ pub struct RunSpec<'a> {
 #[derive(Clone)]
 pub struct Target {
     pub writer: WriterHandle,
+    /// The machine's measurement lock and in-flight count, shared by every backend's runs.
+    pub machine: Arc<super::machine::Machine>,
     pub sampler: SamplerHandle,
     pub adapters: Arc<Adapters>,
     pub evidence: Arc<Collector>,
@@ -77,6 +79,22 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
             });
             return RunResult { run: None, status: RunStatus::Skipped, requests_done: 0 };
         }
+    };
+    // The machine first: alone unless the job says otherwise, in fire order, for at most max_wait.
+    let asked = now_ms();
+    let max_wait = spec.job.max_wait(chrono::Local::now());
+    let waited = target.machine.turn(spec.job.exclusive, &spec.job.name, &spec.backend.name, max_wait);
+    let _turn = tokio::select! {
+        turn = waited => match turn {
+            Ok(turn) => turn,
+            Err(busy) => {
+                tracing::warn!(job = %spec.job.name, backend = %spec.backend.name, "skipped: {busy}");
+                let run = writer.begin_run(skipped_run(&spec, asked, &busy.to_string()));
+                writer.end_run(run, RunStatus::Skipped, now_ms(), 0);
+                return RunResult { run: Some(run), status: RunStatus::Skipped, requests_done: 0 };
+            }
+        },
+        _ = shutdown.stopping() => return RunResult { run: None, status: RunStatus::Cancelled, requests_done: 0 },
     };
     let started = now_ms();
     let run = writer.begin_run(RunStart {
@@ -146,6 +164,28 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
     writer.end_run(run, status, now_ms(), done);
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run = run.0, done, status = status.as_str(), "run ended");
     RunResult { run: Some(run), status, requests_done: done }
+}
+
+/// The row of a run that never started, with why in `detail.reason`.
+pub fn skipped_run(spec: &RunSpec<'_>, at: i64, reason: &str) -> RunStart {
+    let w = &spec.job.workload;
+    RunStart {
+        job: spec.job.name.clone(),
+        backend: spec.backend.name.clone(),
+        trigger: spec.trigger,
+        planned_at: spec.planned_at,
+        started_at: at,
+        requests_planned: w.requests,
+        concurrency: w.concurrency,
+        delay_ms: w.delay.as_millis() as u64,
+        stream: w.stream,
+        max_tokens: w.max_tokens,
+        backend_kind: spec.backend.kind.as_str(),
+        base_url: spec.backend.url.to_string(),
+        model: spec.backend.model.clone(),
+        server_pid: None,
+        detail: json!({"reason": reason}),
+    }
 }
 
 /// Records what the server says about itself; `true` when that included its version.
@@ -232,6 +272,7 @@ impl Worker<'_> {
         let w = &self.spec.job.workload;
         let prompt = &w.prompts[seq as usize % w.prompts.len()];
         let position = self.sampler.request_starting(self.run).await;
+        let (machine_in_flight, _in_flight) = self.target.machine.request_started(&self.spec.backend.name);
         let start = Stamp::now();
         let key = self.writer.next_request_key();
         self.writer.request_started(RequestStart {
@@ -251,6 +292,7 @@ impl Worker<'_> {
             gap_ms: previous_end.map(|end| ms_between(end, start.mono)),
             server_pid: position.pid,
             server_seq: position.seq,
+            machine_in_flight,
         });
         let mut timeline = Timeline::new(start.mono);
         let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;

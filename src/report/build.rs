@@ -23,6 +23,24 @@ const NOT_COUNTED: [&str; 2] = ["cancelled", "interrupted"];
 
 /// Builds the report for `window`, for the backends in `only` (all with data when empty).
 pub fn build(conn: &Connection, window: Window, only: &[String], now_ms: i64) -> rusqlite::Result<Report> {
+    build_with(conn, window, only, now_ms, Options::default())
+}
+
+/// Choices a report can make about what it counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Keep requests that ran while soakd measured another backend (`machine_in_flight > 0`) in
+    /// the latency and throughput figures; by default they are left out and counted.
+    pub include_contended: bool,
+}
+
+pub fn build_with(
+    conn: &Connection,
+    window: Window,
+    only: &[String],
+    now_ms: i64,
+    options: Options,
+) -> rusqlite::Result<Report> {
     let mut names = queries::backends_in(conn, window.from, window.to)?;
     if !only.is_empty() {
         names.retain(|n| only.contains(n));
@@ -30,7 +48,7 @@ pub fn build(conn: &Connection, window: Window, only: &[String], now_ms: i64) ->
     let mut backends = Vec::new();
     let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for name in &names {
-        let (report, ttft, tps) = backend(conn, name, window)?;
+        let (report, ttft, tps) = backend(conn, name, window, options)?;
         samples.insert(name.clone(), (ttft, tps));
         backends.push(report);
     }
@@ -63,13 +81,22 @@ fn raw_horizon(conn: &Connection, w: Window, only: &[String]) -> rusqlite::Resul
 }
 
 /// One backend's section, plus its successful requests' TTFTs and decode rates (for overhead).
-fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
+fn backend(
+    conn: &Connection,
+    name: &str,
+    w: Window,
+    options: Options,
+) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
     let mut rows: Vec<RequestRow> = Vec::new();
     queries::each_request(conn, name, w.from, w.to, |r| rows.push(r))?;
     let counted: Vec<&RequestRow> = rows.iter().filter(|r| !NOT_COUNTED.contains(&&*r.outcome)).collect();
-    let ok_rows: Vec<&RequestRow> = counted.iter().copied().filter(|r| &*r.outcome == "ok").collect();
     let requests = counted.len() as u64;
-    let ok = ok_rows.len() as u64;
+    let ok = counted.iter().filter(|r| &*r.outcome == "ok").count() as u64;
+    // Latency and throughput only from requests measured alone on the machine (unless asked).
+    let contended = |r: &&RequestRow| !options.include_contended && r.machine_in_flight.is_some_and(|n| n > 0);
+    let contended_left_out = counted.iter().filter(|r| contended(r)).count() as u64;
+    let timed: Vec<&RequestRow> = counted.iter().copied().filter(|r| !contended(r)).collect();
+    let ok_rows: Vec<&RequestRow> = timed.iter().copied().filter(|r| &*r.outcome == "ok").collect();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     for r in counted.iter().filter(|r| &*r.outcome != "ok") {
         *failures.entry(r.outcome.to_string()).or_default() += 1;
@@ -79,7 +106,7 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
         Percentiles { p50, p95, p99 }
     };
     let mode = |stream: bool| {
-        let all: Vec<&RequestRow> = counted.iter().copied().filter(|r| r.stream == stream).collect();
+        let all: Vec<&RequestRow> = timed.iter().copied().filter(|r| r.stream == stream).collect();
         let good: Vec<&RequestRow> = all.iter().copied().filter(|r| &*r.outcome == "ok").collect();
         let p50 = |f: fn(&RequestRow) -> Option<f64>| median(good.iter().filter_map(|r| f(r)));
         Mode {
@@ -143,6 +170,7 @@ fn backend(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<(Backen
         drift,
         hourly: hours,
         stuck,
+        contended_left_out,
     };
     Ok((report, ttft, tps))
 }

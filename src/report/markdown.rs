@@ -42,6 +42,9 @@ pub fn render(r: &Report) -> String {
             row.winner.as_deref().map_or_else(|| "—".to_string(), md)
         );
     }
+    if let Some(note) = r.contended_note() {
+        let _ = writeln!(o, "\n{note}.");
+    }
     let _ = writeln!(
         o,
         "\nWinners are named only where the data supports one: speeds within 5 % tie, and success rates need non-overlapping 95 % intervals.\n\n---\n\n## Detailed Metrics\n"

@@ -31,6 +31,18 @@ pub struct Report {
     pub raw_horizon: Option<RawHorizon>,
 }
 
+impl Report {
+    /// A line saying how many requests the latency figures left out for contention, if any.
+    pub fn contended_note(&self) -> Option<String> {
+        let left: u64 = self.backends.iter().map(|b| b.contended_left_out).sum();
+        (left > 0).then(|| {
+            format!(
+                "{left} request(s) that ran while soakd measured another backend are left out of the latency and throughput figures (--include-contended keeps them)"
+            )
+        })
+    }
+}
+
 /// Where raw rows end (`soakd prune`, `[retention] raw_days`), and what the hourly rollups say
 /// about the part of the window before it.
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +121,10 @@ pub struct BackendReport {
     /// `wedged` or `silent_failure` at the window's end: the latest requests (across runs) all
     /// went unanswered, or all came back empty; null when not.
     pub stuck: Option<crate::analysis::stuck::Stuck>,
+    /// Requests left out of the latency and throughput figures (percentiles, modes, hourly,
+    /// decode rate, the comparison table) because soakd was measuring another backend at the
+    /// same time (`requests.machine_in_flight > 0`); 0 with `--include-contended`.
+    pub contended_left_out: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

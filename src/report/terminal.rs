@@ -40,6 +40,9 @@ pub fn render(r: &Report) -> String {
         t.add_row(cells);
     }
     let _ = writeln!(out, "\n{t}");
+    if let Some(note) = r.contended_note() {
+        let _ = writeln!(out, "{note}");
+    }
     let rank = |items: &[super::model::Ranked]| {
         items
             .iter()

@@ -23,8 +23,23 @@ pub struct Job {
     pub backends: BackendSelection,
     /// Fire the job's backends one after another (default), or all at once.
     pub sequential: bool,
+    /// Take the machine alone for each run (default): no other backend is measured meanwhile.
+    pub exclusive: bool,
+    /// How long a run may wait for the machine before it is skipped; `None`: one period.
+    pub max_wait: Option<Duration>,
     pub enabled: bool,
     pub workload: Workload,
+}
+
+impl Job {
+    /// How long a firing waits for the machine: `max_wait_s`, else one period of its cron (the
+    /// time to its next firing), at least a second.
+    pub fn max_wait(&self, now: chrono::DateTime<chrono::Local>) -> Duration {
+        self.max_wait.unwrap_or_else(|| match self.cron.next_after(now, 2).as_slice() {
+            [a, b] => (*b - *a).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1)),
+            _ => Duration::from_secs(3600),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

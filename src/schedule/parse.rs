@@ -99,6 +99,15 @@ fn parse_job(
         }
     };
     let enabled = f.take::<bool>("enabled").unwrap_or(true);
+    let exclusive = f.take::<bool>("exclusive").unwrap_or(true);
+    let max_wait = match f.take::<f64>("max_wait_s") {
+        Some(s) if (0.0..=86_400.0).contains(&s) => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            f.problem("max_wait_s", format!("must be between 0 and 86400 seconds, not {s}"));
+            None
+        }
+        None => None,
+    };
     let workload = parse_workload(&mut f);
     f.finish();
     Some(Job {
@@ -107,6 +116,8 @@ fn parse_job(
         cron: cron?,
         backends: selection?,
         sequential,
+        exclusive,
+        max_wait,
         enabled,
         workload: workload?,
     })

@@ -28,6 +28,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0003_server_signals.sql", include_str!("../../db/0003_server_signals.sql")),
     ("0004_rollups.sql", include_str!("../../db/0004_rollups.sql")),
     ("0005_outbox.sql", include_str!("../../db/0005_outbox.sql")),
+    ("0006_machine_in_flight.sql", include_str!("../../db/0006_machine_in_flight.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

@@ -147,6 +147,8 @@ pub struct RequestRow {
     pub job: std::sync::Arc<str>,
     pub completion_tokens: Option<u32>,
     pub http_status: Option<u16>,
+    /// soakd's requests to other backends in flight when this one started (`None`: not recorded).
+    pub machine_in_flight: Option<u32>,
 }
 
 /// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
@@ -161,7 +163,7 @@ pub fn each_request(
     let mut stmt = conn.prepare(
         "SELECT started_at, outcome, stream, ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps,
                 error_signature, CASE WHEN outcome <> 'ok' THEN error END, concurrency, prompt_chars, gap_ms,
-                server_pid, server_seq, job, completion_tokens, http_status
+                server_pid, server_seq, job, completion_tokens, http_status, machine_in_flight
          FROM requests
          WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
          ORDER BY started_at, id",
@@ -198,6 +200,7 @@ pub fn each_request(
             job: share(r.get(15)?),
             completion_tokens: r.get::<_, Option<i64>>(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
             http_status: r.get::<_, Option<i64>>(17)?.and_then(|n| u16::try_from(n).ok()),
+            machine_in_flight: r.get::<_, Option<i64>>(18)?.and_then(|n| u32::try_from(n).ok()),
         });
     }
     Ok(())

@@ -49,6 +49,8 @@ impl RunStatus {
 /// A request leaving soakd (`requests`, outcome `in_flight`).
 #[derive(Debug, Clone)]
 pub struct RequestStart {
+    /// soakd's requests to other backends in flight when this one started.
+    pub machine_in_flight: u32,
     /// Unique within this process: pairs the start with its end.
     pub key: u64,
     pub run: RunKey,

@@ -451,8 +451,9 @@ fn insert_run(tx: &Transaction<'_>, r: &RunStart, owner: (u32, u64)) -> rusqlite
 fn insert_request(tx: &Transaction<'_>, r: &RequestStart, run_id: i64) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome,
-             stream, concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'in_flight', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             stream, concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq,
+             machine_in_flight)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'in_flight', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         run_id,
@@ -470,6 +471,7 @@ fn insert_request(tx: &Transaction<'_>, r: &RequestStart, run_id: i64) -> rusqli
         r.gap_ms,
         r.server_pid,
         r.server_seq.map(|n| n as i64),
+        r.machine_in_flight,
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -597,6 +599,7 @@ mod tests {
             gap_ms: None,
             server_pid: Some(42),
             server_seq: Some(key),
+            machine_in_flight: 0,
         }
     }
 
