@@ -17,11 +17,14 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 /// The demo's schedule: the seed report's questions, every few seconds instead of every hour.
+/// The simulated servers share no GPU, so the jobs overlap (`exclusive = false`) to show a
+/// minute of both backends; a real schedule leaves `exclusive` at its default.
 const JOBS: &str = r#"
 [[job]]
 name = "probe"
 cron = "*/5 * * * * *"
 order = "parallel"
+exclusive = false
 requests = 1
 max_tokens = 16
 prompts = "probe"
@@ -30,6 +33,7 @@ prompts = "probe"
 name = "rapid-burst"
 cron = "0,20,40 * * * * *"
 order = "parallel"
+exclusive = false
 requests = 8
 delay_ms = 0
 max_tokens = 16
@@ -39,6 +43,7 @@ prompts = "security"
 name = "spaced-burst"
 cron = "10,30,50 * * * * *"
 order = "parallel"
+exclusive = false
 requests = 4
 delay_ms = 1000
 max_tokens = 16
@@ -48,6 +53,7 @@ prompts = "security"
 name = "security-blocking"
 cron = "5,35 * * * * *"
 order = "parallel"
+exclusive = false
 requests = 2
 stream = false
 max_tokens = 24
@@ -159,7 +165,13 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     let mut conn = store::open_read(&db)?;
     let now = now_ms();
     let window = crate::report::Window { from: started, to: now + 1 };
-    let mut report = crate::report::build::build(&conn, window, &[], now)?;
+    let mut report = crate::report::build::build_with(
+        &conn,
+        window,
+        &[],
+        now,
+        crate::report::build::Options { include_contended: true },
+    )?;
     let resolved = store::findings::save(&mut conn, now, (window.from, window.to), &mut report.findings)?;
     report.findings.extend(resolved);
     println!();
