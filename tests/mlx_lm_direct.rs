@@ -248,8 +248,9 @@ fn a_request_past_its_limit_is_cancelled_in_the_worker() {
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind IN ('worker_exit', 'restart')"), 0);
 }
 
-/// An interpreter that does not exist and a model folder that does not load are failures of
-/// their requests, told in words; soakd itself carries on.
+/// An interpreter that cannot run and a model folder that does not load are failures of their
+/// requests, told in words; soakd itself carries on. (A missing interpreter or a folder without
+/// config.json never gets this far: `check`, `once` and `run` refuse the config.)
 #[test]
 fn a_worker_that_cannot_start_or_load_fails_its_requests_in_words() {
     let _guard = heavy();
@@ -257,13 +258,17 @@ fn a_worker_that_cannot_start_or_load_fails_its_requests_in_words() {
     let jobs = "[[job]]\nname = \"p\"\ncron = \"@hourly\"\nrequests = 1\nmax_tokens = 8\n\
                 [[job]]\nname = \"impatient\"\ncron = \"@hourly\"\nrequests = 1\nmax_tokens = 8\n\
                 timeouts = { first_byte_ms = 300 }\n";
+    // A file that is no program (not executable), and a model folder whose config.json is empty.
+    std::fs::write(dir.path().join("not-a-python"), "just text\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("broken-model")).unwrap();
+    std::fs::write(dir.path().join("broken-model/config.json"), "{}").unwrap();
     let backend = format!(
         "[[backend]]\nname = \"nopython\"\nkind = \"mlx-lm\"\npython = \"{}\"\nmodel = \"{}\"\n\
          [[backend]]\nname = \"nomodel\"\nkind = \"mlx-lm\"\npython = \"{}\"\nmodel = \"{}\"\n",
-        dir.path().join("no-such-python").display(),
+        dir.path().join("not-a-python").display(),
         deps().hf("babble").display(),
         python().display(),
-        dir.path().join("no-such-model").display(),
+        dir.path().join("broken-model").display(),
     );
     let config = write_config(dir.path(), &backend, jobs);
     once(&config, "p");
@@ -276,7 +281,7 @@ fn a_worker_that_cannot_start_or_load_fails_its_requests_in_words() {
     };
     let (outcome, text) = error("nopython");
     assert_eq!(outcome, "connect_error", "{text}");
-    assert!(text.contains("cannot start the mlx-lm worker with") && text.contains("no-such-python"), "{text}");
+    assert!(text.contains("cannot start the mlx-lm worker with") && text.contains("not-a-python"), "{text}");
     // While the worker is down, a request whose first-byte limit ends before the next start
     // (here 1 s after the failed one) is refused at once.
     let (code, out, err) = soakd(&["once", "impatient", "--backend", "nopython", "--config", config.to_str().unwrap()]);

@@ -509,6 +509,7 @@ name = "every-2s"
 cron = "*/2 * * * * *"
 requests = 2
 max_tokens = 16
+exclusive = false
 
 [[job]]
 name = "slow"
@@ -516,6 +517,7 @@ cron = "* * * * * *"
 requests = 12
 delay_ms = 250
 max_tokens = 8
+exclusive = false
 "#,
     );
     let child = std::process::Command::new(common::SOAKD)

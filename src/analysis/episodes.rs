@@ -1,11 +1,13 @@
 //! Failure episodes: a crash is followed by failures it caused — requests in flight that die with
 //! it, refused connections while the server is down, "503 Loading model" while it loads, LM
-//! Studio's "Model is unloaded" — until the server answers again. Each episode has one trigger: of
-//! the failures already started when the first of them ended (those in flight at the crash), the
-//! one that started last and that the request itself could have caused (the request that pushed
-//! the server over: one more concurrent stream, a long prefill, a rapid follow-up; the others were
-//! merely in flight). A failure the request could have caused that started after that crash is
-//! a new crash of a server that had come back, with its own trigger. The rest are counted apart (what a client sees meanwhile, how long recovery
+//! Studio's "Model is unloaded" — until the server answers again. Each crash has one trigger: of
+//! the failures that ended with it (started before it, ended within a second of it: those in
+//! flight at the crash), the one that started last and that the request itself could have caused
+//! (the request that pushed the server over: one more concurrent stream, a long prefill, a rapid
+//! follow-up; the others were merely in flight). Crashes are found by when failures ended, not by
+//! runs of failures in start order, which a short success in between would split. A failure the
+//! request could have caused that started after that crash is a new crash of a server that had
+//! come back, with its own trigger. The rest are counted apart (what a client sees meanwhile, how long recovery
 //! takes): failures that say the server was not there are left out of the crash attribution (those
 //! requests were never at risk); the others (victims) stay in it as requests that did not trigger
 //! — leaving them out would drop long requests, the likeliest to be in flight at any crash, and
@@ -75,6 +77,24 @@ pub fn unavailable(r: &Attempt) -> bool {
 pub fn roles(rows: &[Attempt]) -> (Vec<Role>, Episodes) {
     let mut roles = vec![Role::Ok; rows.len()];
     let mut summary = Episodes::default();
+    for (k, r) in rows.iter().enumerate() {
+        if r.failed {
+            roles[k] = if unavailable(r) { Role::Consequence } else { Role::Victim };
+        }
+    }
+    // The trigger of each crash: of the failures in flight at it, the last started.
+    for crash in crashes(rows) {
+        if let Some(&trigger) = crash.iter().max_by_key(|&&k| (rows[k].at_ms, k)) {
+            roles[trigger] = Role::Trigger;
+            summary.triggered += 1;
+        }
+    }
+    for (r, role) in rows.iter().zip(&roles) {
+        if matches!(role, Role::Victim | Role::Consequence) {
+            *summary.consequences.entry(r.outcome.to_string()).or_default() += 1;
+        }
+    }
+    // Episodes: runs of failures (in start order) ended by a success.
     let (mut recoveries, mut sizes) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < rows.len() {
@@ -82,39 +102,11 @@ pub fn roles(rows: &[Attempt]) -> (Vec<Role>, Episodes) {
             i += 1;
             continue;
         }
-        // An episode: failures from i up to the next success.
         let end = (i..rows.len()).find(|&j| !rows[j].failed).unwrap_or(rows.len());
         summary.count += 1;
         sizes.push((end - i) as f64);
         if end < rows.len() {
             recoveries.push(rows[end].at_ms.saturating_sub(rows[i].at_ms) as f64 / 1000.0);
-        }
-        // Crashes within the episode: each begins at a failure the request could have caused and
-        // lasts until that failure ended (the crash); a failure of that kind started later is a
-        // new crash of a server that had come back (LM Studio: crash, crash, ...).
-        let mut j = i;
-        while j < end {
-            let Some(first) = (j..end).find(|&k| !unavailable(&rows[k])) else {
-                for k in j..end {
-                    roles[k] = Role::Consequence;
-                    *summary.consequences.entry(rows[k].outcome.to_string()).or_default() += 1;
-                }
-                break;
-            };
-            let crash = rows[first].at_ms.saturating_add(rows[first].e2e_ms.unwrap_or(0.0).max(0.0) as i64);
-            let next = (first + 1..end).find(|&k| !unavailable(&rows[k]) && rows[k].at_ms > crash).unwrap_or(end);
-            // The trigger: of the failures in flight at the crash, the last started.
-            let trigger = (first..next).rev().find(|&k| !unavailable(&rows[k]) && rows[k].at_ms <= crash);
-            for k in j..next {
-                if Some(k) == trigger {
-                    roles[k] = Role::Trigger;
-                    summary.triggered += 1;
-                } else {
-                    roles[k] = if unavailable(&rows[k]) { Role::Consequence } else { Role::Victim };
-                    *summary.consequences.entry(rows[k].outcome.to_string()).or_default() += 1;
-                }
-            }
-            j = next;
         }
         i = end;
     }
@@ -122,6 +114,43 @@ pub fn roles(rows: &[Attempt]) -> (Vec<Role>, Episodes) {
     (summary.recovery_p50_s, summary.recovery_p95_s) = (p50, p95);
     summary.failures_p50 = median(sizes);
     (roles, summary)
+}
+
+/// Failures that end within this long of a crash, having started before it, died with it.
+const CRASH_TOLERANCE_MS: i64 = 1_000;
+
+/// The crashes: failures the request could have caused, grouped by the moment they ended. The
+/// earliest-ending open failure marks a crash; every other such failure that had started by then
+/// and ended with it (within `CRASH_TOLERANCE_MS`) was in flight at it. Grouping by end time, not
+/// by runs of failures in start order, keeps one crash one crash when a short request started
+/// after the trigger succeeds before it: split there, each long request that merely died with
+/// the crash would count as a crash of its own — and long requests, in flight at more crashes,
+/// would look guilty.
+fn crashes(rows: &[Attempt]) -> Vec<Vec<usize>> {
+    let end = |k: usize| rows[k].at_ms.saturating_add(rows[k].e2e_ms.unwrap_or(0.0).max(0.0) as i64);
+    let mut open: Vec<usize> = (0..rows.len()).filter(|&k| rows[k].failed && !unavailable(&rows[k])).collect();
+    open.sort_by_key(|&k| (end(k), k));
+    let mut taken = vec![false; rows.len()];
+    let mut out = Vec::new();
+    for (n, &first) in open.iter().enumerate() {
+        if taken[first] {
+            continue;
+        }
+        let at = end(first);
+        let mut crash = vec![first];
+        taken[first] = true;
+        for &k in &open[n + 1..] {
+            if end(k) > at.saturating_add(CRASH_TOLERANCE_MS) {
+                break;
+            }
+            if !taken[k] && rows[k].at_ms <= at {
+                taken[k] = true;
+                crash.push(k);
+            }
+        }
+        out.push(crash);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -181,6 +210,22 @@ mod tests {
         let d = row(1_000, "connect_refused", Some("Connection refused"), None);
         let (roles, _) = roles(&[a, b, c, d]);
         assert_eq!(roles, [Role::Victim, Role::Victim, Role::Trigger, Role::Consequence]);
+    }
+
+    /// A short request that started after the crash's trigger and succeeded before the crash
+    /// does not split it: the long request that died with it is a victim, not a second crash.
+    #[test]
+    fn a_success_in_between_does_not_make_a_victim_a_crash_of_its_own() {
+        let mut long = row(0, "reset_mid_stream", Some("reset"), Some(200));
+        long.e2e_ms = Some(2_000.0);
+        let mut short = row(500, "ok", None, Some(200));
+        short.e2e_ms = Some(300.0);
+        let mut trigger = row(1_000, "reset_mid_stream", Some("reset"), Some(200));
+        trigger.e2e_ms = Some(1_000.0);
+        let gone = row(2_100, "connect_refused", Some("Connection refused"), None);
+        let (roles, e) = roles(&[long, short, trigger, gone]);
+        assert_eq!(roles, [Role::Victim, Role::Ok, Role::Trigger, Role::Consequence]);
+        assert_eq!((e.count, e.triggered), (2, 1));
     }
 
     #[test]

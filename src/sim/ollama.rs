@@ -330,7 +330,13 @@ impl Player {
     }
 
     async fn wait_until(&mut self, k: usize) -> bool {
-        let deadline = self.reply.start + self.reply.script.time_until(k) + self.shift;
+        // After the first piece, paced from when it really went out: a late first timer must not
+        // make the rest catch up (a sim is never faster than its pace).
+        let script = &self.reply.script;
+        let deadline = match self.first_at {
+            Some(first) if k > 0 => first + script.time_until(k).saturating_sub(script.time_until(0)) + self.shift,
+            _ => self.reply.start + script.time_until(k) + self.shift,
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => !*self.stop.borrow(),
             _ = stopped(self.stop.clone()) => false,
