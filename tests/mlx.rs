@@ -244,16 +244,20 @@ fn mlx_worker_abort_is_a_crash_and_the_next_request_succeeds() {
 #[test]
 fn mlx_a_model_folder_that_cannot_load_is_a_failed_request_that_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("no-such-model");
+    // A folder with an empty config.json: `check` lets it by (a folder without one is refused
+    // before anything runs), and loading it fails.
+    let broken = dir.path().join("broken-model");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{}").unwrap();
     let jobs = JOBS.replace("requests = 4", "requests = 1");
-    let config = mlx_config(dir.path(), &missing, &jobs);
+    let config = mlx_config(dir.path(), &broken, &jobs);
     let (code, out, err) = soakd(&["once", "greedy", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "a failing backend is data: {out}\n{err}");
     let conn = db(dir.path());
     let (outcome, error): (String, String) =
         conn.query_row("SELECT outcome, error FROM requests", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(outcome, "connect_error");
-    assert!(error.contains("could not load the model") && error.contains("config.json"), "{error}");
+    assert!(error.contains("could not load the model") && error.contains("broken-model"), "{error}");
 }
 
 /// The pids of `parent`'s child processes (from /proc).
