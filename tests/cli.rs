@@ -210,3 +210,15 @@ fn every_command_refuses_what_check_refuses() {
         }
     }
 }
+
+/// A config with no backend has nothing to soak: `check` says so, as `run` does.
+#[test]
+fn a_config_without_backends_is_refused_by_check_as_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", "");
+    for cmd in ["check", "run"] {
+        let (code, out, err) = soakd(&[cmd, "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 78, "{cmd}: {out}\n{err}");
+        assert!(err.contains("no [[backend]] entries"), "{cmd}: {err}");
+    }
+}

@@ -440,7 +440,10 @@ fn check_shows_the_digest_and_refuses_a_readable_password_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(
         dir.path(),
-        "[smtp]\nhost = \"smtp.example.com\"\nusername = \"me\"\npassword_file = \"pw\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n",
+        &format!(
+            "{}[smtp]\nhost = \"smtp.example.com\"\nusername = \"me\"\npassword_file = \"pw\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n",
+            common::backend("a", 1234)
+        ),
         "",
     );
     std::fs::write(dir.path().join("schedules/digest.toml"), "[digest]\ncron = \"0 30 6 * * *\"\n").unwrap();

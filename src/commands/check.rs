@@ -35,6 +35,7 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
         println!("  {:<20} {:<7} {}  {}", b.name, b.kind.as_str(), b.url, sampled);
     }
     problems.extend(super::validate::environment(&config));
+    problems.extend(super::validate::daemon(&config));
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     let jobs = match schedule::load_dir(&config.schedules, Some(&names)) {
         Ok(jobs) => jobs,

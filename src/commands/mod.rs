@@ -98,13 +98,9 @@ fn init_tracing(filter: Option<&str>, daemon: bool) {
 fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Result<ExitCode> {
     let agent = std::env::var_os("SOAKD_AGENT").is_some_and(|v| !v.is_empty());
     let paths = std::env::var_os("HOME").filter(|h| !h.is_empty() && agent).map(crate::agent::Paths::new);
-    let loaded = load(flag).and_then(|(config, jobs)| {
-        if config.backends.is_empty() {
-            let problem = crate::fields::Place::file(&config.path)
-                .problem(Some("backend"), "no [[backend]] entries: add at least one server to soak");
-            return Err(ConfigError::Invalid(Problems(vec![problem])).into());
-        }
-        Ok((config, jobs))
+    let loaded = load(flag).and_then(|(config, jobs)| match validate::daemon(&config) {
+        Some(problem) => Err(ConfigError::Invalid(Problems(vec![problem])).into()),
+        None => Ok((config, jobs)),
     });
     let (config, jobs) = match loaded {
         Ok(l) => l,

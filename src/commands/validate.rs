@@ -10,6 +10,14 @@ use crate::digest::config::PasswordSource;
 use crate::fields::{Place, Problem};
 use std::path::{Path, PathBuf};
 
+/// For the daemon (and `check`, which says what the daemon would do): a config with no backend
+/// has nothing to soak.
+pub fn daemon(config: &Config) -> Option<Problem> {
+    config.backends.is_empty().then(|| {
+        Place::file(&config.path).problem(Some("backend"), "no [[backend]] entries: add at least one server to soak")
+    })
+}
+
 /// Every problem of the environment `config` would run in.
 pub fn environment(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
