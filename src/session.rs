@@ -56,15 +56,8 @@ impl Session {
                 (b.name.clone(), s)
             })
             .collect();
-        Ok(Session {
-            config,
-            shutdown,
-            writer,
-            samplers,
-            collectors,
-            adapters: Arc::default(),
-            machine: Arc::default(),
-        })
+        let machine = Arc::new(crate::probe::machine::Machine::for_log(&config.db));
+        Ok(Session { config, shutdown, writer, samplers, collectors, adapters: Arc::default(), machine })
     }
 
     /// What a run at `backend` works with.

@@ -251,3 +251,38 @@ fn backends_are_measured_one_at_a_time_unless_a_job_says_otherwise() {
     assert_eq!(report(&[]), contended, "the report counts what it left out");
     assert_eq!(report(&["--include-contended"]), 0);
 }
+
+/// A `soakd once` beside the running daemon, on the same log, takes its turn too: its runs at
+/// one backend never overlap the daemon's at another.
+#[test]
+fn a_once_beside_the_daemon_waits_for_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_sim(&["--ttft-ms", "150", "--tokens-per-s", "100"], dir.path());
+    let b = start_sim(&["--ttft-ms", "150", "--tokens-per-s", "100"], dir.path());
+    let config = write_config(
+        dir.path(),
+        &format!("{}{}", common::backend("a", a.port), common::backend("b", b.port)),
+        "[[job]]\nname = \"ja\"\ncron = \"*/2 * * * * *\"\nbackends = [\"a\"]\nrequests = 3\nmax_tokens = 8\n\
+         [[job]]\nname = \"jb\"\ncron = \"@hourly\"\nbackends = [\"b\"]\nrequests = 3\nmax_tokens = 8\nmax_wait_s = 20\n",
+    );
+    let c = config.to_str().unwrap();
+    let child = std::process::Command::new(common::SOAKD)
+        .args(["--config", c, "run"])
+        .env_remove("SOAKD_AGENT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..3 {
+        let (code, out, err) = common::soakd(&["once", "jb", "--config", c]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let conn = db(dir.path());
+    assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE backend = 'b' AND outcome = 'ok'"), 9);
+    assert!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE backend = 'a' AND outcome = 'ok'") >= 3);
+    assert_eq!(overlaps(&conn), 0, "a request of `once` was in flight with one of the daemon's");
+}

@@ -5,11 +5,19 @@
 //! job that means to overlap says `exclusive = false`: such runs share the machine with each
 //! other, never with an exclusive one. Every request also notes how many of soakd's requests to
 //! other backends were in flight when it started (`requests.machine_in_flight`).
+//!
+//! Other soakd processes on the same log (a `soakd once` beside the daemon) are kept out too: a
+//! run also holds an advisory lock (`flock`) on a file beside the database, `<db>.lock`, which
+//! names the job and backend holding it; a process waiting for it polls every 20 ms.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
+
+/// How often a run waiting for another process's lock looks again.
+const POLL: Duration = Duration::from_millis(20);
 
 /// The machine's measurement lock and soakd's requests in flight on it.
 #[derive(Default)]
@@ -17,6 +25,8 @@ pub struct Machine {
     lock: Arc<RwLock<()>>,
     holders: Arc<Mutex<Holders>>,
     in_flight: Mutex<HashMap<String, u32>>,
+    /// The file other soakd processes on the same log lock too; `None`: this process only.
+    file: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -25,9 +35,10 @@ struct Holders {
     now: Vec<(u64, String, String)>,
 }
 
-/// A run's turn on the machine, held until dropped.
+/// A run's turn on the machine, held until dropped (the file lock goes with its file).
 pub struct Turn {
     _guard: Guard,
+    _file: Option<std::fs::File>,
     id: u64,
     holders: Arc<Mutex<Holders>>,
 }
@@ -54,25 +65,40 @@ pub struct Busy {
 }
 
 impl Machine {
+    /// The lock of this process, and of every soakd process that writes the log at `db`.
+    pub fn for_log(db: &std::path::Path) -> Machine {
+        let mut file = db.as_os_str().to_owned();
+        file.push(".lock");
+        Machine { file: Some(PathBuf::from(file)), ..Machine::default() }
+    }
+
     /// Waits for the run's turn: alone when `exclusive`, else beside other non-exclusive runs.
     /// Runs are served in the order they asked; `Busy` after `max_wait`.
     pub async fn turn(&self, exclusive: bool, job: &str, backend: &str, max_wait: Duration) -> Result<Turn, Busy> {
+        let deadline = tokio::time::Instant::now() + max_wait;
         let lock = self.lock.clone();
         let acquired = if exclusive {
             tokio::time::timeout(max_wait, lock.write_owned()).await.map(Guard::Alone)
         } else {
             tokio::time::timeout(max_wait, lock.read_owned()).await.map(Guard::Shared)
         };
-        let mut h = self.holders.lock().unwrap_or_else(|e| e.into_inner());
-        let Ok(guard) = acquired else {
+        let busy_here = |h: &Holders| {
             let (job, backend) =
                 h.now.first().map(|(_, j, b)| (j.clone(), b.clone())).unwrap_or_else(|| ("?".into(), "?".into()));
-            return Err(Busy { job, backend, waited_s: max_wait.as_secs() });
+            Busy { job, backend, waited_s: max_wait.as_secs() }
         };
+        let Ok(guard) = acquired else {
+            return Err(busy_here(&self.holders.lock().unwrap_or_else(|e| e.into_inner())));
+        };
+        let file = match &self.file {
+            Some(path) => Some(other_processes(path, exclusive, job, backend, deadline, max_wait).await?),
+            None => None,
+        };
+        let mut h = self.holders.lock().unwrap_or_else(|e| e.into_inner());
         h.next += 1;
         let id = h.next;
         h.now.push((id, job.to_string(), backend.to_string()));
-        Ok(Turn { _guard: guard, id, holders: self.holders.clone() })
+        Ok(Turn { _guard: guard, _file: file.flatten(), id, holders: self.holders.clone() })
     }
 
     /// A request to `backend` starts: returns how many requests to other backends are in flight.
@@ -83,6 +109,60 @@ impl Machine {
         *m.entry(backend.to_string()).or_default() += 1;
         (others, InFlight { machine: self, backend: backend.to_string() })
     }
+}
+
+/// Takes the lock file beside the log (shared or exclusive), polling until `deadline`; on success
+/// an exclusive holder writes who it is into the file. `Ok(None)` when the file cannot be opened
+/// (a read-only folder): this process's lock still holds.
+async fn other_processes(
+    path: &std::path::Path,
+    exclusive: bool,
+    job: &str,
+    backend: &str,
+    deadline: tokio::time::Instant,
+    max_wait: Duration,
+) -> Result<Option<std::fs::File>, Busy> {
+    let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path) else {
+        tracing::debug!(lock = %path.display(), "cannot open the machine lock file; other soakd processes are not held back");
+        return Ok(None);
+    };
+    loop {
+        if try_lock(&file, exclusive) {
+            if exclusive {
+                use std::io::{Seek, Write};
+                let mut f = &file;
+                let _ = f.set_len(0);
+                let _ = f.seek(std::io::SeekFrom::Start(0));
+                let _ = writeln!(f, "{}\n{job}\n{backend}", std::process::id());
+            }
+            return Ok(Some(file));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let mut lines = text.lines();
+            let pid = lines.next().unwrap_or("?").to_string();
+            let (job, backend) = (lines.next().unwrap_or("?"), lines.next().unwrap_or("?"));
+            return Err(Busy {
+                job: format!("{job} (soakd pid {pid})"),
+                backend: backend.to_string(),
+                waited_s: max_wait.as_secs(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(unix)]
+fn try_lock(file: &std::fs::File, exclusive: bool) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let how = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    // SAFETY: a valid open descriptor; flock only takes an advisory lock on it.
+    unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &std::fs::File, _exclusive: bool) -> bool {
+    true
 }
 
 /// One request in flight; counted until dropped.
@@ -138,6 +218,24 @@ mod tests {
         assert!(m.turn(true, "c", "z", Duration::from_secs(1)).await.is_err(), "not alone");
         drop((a, b));
         assert!(m.turn(true, "c", "z", Duration::from_secs(1)).await.is_ok());
+    }
+
+    /// Two soakd processes on one log (here two `Machine`s on one file: flock locks belong to
+    /// open files, so they exclude each other like processes do).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn another_process_on_the_same_log_waits_and_is_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("soakd.db");
+        let (daemon, once) = (Machine::for_log(&db), Machine::for_log(&db));
+        let held = daemon.turn(true, "nightly", "llama", Duration::from_secs(1)).await.unwrap();
+        let busy = once.turn(true, "probe", "mlx", Duration::from_millis(100)).await.err().expect("held elsewhere");
+        assert!(busy.to_string().contains("job nightly (soakd pid") && busy.backend == "llama", "{busy}");
+        assert!(once.turn(false, "probe", "mlx", Duration::from_millis(100)).await.is_err(), "not even shared");
+        drop(held);
+        let a = once.turn(false, "a", "x", Duration::from_millis(200)).await.expect("free again");
+        let b = daemon.turn(false, "b", "y", Duration::from_millis(200)).await.expect("shared across processes");
+        drop((a, b));
     }
 
     #[test]
