@@ -166,7 +166,7 @@ pub enum Command {
     },
 
     /// The stability digest of the log since the previous digest (the daemon mails one every day
-    /// at 07:00 with [smtp] configured): the comparison, what changed, each backend, the top
+    /// at 07:00 with `[smtp]` configured): the comparison, what changed, each backend, the top
     /// crash signatures, and charts. Prints it, writes it as a mail file, or sends it through the
     /// outbox.
     #[command(group(clap::ArgGroup::new("action").required(true).args(["print", "html", "out", "send", "send_queued"])))]
@@ -183,7 +183,7 @@ pub enum Command {
         /// Write the whole mail, with its charts, as an .eml file a mail client opens (nothing is sent).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Make the digest, store it in the outbox and send what the outbox holds (needs [smtp]).
+        /// Make the digest, store it in the outbox and send what the outbox holds (needs `[smtp]`).
         /// If the server cannot be reached it stays in the outbox: the daemon retries it, or run
         /// `soakd digest --send-queued`.
         #[arg(long)]

@@ -29,6 +29,15 @@
 //!
 //! `sim` is a built-in OpenAI-compatible server with controllable speed, memory growth and
 //! faults; `demo` soaks two of them to show the whole flow without any LLM server installed.
+//!
+//! Around the measurement: `commands::validate` (the one validation every command runs),
+//! `secrets` (the one scrubber the writer, the logs and the mail pass through), `probe::machine`
+//! (one workload at a time on the machine), `analysis::stuck` (wedged and silent servers).
+//!
+//! "The seed report", cited in places: the report soakd was built to replace — five requests
+//! per server (LM Studio, mlx_lm.server, direct MLX-LM, direct MLX), a performance comparison
+//! table, crash notes and two hypotheses (rapid sequential requests; model state after the first
+//! success). `soakd report --format markdown` regenerates its layout from a real log.
 
 pub mod agent;
 pub mod analysis;

@@ -1,5 +1,5 @@
 //! Performance drift of one backend over a soak: hourly TTFT and decode-speed percentiles, and the
-//! sustained changes among them (DESIGN.md "Drift"). Owns the hourly roll-up and the drift rule.
+//! sustained changes among them (README.md, "Reports": drift). Owns the hourly roll-up and the drift rule.
 //!
 //! Method. Requests are grouped into UTC hours; each hour gives p50/p95 time to first token and
 //! p50 decode tokens/s (linear-interpolated percentiles, see `stats`). Hours with fewer than

@@ -1,5 +1,6 @@
-//! Memory-leak verdicts from idle memory samples of a server process (ANCHORS.md §4, patterns 4
-//! and 6; FIELD-NOTES.md A1–A8). Owns the decision — leak, no leak, a step, a plateau, not enough
+//! Memory-leak verdicts from idle memory samples of a server process (per-request growth, growth
+//! across restarts, caches filling to a cap, steps, warm-ups — the shapes real servers show).
+//! Owns the decision — leak, no leak, a step, a plateau, not enough
 //! data — and the numbers behind it.
 //!
 //! Method. The caller splits the series at restarts into process lives. Each life is shaped on its
@@ -13,16 +14,16 @@
 //!   a trend. Rate: the seasonal Sen slope (Sen 1968) in MB/h, with its 95 % interval from the same
 //!   inflated variance; per 1000 requests and per 1000 generated tokens likewise against the counts.
 //! - Practical significance: the slope, carried over the longest life judged, must add at least
-//!   3 times the residual noise (the spread about the fitted line) — a slope of 1–2 MB/h in ±50 MB
+//!   5 times the residual noise (the spread about the fitted line) — a slope of 1–2 MB/h in ±50 MB
 //!   of lumpy noise is no leak however small its p — and at least `min_mb_per_hour`. Growth under
 //!   10 times the noise must also trend on the medians of blocks as long as the noise stays
 //!   correlated ((1 + ρ₁)/(1 − ρ₁) points): slow wander of autocorrelated memory is not a leak.
 //! - Persistence: growth that stops is no leak. When the last thirds of the lives grow
 //!   significantly slower than the whole (the upper end of their interval under half the slope), in
 //!   time and per request served, memory grew and then held, or is levelling off: a plateau (a cache
-//!   filling to its cap, FIELD-NOTES A1, A4). A leak grows as fast at the end as over the whole.
-//! - Steps: level shifts are taken out of the trend, so one step is a `step`, not a leak (FIELD-NOTES
-//!   A5, C2). Growth that comes only in steps is a leak when the steps keep coming — at least 3
+//!   filling to its cap: Ollama's MLX runner, llama-server's prompt cache). A leak grows as fast at the end as over the whole.
+//! - Steps: level shifts are taken out of the trend, so one step is a `step`, not a leak (a larger
+//!   context allocated once, a second model copy loaded). Growth that comes only in steps is a leak when the steps keep coming — at least 3
 //!   comparable rises spread over the life, one of them in its last third, adding up to more than
 //!   the practical bar, in lives holding half the samples — and the series as it is trends
 //!   significantly (leaks only under load, per-request leaks in bursts).

@@ -96,7 +96,7 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Texts by which servers say their model crashed or ran out of memory (ANCHORS.md §4):
+/// Texts by which servers say their model crashed or ran out of memory (as their users report them):
 /// LM Studio's engine crash and unload, Ollama's dead runner, Metal command-buffer and allocator failures, MLX and
 /// llama.cpp aborts, OOM answers.
 const CRASH_MARKERS: &[&str] = &[

@@ -1,5 +1,5 @@
 //! One request's timeline: the adapter reports what arrived and when; `finish` turns that into
-//! the measured numbers (DESIGN.md, "Measurement semantics").
+//! the measured numbers (README.md, "What is measured").
 //!
 //! TTFT is the first delta of any kind (content, reasoning, tool call) minus the actual start;
 //! time to first content token is the first content delta; decode tokens/s is

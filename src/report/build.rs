@@ -236,7 +236,7 @@ impl CrashPattern {
 
 /// Leak analysis on idle samples, split into process lifetimes (a new pid or process start
 /// time). The footprint when nine in ten samples have it (RSS misses growth that is swapped out or
-/// compressed, FIELD-NOTES A3), else RSS. Each sample carries the requests and completion tokens
+/// compressed), else RSS. Each sample carries the requests and completion tokens
 /// its process had served by then. A life with more samples than the analysis keeps is thinned
 /// here, as it streams past, to medians of `span / POINTS_PER_LIFE` buckets — the life's own rule,
 /// so months of samples are never held at once and the verdict does not depend on the window.

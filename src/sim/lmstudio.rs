@@ -1,4 +1,4 @@
-//! `--flavour lmstudio`: LM Studio's REST API v0 as its docs show it (ANCHORS.md §3):
+//! `--flavour lmstudio`: LM Studio's REST API v0 as its docs show it:
 //! `GET /api/v0/models` and `GET /api/v0/models/{id}` (`state`: `loaded` | `not-loaded`), and
 //! `POST /api/v0/chat/completions`, the OpenAI chat plus `stats` (`tokens_per_second`,
 //! `time_to_first_token` and `generation_time` in seconds, `stop_reason`), `model_info` and

@@ -1,4 +1,4 @@
-//! `--flavour ollama`: Ollama's API as its docs show it (ANCHORS.md §3). `POST /api/chat`
+//! `--flavour ollama`: Ollama's API as its docs show it. `POST /api/chat`
 //! (`stream` defaults to true: NDJSON, one object per line, `application/x-ndjson`; else one
 //! JSON object), whose last object (`done: true`) has `done_reason`, `total_duration`,
 //! `load_duration`, `prompt_eval_count`, `prompt_eval_duration`, `eval_count`, `eval_duration`
