@@ -97,36 +97,21 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
         _ = shutdown.stopping() => return RunResult { run: None, status: RunStatus::Cancelled, requests_done: 0 },
     };
     let started = now_ms();
-    let run = writer.begin_run(RunStart {
-        job: spec.job.name.clone(),
-        backend: spec.backend.name.clone(),
-        trigger: spec.trigger,
-        planned_at: spec.planned_at,
-        started_at: started,
-        requests_planned: w.requests,
-        concurrency: w.concurrency,
-        delay_ms: w.delay.as_millis() as u64,
-        stream: w.stream,
-        max_tokens: w.max_tokens,
-        backend_kind: spec.backend.kind.as_str(),
-        base_url: spec.backend.url.to_string(),
-        model: spec.backend.model.clone(),
-        server_pid: sampler.pid().await,
-        detail: json!({
-            "file": spec.job.file.display().to_string(),
-            "cron": spec.job.cron.written,
-            "rate_per_s": w.rate,
-            "temperature": w.temperature,
-            "prompts": w.prompts.iter().map(|p| &p.name).collect::<Vec<_>>(),
-            "tools": w.tools.is_some(),
-            "timeouts_ms": {
-                "connect": w.timeouts.connect.as_millis() as u64,
-                "first_byte": w.timeouts.first_byte.as_millis() as u64,
-                "stall": w.timeouts.stall.as_millis() as u64,
-                "total": w.timeouts.total.as_millis() as u64,
-            },
-        }),
+    let detail = json!({
+        "file": spec.job.file.display().to_string(),
+        "cron": spec.job.cron.written,
+        "rate_per_s": w.rate,
+        "temperature": w.temperature,
+        "prompts": w.prompts.iter().map(|p| &p.name).collect::<Vec<_>>(),
+        "tools": w.tools.is_some(),
+        "timeouts_ms": {
+            "connect": w.timeouts.connect.as_millis() as u64,
+            "first_byte": w.timeouts.first_byte.as_millis() as u64,
+            "stall": w.timeouts.stall.as_millis() as u64,
+            "total": w.timeouts.total.as_millis() as u64,
+        },
     });
+    let run = writer.begin_run(run_row(&spec, started, sampler.pid().await, detail));
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run = run.0, requests = w.requests, "run started");
     let ask = async {
         let known = describe(adapter.as_ref(), writer, run).await;
@@ -168,13 +153,18 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
 
 /// The row of a run that never started, with why in `detail.reason`.
 pub fn skipped_run(spec: &RunSpec<'_>, at: i64, reason: &str) -> RunStart {
+    run_row(spec, at, None, json!({ "reason": reason }))
+}
+
+/// A run's row: the job's workload at the backend, started at `started_at`.
+fn run_row(spec: &RunSpec<'_>, started_at: i64, server_pid: Option<u32>, detail: serde_json::Value) -> RunStart {
     let w = &spec.job.workload;
     RunStart {
         job: spec.job.name.clone(),
         backend: spec.backend.name.clone(),
         trigger: spec.trigger,
         planned_at: spec.planned_at,
-        started_at: at,
+        started_at,
         requests_planned: w.requests,
         concurrency: w.concurrency,
         delay_ms: w.delay.as_millis() as u64,
@@ -183,8 +173,8 @@ pub fn skipped_run(spec: &RunSpec<'_>, at: i64, reason: &str) -> RunStart {
         backend_kind: spec.backend.kind.as_str(),
         base_url: spec.backend.url.to_string(),
         model: spec.backend.model.clone(),
-        server_pid: None,
-        detail: json!({"reason": reason}),
+        server_pid,
+        detail,
     }
 }
 
