@@ -60,14 +60,13 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
             }
         }
     }
-    if SCHEME.is_match(&out) {
-        out = Cow::Owned(SCHEME.replace_all(&out, format!("${{1}}${{2}}{REDACTED}")).into_owned());
+    // `replace_all` borrows when nothing matched: one scan per pattern, a copy only on a match.
+    if let Cow::Owned(replaced) = SCHEME.replace_all(&out, format!("${{1}}${{2}}{REDACTED}").as_str()) {
+        out = Cow::Owned(replaced);
     }
-    if CREDENTIAL.is_match(&out) {
-        let replaced = CREDENTIAL.replace_all(&out, |c: &Captures| {
-            format!("{}{}{}{REDACTED}", &c[1], &c[2], c.get(3).map_or("", |m| m.as_str()))
-        });
-        out = Cow::Owned(replaced.into_owned());
+    let credential = |c: &Captures| format!("{}{}{}{REDACTED}", &c[1], &c[2], c.get(3).map_or("", |m| m.as_str()));
+    if let Cow::Owned(replaced) = CREDENTIAL.replace_all(&out, credential) {
+        out = Cow::Owned(replaced);
     }
     out
 }
