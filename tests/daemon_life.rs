@@ -74,15 +74,7 @@ fn a_killed_daemon_is_an_unclean_stop_at_the_next_start() {
         &common::backend("sim", sim.port),
         "[[job]]\nname = \"tick\"\ncron = \"* * * * * *\"\nmax_tokens = 4\n",
     );
-    let start = || {
-        std::process::Command::new(common::SOAKD)
-            .args(["--config", config.to_str().unwrap(), "run"])
-            .env_remove("SOAKD_AGENT")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let start = || common::spawn_run(&config);
     let starts = |n: i64| {
         let limit = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < limit {
@@ -102,14 +94,12 @@ fn a_killed_daemon_is_an_unclean_stop_at_the_next_start() {
     std::thread::sleep(Duration::from_secs(2));
     first.kill().unwrap();
     first.wait().unwrap();
-    let mut second = start();
+    let second = start();
     starts(2);
-    std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
-    assert!(second.wait().unwrap().success());
-    let mut third = start();
+    common::stop(second);
+    let third = start();
     starts(3);
-    std::process::Command::new("kill").args(["-TERM", &third.id().to_string()]).status().unwrap();
-    assert!(third.wait().unwrap().success());
+    common::stop(third);
 
     let conn = db(dir.path());
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM events WHERE kind = 'unclean_stop'"), 1, "only after the kill");
@@ -138,13 +128,7 @@ fn a_foreign_write_lock_delays_no_firing_and_loses_no_row() {
         &common::backend("sim", sim.port),
         "[[job]]\nname = \"tick\"\ncron = \"* * * * * *\"\nrequests = 2\nmax_tokens = 4\n",
     );
-    let mut child = std::process::Command::new(common::SOAKD)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env_remove("SOAKD_AGENT")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_run(&config);
     std::thread::sleep(Duration::from_secs(3));
     let lock = rusqlite::Connection::open(dir.path().join("soakd.db")).unwrap();
     lock.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -154,8 +138,7 @@ fn a_foreign_write_lock_delays_no_firing_and_loses_no_row() {
     lock.execute_batch("COMMIT").unwrap();
     let released_at = soakd::time::now_ms();
     std::thread::sleep(Duration::from_secs(2));
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(child.wait().unwrap().success());
+    common::stop(child);
 
     let conn = db(dir.path());
     let during: i64 = conn
@@ -196,16 +179,9 @@ fn two_jobs_at_once(dir: &std::path::Path, secs: u64, job_extra: &str) -> rusqli
              [[job]]\nname = \"jb\"\ncron = \"*/2 * * * * *\"\nbackends = [\"b\"]\nrequests = 3\nmax_tokens = 8\n{job_extra}"
         ),
     );
-    let child = std::process::Command::new(common::SOAKD)
-        .args(["--config", config.to_str().unwrap(), "run"])
-        .env_remove("SOAKD_AGENT")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_run(&config);
     std::thread::sleep(Duration::from_secs(secs));
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    common::stop(child);
     db(dir)
 }
 
@@ -266,21 +242,14 @@ fn a_once_beside_the_daemon_waits_for_the_machine() {
          [[job]]\nname = \"jb\"\ncron = \"@hourly\"\nbackends = [\"b\"]\nrequests = 3\nmax_tokens = 8\nmax_wait_s = 20\n",
     );
     let c = config.to_str().unwrap();
-    let child = std::process::Command::new(common::SOAKD)
-        .args(["--config", c, "run"])
-        .env_remove("SOAKD_AGENT")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::spawn_run(&config);
     std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..3 {
         let (code, out, err) = common::soakd(&["once", "jb", "--config", c]);
         assert_eq!(code, 0, "{out}\n{err}");
         std::thread::sleep(Duration::from_millis(700));
     }
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+    common::stop(child);
     let conn = db(dir.path());
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE backend = 'b' AND outcome = 'ok'"), 9);
     assert!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE backend = 'a' AND outcome = 'ok'") >= 3);

@@ -468,37 +468,15 @@ fn check_shows_the_digest_and_refuses_a_readable_password_file() {
 /// and neither is the SMTP password.
 #[test]
 fn an_echoed_key_is_nowhere_soakd_writes_or_sends() {
-    use std::io::{BufRead, BufReader, Read, Write};
     const KEY: &str = "sk-echo-5Hq2ZL0pX9wT";
     const PASSWORD: &str = "smtp-Pw-77665544";
     let _guard = common::heavy();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let llm_port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut writer = stream;
-            let (mut headers, mut length) = (String::new(), 0);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                headers.push_str(&line);
-            }
-            let mut request = vec![0; length];
-            let _ = reader.read_exact(&mut request);
-            let body = serde_json::json!({"error": "invalid api key", "request_headers": headers}).to_string();
-            let _ = write!(
-                writer,
-                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
+    let llm_port = common::raw_http_server(20, |head| {
+        let body = serde_json::json!({"error": "invalid api key", "request_headers": head}).to_string();
+        format!(
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
     });
     let smtp_port = common::free_port();
     let dir = tempfile::tempdir().unwrap();

@@ -396,36 +396,15 @@ fn a_reused_connection_the_server_closed_is_retried_once() {
 
 #[test]
 fn a_redirect_is_an_http_error_with_its_location_and_is_not_followed() {
-    use std::io::{BufRead, BufReader, Read, Write};
     // Where the redirect points: a listener that must see no connection.
     let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     elsewhere.set_nonblocking(true).unwrap();
     let target = format!("http://127.0.0.1:{}/v1/chat/completions", elsewhere.local_addr().unwrap().port());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let location = target.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut writer = stream;
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut request = vec![0; length];
-            let _ = reader.read_exact(&mut request);
-            let _ = write!(
-                writer,
-                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nmoved"
-            );
-        }
+    let port = common::raw_http_server(4, move |_| {
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nmoved"
+        )
     });
     let dir = tempfile::tempdir().unwrap();
     once(dir.path(), port, "requests = 1\nmax_tokens = 4\n");

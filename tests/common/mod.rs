@@ -218,6 +218,53 @@ pub fn soakd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `soakd run` on `config` as a plain process (not an agent), its output discarded.
+pub fn spawn_run(config: &Path) -> Child {
+    Command::new(SOAKD)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .env_remove("SOAKD_AGENT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("soakd run starts")
+}
+
+/// Stops a `soakd run` with SIGTERM; it must exit 0.
+pub fn stop(mut child: Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success(), "soakd run exits 0 on SIGTERM");
+}
+
+/// A bare HTTP/1.1 server on 127.0.0.1 for `connections` connections: each request's head is
+/// read (its body skipped) and `answer(head)` is written back as the whole response.
+pub fn raw_http_server(connections: usize, answer: impl Fn(&str) -> String + Send + 'static) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let (mut head, mut length) = (String::new(), 0);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = writer.write_all(answer(&head).as_bytes());
+        }
+    });
+    port
+}
+
 pub fn db(dir: &Path) -> Connection {
     Connection::open(dir.join("soakd.db")).expect("the database exists")
 }
