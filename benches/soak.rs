@@ -102,8 +102,8 @@ fn accuracy() {
 }
 
 fn writer() {
-    use soakd::probe::outcome::Outcome;
-    use soakd::probe::timeline::Measured;
+    use soakd::measure::outcome::Outcome;
+    use soakd::measure::timeline::Measured;
     use soakd::store::rows::{RequestEnd, RequestStart, RunStart};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");

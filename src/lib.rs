@@ -51,6 +51,7 @@ pub mod digest;
 pub mod discover;
 pub mod fields;
 pub mod logging;
+pub mod measure;
 #[cfg(feature = "mlx")]
 pub mod mlx;
 pub mod probe;

@@ -31,7 +31,7 @@ use serde::Serialize;
 use super::attribution::{self, FACTORS, Factor, MECHANISMS};
 use super::contingency::{fisher_exact, holm};
 use super::episodes::{self, Episodes, Role};
-use super::stats::{mean, median};
+use crate::measure::stats::{mean, median};
 
 /// One request of one backend, as the store holds it.
 #[derive(Debug, Clone, Default)]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::stats::{median, percentiles};
+use crate::measure::stats::{median, percentiles};
 
 const HOUR_MS: i64 = 3_600_000;
 

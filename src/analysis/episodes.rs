@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::crashes::Attempt;
-use super::stats::{median, percentiles};
+use crate::measure::stats::{median, percentiles};
 
 /// What a request was to the crash analysis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,8 +36,8 @@
 use serde::Serialize;
 
 use super::memory_life::{Life, Pt};
-use super::stats::median;
 use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope};
+use crate::measure::stats::median;
 
 pub use super::memory_life::MAX_LIFE_POINTS as POINTS_PER_LIFE;
 

@@ -21,8 +21,8 @@
 //!    the rise it pairs with (a lump that came and went), else it stays, as memory given back.
 
 use super::leaks::MemPoint;
-use super::stats::median;
 use super::trend::{cusum_steps_at, hamed_rao_factor, mann_kendall, theil_sen};
+use crate::measure::stats::median;
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const BYTES_PER_MB: f64 = 1e6;
@@ -161,7 +161,7 @@ impl Life {
             theil_sen(&th, &tm).map_or(diff_sigma_mb, |line| {
                 let residuals: Vec<f64> =
                     th.iter().zip(&tm).map(|(h, m)| m - line.intercept - line.slope * h).collect();
-                let [lo, hi] = super::stats::percentiles(residuals, [5.0, 95.0]);
+                let [lo, hi] = crate::measure::stats::percentiles(residuals, [5.0, 95.0]);
                 lo.zip(hi).map_or(0.0, |(lo, hi)| (hi - lo) / NORMAL_90_WIDTH)
             })
         };
@@ -448,7 +448,7 @@ fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
             out.push((*h, at_begin + residual));
         }
     }
-    let [lo, hi] = super::stats::percentiles(residuals, [5.0, 95.0]);
+    let [lo, hi] = crate::measure::stats::percentiles(residuals, [5.0, 95.0]);
     (out, levels, lo.zip(hi).map_or(0.0, |(lo, hi)| (hi - lo) / NORMAL_90_WIDTH))
 }
 

@@ -17,7 +17,6 @@ pub mod leaks;
 pub mod logistic;
 mod memory_life;
 pub mod overhead;
-pub mod stats;
 pub mod stuck;
 pub mod summary;
 pub mod trend;

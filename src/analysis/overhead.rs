@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use super::stats::percentile;
+use crate::measure::stats::percentile;
 
 /// A ratio of medians a/b with its 95% bootstrap confidence interval.
 #[derive(Serialize, Debug, Clone, PartialEq)]

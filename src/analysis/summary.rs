@@ -2,7 +2,8 @@
 //! `soakd demo` print — requests, success rate (with a 95 % Wilson interval, so 3 of 5 reads
 //! as the uncertain number it is), TTFT and tokens/s percentiles, peak memory, restarts.
 
-use super::stats::{Z_975, mean, percentiles};
+use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
+use crate::measure::stats::{Z_975, mean, percentiles};
 use std::collections::BTreeMap;
 
 /// The facts about one request the summary needs.
@@ -45,7 +46,7 @@ pub fn summarise(
     restarts: &BTreeMap<String, u64>,
 ) -> Vec<BackendSummary> {
     let mut by_backend: BTreeMap<&str, Vec<&RequestFacts>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.outcome != "in_flight") {
+    for r in rows.iter().filter(|r| stored_is_counted(&r.outcome)) {
         by_backend.entry(&r.backend).or_default().push(r);
     }
     by_backend
@@ -55,7 +56,7 @@ pub fn summarise(
             let ok_rows: Vec<&&RequestFacts> = rows.iter().filter(|r| r.outcome == "ok").collect();
             let ok = ok_rows.len() as u64;
             let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
-            for r in rows.iter().filter(|r| r.outcome != "ok") {
+            for r in rows.iter().filter(|r| stored_counts_as_failure(&r.outcome)) {
                 *failures.entry(&r.outcome).or_default() += 1;
             }
             let mut failures: Vec<(String, u64)> = failures.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

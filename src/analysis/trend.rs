@@ -23,7 +23,7 @@
 //! Pairwise slopes are O(n²), so those estimators first reduce each series to at most 1000 points
 //! with [`bucket_medians`] (median per equal-width bucket of x).
 
-use super::stats::Z_975;
+use crate::measure::stats::Z_975;
 use statrs::function::erf::erfc;
 
 /// Points kept per series before an O(n²) pairwise-slope step.
@@ -427,7 +427,7 @@ fn ranks(v: &mut [f64], ks: &[usize]) -> Vec<f64> {
     out
 }
 
-/// The median, interpolated as [`super::stats::percentile`] does, in O(n) by selection; reorders `v`.
+/// The median, interpolated as [`crate::measure::stats::percentile`] does, in O(n) by selection; reorders `v`.
 fn select_median(v: &mut [f64]) -> Option<f64> {
     let n = v.len();
     match ranks(v, &[(n.max(1) - 1) / 2, n / 2])[..] {

@@ -18,7 +18,7 @@
 use super::http::{Http, short_str};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, OpenAi, ServerEvent, ServerInfo};
 use crate::config::BackendConfig;
-use crate::probe::timeline::Timeline;
+use crate::measure::timeline::Timeline;
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
 use crate::text::bounded;

@@ -19,7 +19,6 @@ mod metrics;
 mod mlx;
 mod mlx_lm;
 mod ndjson;
-pub mod numbers;
 mod ollama;
 mod openai;
 mod pool;
@@ -28,14 +27,13 @@ mod vllm;
 
 pub use lmstudio::LmStudio;
 pub use mlx_lm::MlxLm;
-pub use numbers::ServerNumbers;
 pub use ollama::Ollama;
 pub use openai::OpenAi;
 pub use pool::Adapters;
 
 use crate::config::{BackendConfig, BackendKind};
-use crate::probe::outcome::Outcome;
-use crate::probe::timeline::Timeline;
+use crate::measure::outcome::Outcome;
+use crate::measure::timeline::Timeline;
 use crate::schedule::{Prompt, Timeouts, Workload};
 use crate::shutdown::Shutdown;
 use futures_util::future::BoxFuture;

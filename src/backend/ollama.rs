@@ -30,8 +30,8 @@ use super::openai::{
 };
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::BackendConfig;
-use crate::probe::outcome::{Outcome, is_crash_text};
-use crate::probe::timeline::{Delta, Timeline};
+use crate::measure::outcome::{Outcome, is_crash_text};
+use crate::measure::timeline::{Delta, Timeline};
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, bounded};

@@ -8,6 +8,7 @@ use super::config::{AlertConfig, MailConfig};
 use super::mail::{self, Addresses};
 use super::outbox;
 use crate::analysis::leaks::Verdict;
+use crate::measure::outcome::{counted_sql, stored_counts_as_failure};
 use crate::report::Window;
 use rusqlite::Connection;
 use std::path::Path;
@@ -85,13 +86,14 @@ pub fn check(conn: &Connection, cfg: &AlertConfig, now: i64) -> rusqlite::Result
 /// and at least 1000).
 fn current_streak(conn: &Connection, backend: &str, limit: u64) -> rusqlite::Result<u64> {
     let limit = limit.max(1000);
-    let mut stmt = conn.prepare(
-        "SELECT outcome FROM requests WHERE backend = ?1 AND outcome NOT IN ('in_flight', 'cancelled', 'interrupted')
+    let mut stmt = conn.prepare(&format!(
+        "SELECT outcome FROM requests WHERE backend = ?1 AND {}
          ORDER BY started_at DESC, id DESC LIMIT ?2",
-    )?;
+        counted_sql()
+    ))?;
     let outcomes: Vec<String> =
         stmt.query_map(rusqlite::params![backend, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(outcomes.iter().take_while(|o| *o != "ok").count() as u64)
+    Ok(outcomes.iter().take_while(|o| stored_counts_as_failure(o)).count() as u64)
 }
 
 /// Checks, and stores the alerts not sent within the reminder interval. Returns how many.

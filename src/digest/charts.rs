@@ -185,7 +185,7 @@ fn memory(area: &Area<'_>, title: &str, report: &Report, series: &Series) -> Dra
         {
             let xs: Vec<f64> = life.iter().map(|(at, _)| hours(report, *at)).collect();
             let residuals = life.iter().zip(&xs).map(|((_, mb), x)| mb - slope * x);
-            if let Some(intercept) = crate::analysis::stats::median(residuals) {
+            if let Some(intercept) = crate::measure::stats::median(residuals) {
                 let (x0, x1) = (xs[0], xs[xs.len() - 1]);
                 let line = vec![(x0, intercept + slope * x0), (x1, intercept + slope * x1)];
                 chart.draw_series(DashedLineSeries::new(line, 8, 6, BLACK.mix(0.7).stroke_width(1)))?;

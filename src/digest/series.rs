@@ -2,6 +2,7 @@
 //! hundred averaged points, from SQL) and its failures per time bucket. Bounded whatever the
 //! window: the database does the averaging and counting.
 
+use crate::measure::outcome::failure_sql;
 use crate::report::model::Report;
 use crate::store::queries;
 use rusqlite::Connection;
@@ -69,12 +70,12 @@ fn failures(
     bucket_ms: i64,
 ) -> rusqlite::Result<BTreeMap<String, Vec<(i64, u64)>>> {
     let mut out: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT backend, (started_at - ?1) / ?3, count(*) FROM requests
-         WHERE started_at >= ?1 AND started_at < ?2
-           AND outcome NOT IN ('ok', 'in_flight', 'cancelled', 'interrupted')
+         WHERE started_at >= ?1 AND started_at < ?2 AND {}
          GROUP BY 1, 2 ORDER BY 1, 2",
-    )?;
+        failure_sql()
+    ))?;
     let mut rows = stmt.query(rusqlite::params![from, to, bucket_ms])?;
     while let Some(r) = rows.next()? {
         let (name, bucket, n): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
@@ -105,7 +106,7 @@ fn fine_ttft(
     Ok(by_bucket
         .into_iter()
         .filter_map(|(b, v)| {
-            let [p50, p95] = crate::analysis::stats::percentiles(v, [50.0, 95.0]);
+            let [p50, p95] = crate::measure::stats::percentiles(v, [50.0, 95.0]);
             Some((from + b * bucket_ms, p50?, p95?))
         })
         .collect())

@@ -7,11 +7,11 @@
 //! soakd that dies mid-run leaves a trace that the next start marks `interrupted`.
 
 use super::evidence::{Cause, Collector};
-use super::outcome::Outcome;
 use super::sampler::SamplerHandle;
-use super::timeline::Timeline;
 use crate::backend::{Adapters, Backend, ChatRequest, Exchange, Failure};
 use crate::config::BackendConfig;
+use crate::measure::Outcome;
+use crate::measure::Timeline;
 use crate::schedule::Job;
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;

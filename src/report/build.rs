@@ -8,8 +8,9 @@ use crate::analysis::crashes::{Attempt, crash_patterns};
 use crate::analysis::drift::{DriftParams, Observation, detect_drift, hourly};
 use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
 use crate::analysis::overhead::median_ratio;
-use crate::analysis::stats::{mean, median, percentiles};
 use crate::analysis::summary::wilson;
+use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
+use crate::measure::stats::{mean, median, percentiles};
 use crate::store::queries::{self, RequestRow};
 use chrono::{Local, TimeZone, Timelike};
 use rusqlite::Connection;
@@ -17,9 +18,6 @@ use std::collections::BTreeMap;
 
 /// Significance level for crash patterns and hypotheses (after Holm's correction).
 const ALPHA: f64 = 0.05;
-
-/// Outcomes that are soakd's own doing, not the server's: not counted as failures.
-const NOT_COUNTED: [&str; 2] = ["cancelled", "interrupted"];
 
 /// Builds the report for `window`, for the backends in `only` (all with data when empty).
 pub fn build(conn: &Connection, window: Window, only: &[String], now_ms: i64) -> rusqlite::Result<Report> {
@@ -89,7 +87,7 @@ fn backend(
 ) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
     let mut rows: Vec<RequestRow> = Vec::new();
     queries::each_request(conn, name, w.from, w.to, |r| rows.push(r))?;
-    let counted: Vec<&RequestRow> = rows.iter().filter(|r| !NOT_COUNTED.contains(&&*r.outcome)).collect();
+    let counted: Vec<&RequestRow> = rows.iter().filter(|r| stored_is_counted(&r.outcome)).collect();
     let requests = counted.len() as u64;
     let ok = counted.iter().filter(|r| &*r.outcome == "ok").count() as u64;
     // Latency and throughput only from requests measured alone on the machine (unless asked).
@@ -98,7 +96,7 @@ fn backend(
     let timed: Vec<&RequestRow> = counted.iter().copied().filter(|r| !contended(r)).collect();
     let ok_rows: Vec<&RequestRow> = timed.iter().copied().filter(|r| &*r.outcome == "ok").collect();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    for r in counted.iter().filter(|r| &*r.outcome != "ok") {
+    for r in counted.iter().filter(|r| stored_counts_as_failure(&r.outcome)) {
         *failures.entry(r.outcome.to_string()).or_default() += 1;
     }
     let pct = |f: fn(&RequestRow) -> Option<f64>, rows: &[&RequestRow]| {
@@ -194,7 +192,7 @@ fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<
         .iter()
         .map(|r| Attempt {
             at_ms: r.at_ms,
-            failed: &*r.outcome != "ok",
+            failed: stored_counts_as_failure(&r.outcome),
             outcome: r.outcome.clone(),
             http_status: r.http_status,
             e2e_ms: r.e2e_ms,
@@ -267,7 +265,7 @@ fn leak(
         let Some(&last) = times.last() else { return };
         times.sort_unstable();
         let at_ms = times[times.len() / 2];
-        if let Some(mb) = crate::analysis::stats::median(bytes.iter().copied()) {
+        if let Some(mb) = crate::measure::stats::median(bytes.iter().copied()) {
             let (requests, tokens) = served.by(pid, last);
             life.points.push(MemPoint { at_ms, bytes: mb, requests, tokens });
         }

@@ -6,6 +6,7 @@
 use super::model::{BackendReport, Finding, Report};
 use crate::analysis::crashes::Answer;
 use crate::analysis::leaks::Verdict;
+use crate::measure::outcome::{counted_sql, failure_sql};
 use serde_json::json;
 
 pub fn derive(report: &Report) -> Vec<Finding> {
@@ -187,8 +188,9 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             ),
             json!(p),
             format!(
-                "SELECT id, started_at, outcome, error_signature, concurrency, prompt_chars, gap_ms, server_seq, job FROM requests WHERE backend = '{}' AND outcome NOT IN ('ok', 'in_flight', 'cancelled', 'interrupted') {} ORDER BY started_at",
+                "SELECT id, started_at, outcome, error_signature, concurrency, prompt_chars, gap_ms, server_seq, job FROM requests WHERE backend = '{}' AND {} {} ORDER BY started_at",
                 sql(name),
+                failure_sql(),
                 w
             ),
         ));
@@ -201,10 +203,12 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             format!("{name}: failures go with {} and with {}, which this log cannot tell apart: {}", c.factors[0].replace('_', " "), c.factors[1].replace('_', " "), c.advice),
             json!(c),
             format!(
-                "SELECT {}, {}, count(*) AS requests, sum(outcome <> 'ok') AS failed FROM requests WHERE backend = '{}' {} GROUP BY 1, 2",
+                "SELECT {}, {}, count(*) AS requests, sum({}) AS failed FROM requests WHERE backend = '{}' AND {} {} GROUP BY 1, 2",
                 column(c.factors[0]),
                 column(c.factors[1]),
+                failure_sql(),
                 sql(name),
+                counted_sql(),
                 w
             ),
         ));

@@ -1,6 +1,7 @@
 //! Reads for reports: the facts the analysis functions take, selected by run or by window.
 
 use crate::analysis::summary::RequestFacts;
+use crate::measure::outcome::counted_sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use std::collections::BTreeMap;
 
@@ -372,11 +373,12 @@ pub fn latest_outcomes(
     before: i64,
     limit: u32,
 ) -> rusqlite::Result<Vec<(i64, String)>> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT started_at, outcome FROM requests
-         WHERE backend = ?1 AND started_at < ?2 AND outcome NOT IN ('in_flight', 'cancelled', 'interrupted')
+         WHERE backend = ?1 AND started_at < ?2 AND {}
          ORDER BY started_at DESC, id DESC LIMIT ?3",
-    )?;
+        counted_sql()
+    ))?;
     stmt.query_map(rusqlite::params![backend, before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
 }
 

@@ -9,7 +9,8 @@
 //! is done. Only whole hours before the cutoff are touched, and every query names a backend so
 //! the `(backend, time)` indexes serve it.
 
-use crate::analysis::stats::percentiles;
+use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
+use crate::measure::stats::percentiles;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::BTreeMap;
 
@@ -141,18 +142,17 @@ fn roll_requests(tx: &Transaction<'_>, hour: i64, backend: &str) -> rusqlite::Re
             n += 1;
             let agg = groups.entry((r.get(0)?, r.get(1)?, r.get(2)?)).or_default();
             let outcome: String = r.get(3)?;
-            match outcome.as_str() {
-                "cancelled" | "interrupted" => {
-                    agg.not_counted += 1;
-                    continue;
-                }
-                "ok" => {
-                    agg.ok += 1;
-                    agg.ttft.extend(r.get::<_, Option<f64>>(4)?);
-                    agg.e2e.extend(r.get::<_, Option<f64>>(5)?);
-                    agg.decode.extend(r.get::<_, Option<f64>>(6)?);
-                }
-                _ => *agg.failures.entry(outcome).or_default() += 1,
+            if !stored_is_counted(&outcome) {
+                agg.not_counted += 1;
+                continue;
+            }
+            if stored_counts_as_failure(&outcome) {
+                *agg.failures.entry(outcome).or_default() += 1;
+            } else {
+                agg.ok += 1;
+                agg.ttft.extend(r.get::<_, Option<f64>>(4)?);
+                agg.e2e.extend(r.get::<_, Option<f64>>(5)?);
+                agg.decode.extend(r.get::<_, Option<f64>>(6)?);
             }
             agg.requests += 1;
             agg.prompt_tokens += r.get::<_, Option<i64>>(7)?.unwrap_or(0);

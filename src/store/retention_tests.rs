@@ -141,7 +141,7 @@ fn rollups_equal_the_raw_aggregates_and_old_rows_go() {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    assert_eq!(Some(p50), crate::analysis::stats::median(ttft_a));
+    assert_eq!(Some(p50), crate::measure::stats::median(ttft_a));
     assert_eq!(not_counted, 1);
     let (max_rss, n): (i64, i64) = conn
         .query_row("SELECT rss_max_bytes, samples FROM memory_rollups WHERE hour_at = ?1", [old_hour], |r| {

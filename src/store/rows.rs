@@ -1,8 +1,8 @@
 //! The rows soakd writes, as values the writer thread takes. Column meanings: `db/README.md`.
 
-use crate::backend::ServerNumbers;
-use crate::probe::outcome::Outcome;
-use crate::probe::timeline::Measured;
+use crate::measure::ServerNumbers;
+use crate::measure::outcome::Outcome;
+use crate::measure::timeline::Measured;
 
 /// A run as soakd refers to it before (and whether or not) its row is written: the writer maps
 /// it to `runs.id`, so starting a run never waits for the database.

@@ -557,8 +557,8 @@ fn insert_sample(tx: &Transaction<'_>, s: &MemorySample, run_id: Option<i64>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::outcome::Outcome;
-    use crate::probe::timeline::Measured;
+    use crate::measure::outcome::Outcome;
+    use crate::measure::timeline::Measured;
     use crate::store::rows::{Event, Phase};
 
     pub(crate) fn run_start(job: &str, backend: &str) -> RunStart {

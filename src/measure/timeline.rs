@@ -5,8 +5,8 @@
 //! time to first content token is the first content delta; decode tokens/s is
 //! (completion tokens − 1) / (end − first token); inter-token gaps are kept as p50/p95/max.
 
-use crate::analysis::stats::percentile;
-use crate::backend::ServerNumbers;
+use crate::measure::ServerNumbers;
+use crate::measure::stats::percentile;
 use crate::text::{MAX_OUTPUT_BYTES, push_bounded};
 use crate::time::ms_between;
 use std::time::Instant;

@@ -1,0 +1,13 @@
+//! The measurement vocabulary, the bottom layer: what became of a request ([`Outcome`]), when
+//! each of its events happened ([`Timeline`], [`Delta`]), what the server said about it
+//! ([`ServerNumbers`]), the finished measurement ([`Measured`]) and the few statistics every
+//! layer above computes the same way ([`stats`]). It uses nothing of soakd but `text` and `time`.
+
+pub mod numbers;
+pub mod outcome;
+pub mod stats;
+pub mod timeline;
+
+pub use numbers::ServerNumbers;
+pub use outcome::Outcome;
+pub use timeline::{Delta, Measured, Timeline};
