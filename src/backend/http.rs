@@ -1,28 +1,23 @@
 //! The HTTP side every server adapter shares: the two clients (pooled and one-shot), the
-//! bearer token from `api_key_env`, URLs under the configured base, and bounded `GET`s of a
-//! server's JSON side endpoints (LM Studio's `/api/v0/models`, Ollama's `/api/ps`).
+//! bearer token from `api_key_env`, URLs under the configured base, and the side-endpoint
+//! client (`side::Side`) for the same server.
 
 use super::BackendError;
+use super::side::Side;
 use crate::config::BackendConfig;
 use crate::schedule::Timeouts;
 use crate::text::bounded;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
-use reqwest::{Client, RequestBuilder, Response, Url};
+use reqwest::{Client, RequestBuilder, Url};
 use serde_json::Value;
 use std::time::Duration;
 
-/// The most of a side endpoint's answer soakd reads (a model list, `/api/ps`).
-pub(crate) const MAX_SIDE_BYTES: usize = 256 * 1024;
-
-/// How long one side request may take (the runner bounds the whole question as well).
-const SIDE_TIMEOUT: Duration = Duration::from_secs(4);
-
 pub(crate) struct Http {
-    base: Url,
     pooled: Client,
     fresh: Client,
     reuse: bool,
     auth: Option<HeaderValue>,
+    side: Side,
     pub(crate) timeouts: Timeouts,
 }
 
@@ -41,20 +36,18 @@ impl Http {
             b.build().map_err(|err| BackendError::Client { backend: config.name.clone(), err })
         };
         Ok(Http {
-            base: config.url.clone(),
             pooled: build(true)?,
             fresh: build(false)?,
             reuse: config.reuse_connections,
             auth,
+            side: Side::new(config)?,
             timeouts: *timeouts,
         })
     }
 
     /// `path` under the base URL (which may itself have a path, behind a proxy).
     pub(crate) fn url(&self, path: &str) -> Url {
-        let mut url = self.base.clone();
-        url.set_path(&format!("{}{path}", self.base.path().trim_end_matches('/')));
-        url
+        self.side.url(path)
     }
 
     /// Whether pooled connections are reused (`reuse_connections`).
@@ -80,41 +73,10 @@ impl Http {
         }
     }
 
-    /// `GET path` as JSON, bounded in size and time. The error is a sentence for an event's
-    /// detail (the status and the start of the body, or the transport's words).
-    pub(crate) async fn get_json(&self, url: Url) -> Result<Value, String> {
-        let path = url.path().to_string();
-        let request = self.authorized(self.pooled.get(url).timeout(SIDE_TIMEOUT));
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("GET {path}: {}", super::openai::error_chain(&e.without_url())))?;
-        let status = response.status();
-        let (bytes, complete) = read_bounded(response, MAX_SIDE_BYTES)
-            .await
-            .map_err(|e| format!("GET {path}: {}", super::openai::error_chain(&e.without_url())))?;
-        let text = String::from_utf8_lossy(&bytes);
-        if !status.is_success() {
-            return Err(bounded(&format!("GET {path}: HTTP {}: {}", status.as_u16(), text.trim()), 512));
-        }
-        if !complete {
-            return Err(format!("GET {path}: the answer is over {MAX_SIDE_BYTES} bytes"));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| bounded(&format!("GET {path}: not JSON ({e}): {text}"), 512))
+    /// The side-endpoint client (same base URL and token).
+    pub(crate) fn side(&self) -> &Side {
+        &self.side
     }
-}
-
-/// Reads at most `max` bytes of a body; `complete` is false when there was more.
-pub(crate) async fn read_bounded(mut response: Response, max: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if buf.len() + chunk.len() > max {
-            buf.extend_from_slice(&chunk[..max - buf.len()]);
-            return Ok((buf, false));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((buf, true))
 }
 
 /// A string from untrusted JSON, bounded, or `None`.

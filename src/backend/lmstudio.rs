@@ -92,11 +92,11 @@ impl LmStudio {
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.push(id);
         }
-        self.http().get_json(url).await
+        self.http().side().fetch_json(url).await
     }
 
     async fn model_list(&self) -> Result<Vec<Value>, String> {
-        let list = self.http().get_json(self.http().url("/api/v0/models")).await?;
+        let list = self.http().side().fetch_json(self.http().url("/api/v0/models")).await?;
         match list.get("data").and_then(Value::as_array) {
             Some(models) => Ok(models.iter().take(MAX_MODELS).map(entry).collect()),
             None => Err("GET /api/v0/models: no `data` list in the answer".to_string()),

@@ -28,7 +28,7 @@
 mod protocol;
 mod worker;
 
-use super::openai::{Stop, race};
+use super::exchange::{Stop, race};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::{Outcome, is_crash_text};

@@ -10,6 +10,7 @@
 //! whole session (`Adapters`), so a worker process is started once, not once per run.
 
 mod chunk;
+mod exchange;
 mod guard;
 mod http;
 mod llamacpp;

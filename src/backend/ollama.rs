@@ -22,12 +22,13 @@
 //!   events come out through `noticed`.
 
 use super::chunk::{FunctionPart, ToolCallPart, ToolCalls, error_text};
-use super::guard::{Guarded, StreamFault};
-use super::http::{Http, read_bounded, short_str};
-use super::ndjson::{LineError, Lines};
-use super::openai::{
-    Attempt, MAX_BODY_BYTES, STALE_WINDOW, Sent, Stop, content_type_is, empty_check, error_chain, fail, race,
+use super::exchange::{
+    Attempt, DRAIN_AFTER_DONE, MAX_BODY_BYTES, Stop, Try, Wire, content_type_is, error_chain, exchange, fail, race,
+    read_bounded,
 };
+use super::guard::{Guarded, StreamFault};
+use super::http::{Http, short_str};
+use super::ndjson::{LineError, Lines};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::BackendConfig;
 use crate::measure::outcome::{Outcome, is_crash_text};
@@ -40,7 +41,6 @@ use futures_util::future::BoxFuture;
 use reqwest::{Response, Url};
 use serde_json::{Map, Value, json};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// A `load_duration` over this, and over `RELOAD_FACTOR` × the previous one, is a reload.
@@ -48,8 +48,6 @@ const RELOAD_MIN_MS: f64 = 1000.0;
 const RELOAD_FACTOR: f64 = 10.0;
 /// How many `/api/ps` entries are recorded.
 const MAX_PS_MODELS: usize = 16;
-/// How long to read on after the `done` line for the body's end.
-const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
 
 pub struct Ollama {
     http: Http,
@@ -131,62 +129,11 @@ impl Ollama {
     }
 
     async fn exchange(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Exchange {
-        let body = self.body(req);
-        let mut attempts = 1;
-        loop {
-            let mut calls = ToolCalls::default();
-            let mut http_status = None;
-            let result = self.attempt(attempts == 1, &body, req, tl, shutdown, &mut calls, &mut http_status).await;
-            // The same one retry as the OpenAI adapter, for a pooled connection found closed.
-            if let Err(Attempt::StaleConnection(_)) = &result
-                && attempts == 1
-                && self.http.reuses()
-                && tl.start().elapsed() < STALE_WINDOW
-            {
-                attempts = 2;
-                tl.restart(std::time::Instant::now());
-                continue;
-            }
-            let result = result.map_err(Attempt::into_failure).and_then(|()| empty_check(tl, &calls));
-            return Exchange {
-                http_status,
-                attempts,
-                tool_call_seen: calls.seen(),
-                tool_call_valid: calls.valid(req.workload.tools.as_ref()),
-                result,
-            };
-        }
+        exchange(self, &self.body(req), req, tl, shutdown).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        &self,
-        first: bool,
-        body: &Value,
-        req: ChatRequest<'_>,
-        tl: &mut Timeline,
-        shutdown: &Shutdown,
-        calls: &mut ToolCalls,
-        http_status: &mut Option<u16>,
-    ) -> Result<(), Attempt> {
-        let client = self.http.client(first);
-        let sent = Sent { http: &self.http, client, url: self.endpoint.clone(), body, stream: req.workload.stream };
-        let (response, total) = sent.head(tl, shutdown, http_status, http_failure).await?;
-        if content_type_is(&response, "application/x-ndjson") {
-            self.read_stream(response, tl, total, shutdown, calls).await
-        } else {
-            read_whole(response, tl, total, shutdown, calls).await
-        }
-    }
-
-    async fn read_stream(
-        &self,
-        response: Response,
-        tl: &mut Timeline,
-        total: Instant,
-        shutdown: &Shutdown,
-        calls: &mut ToolCalls,
-    ) -> Result<(), Attempt> {
+    async fn read_stream(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+        let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
         let stall = self.http.timeouts.stall;
         let mut lines = Lines::new(Box::pin(Guarded::new(response.bytes_stream(), stall)));
         loop {
@@ -232,7 +179,7 @@ impl Ollama {
     }
 
     async fn ps(&self) -> Result<Vec<Value>, String> {
-        let ps = self.http.get_json(self.http.url("/api/ps")).await?;
+        let ps = self.http.side().fetch_json(self.http.url("/api/ps")).await?;
         match ps.get("models").and_then(Value::as_array) {
             Some(models) => Ok(models.iter().take(MAX_PS_MODELS).map(ps_entry).collect()),
             None => Err("GET /api/ps: no `models` list in the answer".to_string()),
@@ -360,13 +307,8 @@ fn take(
 }
 
 /// A non-streamed reply: one JSON object.
-async fn read_whole(
-    response: Response,
-    tl: &mut Timeline,
-    total: Instant,
-    shutdown: &Shutdown,
-    calls: &mut ToolCalls,
-) -> Result<(), Attempt> {
+async fn read_whole(response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+    let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
     let (bytes, complete) = match race(read_bounded(response, MAX_BODY_BYTES), total, shutdown).await {
         Err(Stop::Deadline) => return Err(fail(Outcome::Timeout, "the response body did not finish in time")),
         Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
@@ -413,6 +355,21 @@ fn ps_entry(m: &Value) -> Value {
     Value::Object(out)
 }
 
+impl Wire for Ollama {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    async fn attempt(&self, body: &Value, t: &mut Try<'_, '_>) -> Result<(), Attempt> {
+        let (response, total) = t.send(&self.http, self.endpoint.clone(), body, http_failure).await?;
+        if content_type_is(&response, "application/x-ndjson") {
+            self.read_stream(response, t, total).await
+        } else {
+            read_whole(response, t, total).await
+        }
+    }
+}
+
 impl Backend for Ollama {
     fn chat<'a>(
         &'a self,
@@ -432,7 +389,7 @@ impl Backend for Ollama {
 
     fn describe(&self) -> BoxFuture<'_, ServerInfo> {
         async move {
-            let version = match self.http.get_json(self.http.url("/api/version")).await {
+            let version = match self.http.side().fetch_json(self.http.url("/api/version")).await {
                 Ok(v) => short_str(&v, "version"),
                 Err(e) => {
                     tracing::debug!("Ollama: no version: {e}");

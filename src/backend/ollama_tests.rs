@@ -4,6 +4,7 @@
 use super::*;
 use crate::config::BackendKind;
 use crate::schedule::{Prompt, Workload};
+use std::time::Duration;
 
 fn line(tl: &mut Timeline, calls: &mut ToolCalls, json: &str) -> Result<bool, Outcome> {
     let v: Value = serde_json::from_str(json).expect("test JSON");

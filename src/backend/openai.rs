@@ -12,33 +12,25 @@
 //! second attempt (`connect_refused`), so no failure is hidden.
 
 use super::chunk::{Body, ToolCalls, error_text};
+use super::exchange::{
+    Attempt, DRAIN_AFTER_DONE, MAX_BODY_BYTES, Stop, Try, Wire, content_type_is, error_chain, exchange, fail, race,
+    read_bounded,
+};
 use super::guard::{Guarded, StreamFault};
-use super::http::{Http, read_bounded};
-use super::{Backend, BackendError, ChatRequest, Exchange, Failure};
+use super::http::Http;
+use super::{Backend, BackendError, ChatRequest, Exchange};
 use crate::config::BackendConfig;
 use crate::measure::outcome::{Outcome, is_crash_text};
 use crate::measure::timeline::{Delta, Timeline};
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
-use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};
+use crate::text::{MAX_ERROR_BYTES, bounded};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use reqwest::header::{CONTENT_TYPE, LOCATION};
-use reqwest::{Client, Response, Url};
+use reqwest::{Response, Url};
 use serde_json::{Value, json};
-use std::future::Future;
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// A pooled connection found closed this soon after sending is the reuse race, not a crash.
-pub(super) const STALE_WINDOW: Duration = Duration::from_millis(250);
-
-/// How long to read on after `[DONE]` for the body's end (not counted in the request's time).
-const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
-
-/// The most of a non-streamed body soakd reads before calling it malformed.
-pub(super) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct OpenAi {
     http: Http,
@@ -92,71 +84,11 @@ impl OpenAi {
     }
 
     async fn exchange(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Exchange {
-        let body = self.body(req);
-        let mut attempts = 1;
-        let mut first_error = None;
-        loop {
-            let client = self.http.client(attempts == 1);
-            let mut calls = ToolCalls::default();
-            let mut http_status = None;
-            let result = self.attempt(client, &body, req, tl, shutdown, &mut calls, &mut http_status).await;
-            if let Err(Attempt::StaleConnection(f)) = &result
-                && attempts == 1
-                && self.http.reuses()
-                && tl.start().elapsed() < STALE_WINDOW
-            {
-                attempts = 2;
-                first_error = Some(f.error.clone());
-                tl.restart(std::time::Instant::now());
-                continue;
-            }
-            let result = result
-                .map_err(|a| {
-                    let mut f = a.into_failure();
-                    if let Some(first) = &first_error {
-                        f.error = bounded(&format!("{} (first attempt: {first})", f.error), MAX_ERROR_BYTES);
-                    }
-                    f
-                })
-                .and_then(|()| empty_check(tl, &calls));
-            return Exchange {
-                http_status,
-                attempts,
-                tool_call_seen: calls.seen(),
-                tool_call_valid: calls.valid(req.workload.tools.as_ref()),
-                result,
-            };
-        }
+        exchange(self, &self.body(req), req, tl, shutdown).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt(
-        &self,
-        client: &Client,
-        body: &Value,
-        req: ChatRequest<'_>,
-        tl: &mut Timeline,
-        shutdown: &Shutdown,
-        calls: &mut ToolCalls,
-        http_status: &mut Option<u16>,
-    ) -> Result<(), Attempt> {
-        let sent = Sent { http: &self.http, client, url: self.endpoint.clone(), body, stream: req.workload.stream };
-        let (response, total) = sent.head(tl, shutdown, http_status, http_failure).await?;
-        if content_type_is(&response, "text/event-stream") {
-            self.read_stream(response, tl, total, shutdown, calls).await
-        } else {
-            read_whole(response, tl, total, shutdown, calls).await
-        }
-    }
-
-    async fn read_stream(
-        &self,
-        response: Response,
-        tl: &mut Timeline,
-        total: Instant,
-        shutdown: &Shutdown,
-        calls: &mut ToolCalls,
-    ) -> Result<(), Attempt> {
+    async fn read_stream(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+        let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
         let mut events = std::pin::pin!(Guarded::new(response.bytes_stream(), self.http.timeouts.stall).eventsource());
         loop {
             let event = match race(events.next(), total, shutdown).await {
@@ -200,6 +132,21 @@ impl OpenAi {
     }
 }
 
+impl Wire for OpenAi {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    async fn attempt(&self, body: &Value, t: &mut Try<'_, '_>) -> Result<(), Attempt> {
+        let (response, total) = t.send(&self.http, self.endpoint.clone(), body, http_failure).await?;
+        if content_type_is(&response, "text/event-stream") {
+            self.read_stream(response, t, total).await
+        } else {
+            read_whole(response, t, total).await
+        }
+    }
+}
+
 impl Backend for OpenAi {
     fn chat<'a>(
         &'a self,
@@ -209,25 +156,6 @@ impl Backend for OpenAi {
     ) -> BoxFuture<'a, Exchange> {
         self.exchange(request, timeline, shutdown).boxed()
     }
-}
-
-/// What one attempt ended in: a failure, or a stale pooled connection worth one retry.
-#[derive(Debug)]
-pub(super) enum Attempt {
-    Failed(Failure),
-    StaleConnection(Failure),
-}
-
-impl Attempt {
-    pub(super) fn into_failure(self) -> Failure {
-        match self {
-            Attempt::Failed(f) | Attempt::StaleConnection(f) => f,
-        }
-    }
-}
-
-pub(super) fn fail(outcome: Outcome, error: impl Into<String>) -> Attempt {
-    Attempt::Failed(Failure::new(outcome, error))
 }
 
 /// Folds one streamed chunk into the timeline; an error object in it ends the request.
@@ -254,67 +182,6 @@ fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: std::t
         }
     }
     Ok(())
-}
-
-/// A request on its way: sent, and its response's head awaited within the first-byte limit.
-pub(super) struct Sent<'a> {
-    pub http: &'a Http,
-    pub client: &'a Client,
-    pub url: Url,
-    pub body: &'a Value,
-    pub stream: bool,
-}
-
-impl Sent<'_> {
-    /// Sends the request and waits for the response's head; returns a 2xx response and the
-    /// request's deadline, or the failure (an error status's bounded body read and turned into
-    /// one by `on_status`). `http_status` is set once a status came.
-    pub(super) async fn head(
-        self,
-        tl: &mut Timeline,
-        shutdown: &Shutdown,
-        http_status: &mut Option<u16>,
-        on_status: fn(u16, &str) -> Attempt,
-    ) -> Result<(Response, Instant), Attempt> {
-        let start = Instant::from_std(tl.start());
-        let total = start + self.http.timeouts.total;
-        // A non-streamed reply's first byte comes when generation ends: only `total` bounds it.
-        let first_byte = if self.stream { start + self.http.timeouts.first_byte } else { total };
-        let request = self.http.post(self.client, self.url, self.body);
-        let response = match race(request.send(), first_byte.min(total), shutdown).await {
-            Err(Stop::Deadline) => {
-                let waited = first_byte.min(total).saturating_duration_since(start).as_millis();
-                return Err(fail(Outcome::NoFirstByte, format!("no response byte within {waited} ms")));
-            }
-            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
-            Ok(Err(e)) => return Err(send_error(e)),
-            Ok(Ok(r)) => r,
-        };
-        tl.first_byte(std::time::Instant::now());
-        let status = response.status();
-        *http_status = Some(status.as_u16());
-        if !status.is_success() {
-            let location = status
-                .is_redirection()
-                .then(|| response.headers().get(LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .map(|to| format!("redirect to {} (not followed) ", to.as_deref().unwrap_or("no Location")));
-            let text = match race(read_bounded(response, MAX_OUTPUT_BYTES), total, shutdown).await {
-                Ok(Ok((bytes, _))) => String::from_utf8_lossy(&bytes).into_owned(),
-                _ => String::new(),
-            };
-            let text = match location {
-                Some(l) => format!("{l}{text}"),
-                None => text,
-            };
-            return Err(on_status(status.as_u16(), &text));
-        }
-        Ok((response, total))
-    }
-}
-
-/// Whether the response's `Content-Type` starts with `prefix`.
-pub(super) fn content_type_is(response: &Response, prefix: &str) -> bool {
-    response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with(prefix))
 }
 
 /// An error status: its body as the error, a crash when its words say so.
@@ -367,13 +234,8 @@ fn keep_server_fields(body: &Body, tl: &mut Timeline) {
 }
 
 /// A non-streamed reply (or a server that answered a streamed request with plain JSON).
-async fn read_whole(
-    response: Response,
-    tl: &mut Timeline,
-    total: Instant,
-    shutdown: &Shutdown,
-    calls: &mut ToolCalls,
-) -> Result<(), Attempt> {
+async fn read_whole(response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+    let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
     let (bytes, complete) = match race(read_bounded(response, MAX_BODY_BYTES), total, shutdown).await {
         Err(Stop::Deadline) => return Err(fail(Outcome::Timeout, "the response body did not finish in time")),
         Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
@@ -411,76 +273,6 @@ async fn read_whole(
     Ok(())
 }
 
-/// A reply with nothing in it is the `empty` outcome.
-pub(super) fn empty_check(tl: &Timeline, calls: &ToolCalls) -> Result<(), Failure> {
-    let no_tokens = tl.deltas() == 0 && tl.output().is_empty() && !tl.reasoning_seen && !calls.seen();
-    if no_tokens {
-        let reason = tl.finish_reason.as_deref().unwrap_or("none");
-        return Err(Failure::new(
-            Outcome::Empty,
-            format!("no content, reasoning or tool call (finish_reason: {reason})"),
-        ));
-    }
-    Ok(())
-}
-
-pub(super) enum Stop {
-    Deadline,
-    Aborted,
-}
-
-/// Runs `fut` until it ends, the deadline passes, or shutdown aborts in-flight work.
-pub(super) async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdown) -> Result<F::Output, Stop> {
-    tokio::select! {
-        out = fut => Ok(out),
-        _ = tokio::time::sleep_until(deadline) => Err(Stop::Deadline),
-        _ = shutdown.aborted() => Err(Stop::Aborted),
-    }
-}
-
-/// Every message in an error's source chain, joined: reqwest's own message alone hides the cause.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let msg = s.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&msg)) {
-            parts.push(msg);
-        }
-        source = s.source();
-    }
-    bounded(&parts.join(": "), MAX_ERROR_BYTES)
-}
-
-/// Classifies a failure to get response headers. The URL is left out of the text (the backend
-/// names it), so errors group by cause.
-pub(super) fn send_error(e: reqwest::Error) -> Attempt {
-    let e = e.without_url();
-    let text = error_chain(&e);
-    if e.is_connect() {
-        let outcome = if e.is_timeout() {
-            Outcome::ConnectTimeout
-        } else if io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused) {
-            Outcome::ConnectRefused
-        } else {
-            Outcome::ConnectError
-        };
-        return fail(outcome, text);
-    }
-    let closed = is_incomplete_message(&e)
-        || matches!(
-            io_kind(&e),
-            Some(
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionAborted
-            )
-        );
-    let failure =
-        Failure::new(Outcome::ResetMidStream, format!("the connection closed before the response began: {text}"));
-    if closed { Attempt::StaleConnection(failure) } else { Attempt::Failed(failure) }
-}
-
 fn stream_error(e: EventStreamError<StreamFault>, tl: &Timeline) -> Attempt {
     match e {
         EventStreamError::Transport(StreamFault::Stalled(d)) => {
@@ -495,28 +287,6 @@ fn stream_error(e: EventStreamError<StreamFault>, tl: &Timeline) -> Attempt {
             fail(Outcome::Malformed, bounded(&format!("the stream is not valid SSE: {e}"), 512))
         }
     }
-}
-
-fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        source = s.source();
-    }
-    None
-}
-
-fn is_incomplete_message(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message() || h.is_canceled()) {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 #[cfg(test)]
@@ -563,17 +333,5 @@ mod tests {
         assert_eq!(tl.server_model.as_deref(), Some("m"));
         assert_eq!(tl.server_timings.as_ref().unwrap()["timings"]["predicted_per_second"], 9.5);
         assert_eq!(tl.finish(now).completion_tokens, Some(1));
-    }
-
-    #[test]
-    fn send_errors_tell_refused_from_stale() {
-        // A refused connect is a connect failure, never a retry candidate.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = rt.block_on(reqwest::Client::new().get(format!("http://127.0.0.1:{port}/")).send()).unwrap_err();
-        match send_error(err) {
-            Attempt::Failed(f) => assert_eq!(f.outcome, Outcome::ConnectRefused),
-            Attempt::StaleConnection(_) => panic!("a refused connect is not a stale connection"),
-        }
     }
 }

@@ -1,9 +1,11 @@
 //! The side endpoints a server has beside its chat API (`/health`, `/props`, `/metrics`,
-//! `/version`, ...): short GETs with their own small timeout, bounded bodies, and the same
-//! bearer token as the chat requests. A side endpoint that fails is simply not recorded.
+//! `/version`, LM Studio's `/api/v0/models`, Ollama's `/api/ps`): the one client for them —
+//! short GETs with one time limit, bodies bounded to one size, and the same bearer token as the
+//! chat requests. `fetch` says why one failed (for an event's detail); `get` and `json` are for
+//! callers to whom a failed side endpoint is simply not recorded.
 
 use super::BackendError;
-use super::http::read_bounded;
+use super::exchange::{error_chain, read_bounded};
 use crate::config::BackendConfig;
 use crate::text::bounded;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -11,9 +13,9 @@ use reqwest::{Client, Url};
 use serde_json::Value;
 use std::time::Duration;
 
-/// How long one side request may take.
-const TIMEOUT: Duration = Duration::from_secs(3);
-/// The most of a side endpoint's body that is read (a `/metrics` page is a few KiB).
+/// How long one side request may take (the runner bounds the whole question as well).
+const TIMEOUT: Duration = Duration::from_secs(4);
+/// The most of a side endpoint's body that is read (a `/metrics` page or a model list is a few KiB).
 const MAX_BYTES: usize = 1024 * 1024;
 
 pub struct Side {
@@ -48,39 +50,68 @@ impl Side {
         Ok(Side { auth: super::bearer(config)?, ..side })
     }
 
-    /// Side requests to `base` with no token, each bounded by `timeout`.
+    /// Side requests to `base` with no token, each bounded by `timeout` (`soakd discover`'s).
     pub fn at(base: Url, timeout: Duration) -> Result<Side, reqwest::Error> {
         let client = Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("soakd/", env!("CARGO_PKG_VERSION")))
+            // A redirect is the server's answer, never followed to another port or host.
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()?;
         Ok(Side { client, base, auth: None })
     }
 
-    /// `GET {base}{path}`; `None` when the server could not be reached or the body did not end.
-    pub async fn get(&self, path: &str) -> Option<Reply> {
+    /// `path` (with an optional `?query`) under the base URL, which may itself have a path.
+    pub fn url(&self, path: &str) -> Url {
         let mut url = self.base.clone();
         let (p, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
         url.set_path(&format!("{}{p}", self.base.path().trim_end_matches('/')));
         url.set_query(query);
+        url
+    }
+
+    /// `GET url`, whole; the error is a sentence for an event's detail (the transport's words,
+    /// or a body over the size limit).
+    pub async fn fetch(&self, url: Url) -> Result<Reply, String> {
+        let path = url.path().to_string();
         let mut req = self.client.get(url);
         if let Some(auth) = &self.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
-        let response = req.send().await.ok()?;
+        let response = req.send().await.map_err(|e| format!("GET {path}: {}", error_chain(&e.without_url())))?;
         let status = response.status().as_u16();
         let server =
             response.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).map(|s| bounded(s, 128));
-        let (bytes, complete) = read_bounded(response, MAX_BYTES).await.ok()?;
-        complete.then(|| Reply { status, server, body: String::from_utf8_lossy(&bytes).into_owned() })
+        let (bytes, complete) = read_bounded(response, MAX_BYTES)
+            .await
+            .map_err(|e| format!("GET {path}: {}", error_chain(&e.without_url())))?;
+        if !complete {
+            return Err(format!("GET {path}: the answer is over {MAX_BYTES} bytes"));
+        }
+        Ok(Reply { status, server, body: String::from_utf8_lossy(&bytes).into_owned() })
+    }
+
+    /// `GET url` as JSON from a 2xx answer; the error says what came instead.
+    pub async fn fetch_json(&self, url: Url) -> Result<Value, String> {
+        let path = url.path().to_string();
+        let reply = self.fetch(url).await?;
+        if !reply.ok() {
+            return Err(bounded(&format!("GET {path}: HTTP {}: {}", reply.status, reply.body.trim()), 512));
+        }
+        serde_json::from_str(&reply.body)
+            .map_err(|e| bounded(&format!("GET {path}: not JSON ({e}): {}", reply.body), 512))
+    }
+
+    /// `GET {base}{path}`; `None` when the server could not be reached or the body did not end.
+    pub async fn get(&self, path: &str) -> Option<Reply> {
+        self.fetch(self.url(path)).await.ok()
     }
 
     /// `GET {base}{path}` as JSON, when it answered 2xx with JSON.
     pub async fn json(&self, path: &str) -> Option<Value> {
-        self.get(path).await.filter(Reply::ok).and_then(|r| r.json())
+        self.fetch_json(self.url(path)).await.ok()
     }
 }
 

@@ -12,7 +12,7 @@
 
 mod process;
 
-use super::openai::{Stop, race};
+use super::exchange::{Stop, race};
 use super::{Backend, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::Outcome;
