@@ -2,15 +2,46 @@
 //! backend, records each request's outcome, timings and the backend's memory into SQLite, and
 //! reports what it saw.
 //!
-//! The data flow, and the module that owns each step:
+//! # Layout
+//!
+//! The modules form layers in the order the data flows, and each uses only modules listed before
+//! it (`layout_tests` fails on a `crate::` path that points up or sideways-forward):
 //!
 //! ```text
-//! schedules/*.toml ─► schedule (validated jobs) ─► daemon (schedule::ticker) ──────► probe::runner
+//! text, time          bounded untrusted text; millisecond clock helpers
+//! measure             the vocabulary: Outcome (and which outcomes count as failures), Timeline,
+//!                     Measured, ServerNumbers, stats
+//! fields              config/schedule field readers whose errors name file, entry and field
+//! secrets             the one scrubber the writer, the logs and the mail pass through
+//! shutdown, clock     stop/abort signalling; the injectable wall clock
+//! logging             daily log files (scrubbed)
+//! config              soakd.toml: backends, database, [log], [retention], [smtp]/[digest]/[alerts]
+//! schedule            schedules/*.toml, read once: validated jobs and the digest's [digest] table
+//! store               SQLite: migrations, the one writer thread, every query, findings, retention
+//! mlx                 (feature `mlx`) in-process MLX model, used by kind `mlx`'s worker
+//! backend             one adapter per server kind: send, time, classify; health, metrics, signals
+//! sim                 a built-in OpenAI-compatible server with speed, memory growth and faults
+//! probe               the runner (N requests, concurrency, pacing), the memory sampler, crash
+//!                     evidence, one workload at a time on the machine
+//! session             a config's open store, writer, adapters, sampler and machine lock
+//! discover            finds the servers running here and writes their config entries
+//! analysis            pure functions over rows: leaks, crashes, episodes, drift, stuck, summary
+//! report              the comparison report (JSON, markdown, CSV, table) and its findings
+//! digest              the nightly mail: text, HTML, charts, alerts, outbox, SMTP
+//! daemon              the ticker (jobs on the wall clock) and everything periodic, until stopped
+//! agent               the launchd agent and systemd user unit `soakd install` writes
+//! cli                 the command line (clap)
+//! commands            one file per subcommand; the shared loading and validation
+//! ```
+//!
+//! The data flow:
+//!
+//! ```text
+//! schedules/*.toml ─► schedule (jobs) ─► daemon (ticker) ─────────────────────────────► probe::runner
 //!                                                                                    │ N requests,
-//!                                                                                    │ concurrency,
-//!            ┌───────────────────────────────────────────────────────────────────────┘ delay / rate
-//!            ▼
-//!   backend (one adapter per kind) ──► probe::timeline (timings + outcome + server numbers)
+//!            ┌───────────────────────────────────────────────────────────────────────┘ concurrency,
+//!            ▼                                                                          delay / rate
+//!   backend (one adapter per kind) ──► measure::Timeline (timings + outcome + server numbers)
 //!            │ describe / observe / after_failure / noticed ──► runs.server_*, server_samples, events
 //!   probe::sampler (sysinfo: the backend's process tree + system) ──► memory samples, restarts
 //!   probe::evidence (log tail, crash reports, unified log) ──► crash_evidence
@@ -21,18 +52,6 @@
 //!                                              ▼
 //!                      digest (text + HTML + PNG charts) ──► outbox table ──► SMTP (lettre)
 //! ```
-//!
-//! `discover` finds the servers running on this machine and writes their config entries.
-//! Around it: `clock` (the injectable wall clock the ticker reads), `store::retention` (raw rows
-//! rolled up hourly, then pruned), `logging` (daily files), `agent` (the launchd agent and
-//! systemd user unit that `soakd install` writes).
-//!
-//! `sim` is a built-in OpenAI-compatible server with controllable speed, memory growth and
-//! faults; `demo` soaks two of them to show the whole flow without any LLM server installed.
-//!
-//! Around the measurement: `commands::validate` (the one validation every command runs),
-//! `secrets` (the one scrubber the writer, the logs and the mail pass through), `probe::machine`
-//! (one workload at a time on the machine), `analysis::stuck` (wedged and silent servers).
 //!
 //! "The seed report", cited in places: the report soakd was built to replace — five requests
 //! per server (LM Studio, mlx_lm.server, direct MLX-LM, direct MLX), a performance comparison
@@ -66,3 +85,6 @@ pub mod text;
 pub mod time;
 
 pub use commands::run_cli;
+
+#[cfg(test)]
+mod layout_tests;

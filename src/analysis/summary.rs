@@ -4,18 +4,8 @@
 
 use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
 use crate::measure::stats::{Z_975, mean, percentiles};
+use crate::store::queries::RequestFacts;
 use std::collections::BTreeMap;
-
-/// The facts about one request the summary needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestFacts {
-    pub backend: String,
-    pub outcome: String,
-    pub ttft_ms: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    pub decode_tps: Option<f64>,
-    pub output_tps: Option<f64>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendSummary {

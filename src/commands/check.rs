@@ -37,11 +37,11 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
     problems.extend(super::validate::environment(&config));
     problems.extend(super::validate::daemon(&config));
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
-    let jobs = match schedule::load_dir(&config.schedules, Some(&names)) {
-        Ok(jobs) => jobs,
+    let (jobs, digest) = match schedule::load_dir(&config.schedules, Some(&names)) {
+        Ok(s) => (s.jobs, Some(s.digest)),
         Err(Problems(p)) => {
             problems.extend(p);
-            Vec::new()
+            (Vec::new(), None)
         }
     };
     println!();
@@ -67,7 +67,7 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
             println!("      next {}", t.format("%Y-%m-%d %H:%M:%S %Z"));
         }
     }
-    crate::digest::run::check(&config, now, next);
+    crate::digest::run::check(&config, digest.as_ref(), now, next);
     if problems.is_empty() {
         println!();
         println!("ok: {} backends, {} jobs", config.backends.len(), jobs.len());

@@ -139,7 +139,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         mail: Default::default(),
     };
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
-    let jobs = schedule::parse_file(JOBS, Path::new("demo schedule"), Some(&names))?;
+    let schedules = schedule::parse_file(JOBS, Path::new("demo schedule"), Some(&names))?;
 
     println!("soakd demo: soaking two simulated backends for {seconds} s (Ctrl-C stops early)");
     println!("  lmstudio-sim    fast, crashes under rapid requests, dies at its 25th request and comes back");
@@ -154,7 +154,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         stopper.stop_then_abort(Duration::from_secs(2));
     });
     let ticker = tokio::spawn(tally(db.clone(), started, shutdown.clone()));
-    let result = crate::daemon::run(&session, jobs, "demo").await;
+    let result = crate::daemon::run(&session, schedules, "demo").await;
     session.close().await;
     ticker.abort();
     for s in supervisors {

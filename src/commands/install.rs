@@ -26,7 +26,7 @@ pub fn install(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     let (config_path, _) = config::locate(flag)?;
     let config_path = absolute(&config_path)?;
     let grace = match super::load(Some(&config_path)) {
-        Ok((config, _jobs)) => {
+        Ok((config, _schedules)) => {
             warn_about_keys(&config, args.systemd);
             config.shutdown_grace.as_secs()
         }

@@ -15,7 +15,7 @@ mod validate;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config, ConfigError};
 use crate::fields::Problems;
-use crate::schedule::{self, Job};
+use crate::schedule::{self, Schedules};
 use crate::session::Session;
 use crate::shutdown::{self, Shutdown};
 use std::process::ExitCode;
@@ -125,18 +125,18 @@ fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Re
 
 /// Loads and validates the config, the schedules and the environment they would run in (the
 /// same validation as `check`); every problem is reported together.
-pub fn load(flag: Option<&std::path::Path>) -> anyhow::Result<(Config, Vec<Job>)> {
+pub fn load(flag: Option<&std::path::Path>) -> anyhow::Result<(Config, Schedules)> {
     let config = config::load(flag)?;
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
-    let (jobs, mut problems) = match schedule::load_dir(&config.schedules, Some(&names)) {
-        Ok(jobs) => (jobs, Vec::new()),
-        Err(Problems(p)) => (Vec::new(), p),
+    let (schedules, mut problems) = match schedule::load_dir(&config.schedules, Some(&names)) {
+        Ok(schedules) => (Some(schedules), Vec::new()),
+        Err(Problems(p)) => (None, p),
     };
     problems.extend(validate::environment(&config));
-    if !problems.is_empty() {
-        return Err(Problems(problems).into());
+    match schedules {
+        Some(schedules) if problems.is_empty() => Ok((config, schedules)),
+        _ => Err(Problems(problems).into()),
     }
-    Ok((config, jobs))
 }
 
 /// The config for a command that needs no schedules, validated like `load`'s.
@@ -161,12 +161,12 @@ pub fn stop_on_signals(shutdown: &Shutdown, grace: std::time::Duration) {
     });
 }
 
-async fn run_daemon(config: Config, jobs: Vec<Job>) -> anyhow::Result<ExitCode> {
-    tracing::info!(config = %config.path.display(), db = %config.db.display(), jobs = jobs.len(), "starting");
+async fn run_daemon(config: Config, schedules: Schedules) -> anyhow::Result<ExitCode> {
+    tracing::info!(config = %config.path.display(), db = %config.db.display(), jobs = schedules.jobs.len(), "starting");
     let shutdown = Shutdown::new();
     stop_on_signals(&shutdown, config.shutdown_grace);
     let session = Session::open(config, shutdown)?;
-    let result = crate::daemon::run(&session, jobs, "cron").await;
+    let result = crate::daemon::run(&session, schedules, "cron").await;
     let stats = session.close().await;
     tracing::info!(rows = stats.operations, transactions = stats.transactions, "stopped");
     result?;

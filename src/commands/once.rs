@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow::Result<ExitCode> {
-    let (config, jobs) = load(flag)?;
+    let (config, schedules) = load(flag)?;
+    let jobs = schedules.jobs;
     let Some(job) = jobs.iter().find(|j| j.name == job_name).cloned() else {
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         anyhow::bail!("no job named \"{job_name}\" in {}; jobs: {}", config.schedules.display(), names.join(", "));

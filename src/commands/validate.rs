@@ -5,8 +5,8 @@
 //!
 //! It only looks: nothing is created, opened for writing or sent.
 
+use crate::config::mail::PasswordSource;
 use crate::config::{BackendConfig, BackendKind, Config};
-use crate::digest::config::PasswordSource;
 use crate::fields::{Place, Problem};
 use std::path::{Path, PathBuf};
 
@@ -35,17 +35,14 @@ pub fn environment(config: &Config) -> Vec<Problem> {
     {
         problems.push(Place::entry(&config.path, "[log]".into()).problem(Some("dir"), message));
     }
-    if let Some(smtp) = &config.mail.smtp {
-        if let Err(e) = crate::digest::send::password(&smtp.password) {
-            let field = match smtp.password {
-                PasswordSource::File(_) => "password_file",
-                _ => "password_env",
-            };
-            problems.push(Place::entry(&config.path, "[smtp]".into()).problem(Some(field), e.to_string()));
-        }
-        if let Err(crate::fields::Problems(p)) = crate::digest::schedule::load(&config.schedules) {
-            problems.extend(p);
-        }
+    if let Some(smtp) = &config.mail.smtp
+        && let Err(e) = crate::digest::send::password(&smtp.password)
+    {
+        let field = match smtp.password {
+            PasswordSource::File(_) => "password_file",
+            _ => "password_env",
+        };
+        problems.push(Place::entry(&config.path, "[smtp]".into()).problem(Some(field), e.to_string()));
     }
     problems
 }

@@ -1,4 +1,4 @@
-//! The `[smtp]`, `[digest]` and `[alerts]` tables of the config file: where mail goes and how it
+//! The `[smtp]`, `[digest]` and `[alerts]` tables of the config file (used by `digest`): where mail goes and how it
 //! is sent. The password itself is never in the file: `password_env` names a variable,
 //! `password_file` a file that only its owner may read; both are read when a mail is sent.
 

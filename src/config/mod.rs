@@ -6,6 +6,7 @@
 //! `~/.config/soakd/config.toml` on Linux). Relative paths in it resolve against its folder.
 
 mod backend;
+pub mod mail;
 mod upkeep;
 
 pub use backend::{BackendConfig, BackendKind, ProcessSelector, WorkerPid};
@@ -29,7 +30,7 @@ pub struct Config {
     pub log: LogConfig,
     pub retention: RetentionConfig,
     /// `[smtp]`, `[digest]`, `[alerts]`: the digest and alert mails.
-    pub mail: crate::digest::config::MailConfig,
+    pub mail: crate::config::mail::MailConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +115,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     f.finish();
     let log = log.map(|t| upkeep::parse_log(t, path, &base, &mut problems)).unwrap_or_default();
     let retention = retention.map(|t| upkeep::parse_retention(t, path, &mut problems)).unwrap_or_default();
-    let mail = crate::digest::config::parse(smtp, digest, alerts, path, &mut problems);
+    let mail = crate::config::mail::parse(smtp, digest, alerts, path, &mut problems);
 
     let sampler = sampler.map(|t| parse_sampler(t, path, &mut problems)).unwrap_or_default();
     let mut parsed: Vec<BackendConfig> = Vec::new();

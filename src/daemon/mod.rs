@@ -2,16 +2,17 @@
 //! in parallel), and the digest and alert mails (on tokio-cron-scheduler), until shutdown.
 //!
 //! A firing that finds the same job still running (or queued) at a backend is skipped and
-//! recorded as a `skipped` run, never stacked. Jobs are timed by `schedule::ticker` on the
+//! recorded as a `skipped` run, never stacked. Jobs are timed by `ticker` on the
 //! wall clock: after a sleep or a clock jump a missed job fires once, not once per missed
 //! tick, recorded as a `catch_up` event. Retention runs daily beside them. On stop: no new
 //! firings, in-flight requests get the grace period, then are cancelled; everything is flushed.
 
+pub mod ticker;
+
 use crate::clock::SystemClock;
 use crate::config::BackendConfig;
 use crate::probe::runner::{self, RunSpec};
-use crate::schedule::Job;
-use crate::schedule::ticker::{self, Dispatch, Plan};
+use crate::schedule::{Job, Schedules};
 use crate::session::Session;
 use crate::store::rows::Event;
 use crate::store::rows::RunStatus;
@@ -21,6 +22,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use ticker::{Dispatch, Plan};
 use tokio_cron_scheduler::{JobScheduler, JobSchedulerError};
 use tokio_util::task::TaskTracker;
 
@@ -33,8 +35,8 @@ pub enum DaemonError {
 }
 
 /// Runs the schedules inside `session` until its shutdown is triggered.
-pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Result<(), DaemonError> {
-    let enabled: Vec<Job> = jobs.into_iter().filter(|j| j.enabled).collect();
+pub async fn run(session: &Session, schedules: Schedules, trigger: &'static str) -> Result<(), DaemonError> {
+    let enabled: Vec<Job> = schedules.jobs.into_iter().filter(|j| j.enabled).collect();
     let inner = Arc::new(Inner {
         jobs: enabled,
         backends: session.config.backends.clone(),
@@ -67,7 +69,8 @@ pub async fn run(session: &Session, jobs: Vec<Job>, trigger: &'static str) -> Re
         tokio::spawn(async move { crate::store::retention::daily(db, days, writer, stop).await })
     });
     let cfg = &session.config;
-    let mail = crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &cfg.schedules, &session.shutdown).await?;
+    let mail =
+        crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &schedules.digest, &session.shutdown).await?;
     scheduler.start().await?;
     tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
 

@@ -9,8 +9,8 @@
 //! loop: sleep until the next fire time (at most `MAX_SLEEP`, so a jump is noticed soon), poll,
 //! dispatch.
 
-use super::CronExpr;
 use crate::clock::Clock;
+use crate::schedule::CronExpr;
 use crate::store::rows::Event;
 use chrono::{DateTime, Local};
 use serde_json::json;

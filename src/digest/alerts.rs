@@ -4,10 +4,10 @@
 //! machine's memory within `exhaust_within_h`. The same alert is repeated at most every `remind_every_h`.
 //! Alerts go through the outbox like the digest.
 
-use super::config::{AlertConfig, MailConfig};
 use super::mail::{self, Addresses};
 use super::outbox;
 use crate::analysis::leaks::Verdict;
+use crate::config::mail::{AlertConfig, MailConfig};
 use crate::measure::outcome::{counted_sql, stored_counts_as_failure};
 use crate::report::Window;
 use rusqlite::Connection;
@@ -126,7 +126,7 @@ pub fn id_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::config::AlertConfig;
+    use crate::config::mail::AlertConfig;
 
     fn log_with_streak(conn: &Connection, now: i64, failing_tail: i64) {
         conn.execute(

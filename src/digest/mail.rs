@@ -3,8 +3,8 @@
 //! inline PNG parts (Content-ID), which is what mail clients show as images in the HTML.
 
 use super::Digest;
-use super::config::SmtpConfig;
 use super::outbox::NewMail;
+use crate::config::mail::SmtpConfig;
 use crate::secrets::scrub;
 use lettre::Message;
 use lettre::message::header::ContentType;

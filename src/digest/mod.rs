@@ -10,19 +10,17 @@
 //! ```
 //!
 //! `alerts` mails at once, between digests, when a crash streak or a leak that will use up
-//! memory appears; `schedule` reads the digest's cron entry in `schedules/`; `run` is what the
-//! daemon and `soakd digest` call.
+//! memory appears; `run` is what the daemon and `soakd digest` call (the digest's cron entry is
+//! read with the jobs, by `schedule`; its mail settings are `config::mail`).
 
 pub mod alerts;
 pub mod changes;
 pub mod charts;
 pub mod compose;
-pub mod config;
 pub mod html;
 pub mod mail;
 pub mod outbox;
 pub mod run;
-pub mod schedule;
 pub mod send;
 pub mod series;
 
@@ -43,7 +41,7 @@ pub struct Digest {
 
 /// The window of the next digest: from the end of the previous one (at most `max_window`
 /// back), or `first_window` back when there was none, up to `now`.
-pub fn window(conn: &Connection, cfg: &config::DigestConfig, now: i64) -> rusqlite::Result<Window> {
+pub fn window(conn: &Connection, cfg: &crate::config::mail::DigestConfig, now: i64) -> rusqlite::Result<Window> {
     let max = now - cfg.max_window.as_millis() as i64;
     let from = match outbox::last_digest(conn)? {
         Some((to, _)) if to < now => to.max(max),

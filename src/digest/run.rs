@@ -2,10 +2,11 @@
 //! window since the previous digest, store it in the outbox, send what the outbox holds; in the
 //! daemon, on the digest's cron entry, with the outbox retried every minute until it is empty.
 
-use super::config::MailConfig;
 use super::mail::{self, Addresses};
 use super::{Digest, outbox, send};
+use crate::config::mail::MailConfig;
 use crate::report::Window;
+use crate::schedule::DigestSchedule;
 use crate::shutdown::Shutdown;
 use chrono::Local;
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ pub async fn schedule(
     scheduler: &JobScheduler,
     mail_cfg: &MailConfig,
     db: &Path,
-    schedules: &Path,
+    when: &DigestSchedule,
     shutdown: &Shutdown,
 ) -> Result<MailTasks, JobSchedulerError> {
     let tasks = MailTasks { tracker: TaskTracker::new() };
@@ -68,10 +69,6 @@ pub async fn schedule(
         tracing::info!("no [smtp] table in the config: no digest or alert mails");
         return Ok(tasks);
     };
-    let when = super::schedule::load(schedules).unwrap_or_else(|p| {
-        tracing::warn!("{p}using the first [digest] entry or the default");
-        super::schedule::DigestSchedule::default()
-    });
     if when.enabled {
         let (cfg, db2, tracker, stop) = (mail_cfg.clone(), db.to_path_buf(), tasks.tracker.clone(), shutdown.clone());
         let job = CronJob::new_async_tz(when.cron.normalised.as_str(), Local, move |_id, _s| {
@@ -149,7 +146,14 @@ async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
 }
 
 /// For `soakd check`: where the digest goes and when.
-pub fn check(config: &crate::config::Config, now: chrono::DateTime<Local>, next: usize) {
+/// `digest` is the schedules' `[digest]` entry (`None` when the schedules have problems, which
+/// `check` reports).
+pub fn check(
+    config: &crate::config::Config,
+    digest: Option<&DigestSchedule>,
+    now: chrono::DateTime<Local>,
+    next: usize,
+) {
     println!();
     let Some(smtp) = &config.mail.smtp else {
         println!("digest: not mailed (no [smtp] table); `soakd digest --print` shows it");
@@ -157,8 +161,7 @@ pub fn check(config: &crate::config::Config, now: chrono::DateTime<Local>, next:
     };
     let to: Vec<String> = smtp.to.iter().map(ToString::to_string).collect();
     println!("digest: to {} via {}:{} ({})", to.join(", "), smtp.host, smtp.port, smtp.tls.as_str());
-    // Its problems are reported by the shared validation (`commands::validate`).
-    if let Ok(s) = super::schedule::load(&config.schedules) {
+    if let Some(s) = digest {
         if s.enabled {
             let from = s.file.as_ref().map_or("the default".to_string(), |f| f.display().to_string());
             println!("  cron {} ({from})", s.cron.written);

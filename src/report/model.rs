@@ -219,16 +219,4 @@ pub struct Overhead {
     pub decode_tps_ratio: Option<Ratio>,
 }
 
-/// Something the analysis concluded, kept in the `findings` table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Finding {
-    pub kind: &'static str,
-    pub backend: Option<String>,
-    pub key: String,
-    pub verdict: String,
-    /// `new`, `ongoing` or `resolved`, against the previous saved report; `new` until saved.
-    pub status: String,
-    pub summary: String,
-    pub numbers: serde_json::Value,
-    pub evidence: Option<String>,
-}
+pub use crate::store::findings::Finding;

@@ -1,19 +1,28 @@
 //! Schedules: `schedules/*.toml` files of `[[job]]` entries, each a workload (how many
 //! requests, how concurrent, how spaced, what to ask) fired by a cron expression at some
-//! backends. `parse` turns files into validated `Job`s, reporting every mistake at once.
+//! backends, and the digest's `[digest]` table. `parse` turns files into validated `Job`s and the
+//! `DigestSchedule`, reporting every mistake at once.
 
 mod cron;
+mod digest;
 mod parse;
 pub mod prompts;
-pub mod ticker;
 
 pub use cron::CronExpr;
+pub use digest::{DEFAULT_CRON, DigestSchedule};
 pub use parse::{load_dir, parse_file};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// A validated job.
+/// What the schedules folder says: the jobs, and when the digest is made.
+#[derive(Debug, Clone)]
+pub struct Schedules {
+    pub jobs: Vec<Job>,
+    pub digest: DigestSchedule,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,

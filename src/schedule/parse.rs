@@ -1,14 +1,17 @@
-//! Schedule files → validated jobs. Parsers take text (tests never touch disk); `load_dir`
-//! reads a folder. Every problem in every file is reported, each with its file, job and field.
+//! Schedule files → validated jobs and the digest's schedule. Parsers take text (tests never touch
+//! disk); `load_dir` reads a folder, once. Every problem in every file is reported, each with its
+//! file, job and field.
 
-use super::{BackendSelection, CronExpr, Job, Prompt, Timeouts, Workload, prompts};
+use super::digest::{DigestSchedule, parse_table};
+use super::{BackendSelection, CronExpr, Job, Prompt, Schedules, Timeouts, Workload, prompts};
 use crate::fields::{Fields, Place, Problem, Problems};
 use std::path::Path;
 use std::time::Duration;
 
 /// Reads every `*.toml` in `dir` (sorted by name) and validates the jobs against the
-/// configured backend names (`None`: the config is unknown, so names are not checked).
-pub fn load_dir(dir: &Path, backends: Option<&[&str]>) -> Result<Vec<Job>, Problems> {
+/// configured backend names (`None`: the config is unknown, so names are not checked), and the
+/// one `[digest]` table, if any.
+pub fn load_dir(dir: &Path, backends: Option<&[&str]>) -> Result<Schedules, Problems> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Problems(vec![Problem {
             file: dir.to_path_buf(),
@@ -23,14 +26,28 @@ pub fn load_dir(dir: &Path, backends: Option<&[&str]>) -> Result<Vec<Job>, Probl
         .collect();
     files.sort();
     let mut jobs = Vec::new();
+    let mut digest: Option<DigestSchedule> = None;
     let mut problems = Vec::new();
     for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => match parse_file(&text, &file, backends) {
-                Ok(mut j) => jobs.append(&mut j),
-                Err(Problems(mut p)) => problems.append(&mut p),
-            },
-            Err(e) => problems.push(Place::file(&file).problem(None, format!("cannot read: {e}"))),
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(Place::file(&file).problem(None, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let (mut j, d) = parse_text(&text, &file, backends, &mut problems);
+        jobs.append(&mut j);
+        match (&digest, d) {
+            (Some(first), Some(_)) => problems.push(Place::entry(&file, "[digest]".into()).problem(
+                None,
+                format!(
+                    "{} already schedules the digest; keep one [digest] table",
+                    first.file.as_deref().unwrap_or(dir).display()
+                ),
+            )),
+            (None, d) => digest = d,
+            (Some(_), None) => {}
         }
     }
     for (i, job) in jobs.iter().enumerate() {
@@ -41,31 +58,45 @@ pub fn load_dir(dir: &Path, backends: Option<&[&str]>) -> Result<Vec<Job>, Probl
             ));
         }
     }
-    if problems.is_empty() { Ok(jobs) } else { Err(Problems(problems)) }
+    let schedules = Schedules { jobs, digest: digest.unwrap_or_default() };
+    if problems.is_empty() { Ok(schedules) } else { Err(Problems(problems)) }
 }
 
 /// Parses one schedule file's text. `file` names it in messages.
-pub fn parse_file(text: &str, file: &Path, backends: Option<&[&str]>) -> Result<Vec<Job>, Problems> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        Problems(vec![
-            Place::file(file).problem(None, format!("not valid TOML: {}", crate::fields::toml_error(text, &e))),
-        ])
-    })?;
+pub fn parse_file(text: &str, file: &Path, backends: Option<&[&str]>) -> Result<Schedules, Problems> {
     let mut problems = Vec::new();
-    let mut top = Fields::new(table, Place::file(file), &mut problems);
+    let (jobs, digest) = parse_text(text, file, backends, &mut problems);
+    let schedules = Schedules { jobs, digest: digest.unwrap_or_default() };
+    if problems.is_empty() { Ok(schedules) } else { Err(Problems(problems)) }
+}
+
+/// One file's jobs and `[digest]` table; its problems are added to `problems`.
+fn parse_text(
+    text: &str,
+    file: &Path,
+    backends: Option<&[&str]>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<Job>, Option<DigestSchedule>) {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!("not valid TOML: {}", crate::fields::toml_error(text, &e));
+            problems.push(Place::file(file).problem(None, message));
+            return (Vec::new(), None);
+        }
+    };
+    let mut top = Fields::new(table, Place::file(file), problems);
     let entries: Vec<toml::Table> = top.take("job").unwrap_or_default();
     let digest: Option<toml::Table> = top.take("digest");
     top.finish();
-    if let Some(t) = digest {
-        crate::digest::schedule::parse_table(t, file, &mut problems);
-    }
+    let digest = digest.and_then(|t| parse_table(t, file, problems));
     let mut jobs = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
-        if let Some(job) = parse_job(entry, i + 1, file, backends, &mut problems) {
+        if let Some(job) = parse_job(entry, i + 1, file, backends, problems) {
             jobs.push(job);
         }
     }
-    if problems.is_empty() { Ok(jobs) } else { Err(Problems(problems)) }
+    (jobs, digest)
 }
 
 fn parse_job(
@@ -332,7 +363,7 @@ mod tests {
     const BACKENDS: Option<&[&str]> = Some(&["mlx-server", "llama"]);
 
     fn one(text: &str) -> Job {
-        let mut jobs = parse_file(text, Path::new("s.toml"), BACKENDS).unwrap_or_else(|p| panic!("{p}"));
+        let mut jobs = parse_file(text, Path::new("s.toml"), BACKENDS).unwrap_or_else(|p| panic!("{p}")).jobs;
         assert_eq!(jobs.len(), 1);
         jobs.remove(0)
     }
@@ -439,7 +470,7 @@ mod tests {
     #[test]
     fn shipped_schedules_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schedules");
-        let jobs = load_dir(&dir, None).unwrap_or_else(|p| panic!("{p}"));
+        let jobs = load_dir(&dir, None).unwrap_or_else(|p| panic!("{p}")).jobs;
         let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
         for want in [
             "security-streamed",
@@ -456,5 +487,21 @@ mod tests {
         for j in &jobs {
             assert_eq!(j.backends, BackendSelection::All, "{} should target every backend", j.name);
         }
+    }
+
+    #[test]
+    fn a_digest_table_and_the_default_read_with_the_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_dir(dir.path(), None).unwrap().digest.cron.written, super::super::digest::DEFAULT_CRON);
+        std::fs::write(dir.path().join("digest.toml"), "[digest]\ncron = \"0 30 6 * * *\"\n").unwrap();
+        let s = load_dir(dir.path(), None).unwrap();
+        assert_eq!(s.digest.cron.written, "0 30 6 * * *");
+        assert_eq!(s.digest.file.as_deref(), Some(dir.path().join("digest.toml").as_path()));
+        std::fs::write(dir.path().join("other.toml"), "[digest]\ncron = \"0 0 8 * * *\"\n").unwrap();
+        let e = load_dir(dir.path(), None).unwrap_err().to_string();
+        assert!(e.contains("already schedules the digest"), "{e}");
+        std::fs::write(dir.path().join("other.toml"), "[digest]\ncron = \"bad\"\n").unwrap();
+        let e = load_dir(dir.path(), None).unwrap_err().to_string();
+        assert!(e.contains("other.toml") && e.contains("cron"), "{e}");
     }
 }

@@ -1,9 +1,23 @@
 //! Saving a report's findings: each is marked `new` or `ongoing` against the previous saved
 //! report, and what that report found but this one does not is saved as `resolved`.
 
-use crate::report::model::Finding;
 use rusqlite::{Connection, params};
+use serde::Serialize;
 use std::collections::HashSet;
+
+/// Something the analysis concluded (built by `report::findings`), kept in the `findings` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: &'static str,
+    pub backend: Option<String>,
+    pub key: String,
+    pub verdict: String,
+    /// `new`, `ongoing` or `resolved`, against the previous saved report; `new` until saved.
+    pub status: String,
+    pub summary: String,
+    pub numbers: serde_json::Value,
+    pub evidence: Option<String>,
+}
 
 /// Saves `findings` (setting their status) and returns the resolved ones, all in one transaction.
 pub fn save(

@@ -1,6 +1,5 @@
 //! Reads for reports: the facts the analysis functions take, selected by run or by window.
 
-use crate::analysis::summary::RequestFacts;
 use crate::measure::outcome::counted_sql;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use std::collections::BTreeMap;
@@ -25,6 +24,17 @@ impl Selection<'_> {
             Selection::Window { from, to } => (format!("{time_col} >= ? AND {time_col} < ?"), vec![*from, *to]),
         }
     }
+}
+
+/// The facts about one request `analysis::summary` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestFacts {
+    pub backend: String,
+    pub outcome: String,
+    pub ttft_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    pub decode_tps: Option<f64>,
+    pub output_tps: Option<f64>,
 }
 
 pub fn request_facts(conn: &Connection, sel: &Selection<'_>) -> rusqlite::Result<Vec<RequestFacts>> {
