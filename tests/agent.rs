@@ -4,9 +4,8 @@
 //! skips launchctl/systemctl, which Linux test machines cannot run for a user agent), and the
 //! failed start that `soakd status` reports.
 
-mod common;
-
-use common::{soakd, write_config};
+use crate::common;
+use crate::common::{soakd, write_config};
 use std::path::Path;
 
 const HOME: &str = "/Users/alice";

@@ -3,9 +3,8 @@
 //! the shapes of LM Studio, Ollama and vLLM (which cannot run here). Every row carries soakd's own numbers and, where the server gives them,
 //! the server's; `soakd discover` tells every one of those servers' kinds apart.
 
-mod common;
-
-use common::{db, deps, free_port, heavy, one, soakd, start_llama, start_mlx, start_sim, write_config};
+use crate::common;
+use crate::common::{db, deps, free_port, heavy, one, soakd, start_llama, start_mlx, start_sim, write_config};
 
 const JOB: &str =
     "[[job]]\nname = \"every-kind\"\ncron = \"0 0 3 * * *\"\nrequests = 4\nconcurrency = 2\nmax_tokens = 16\n";

@@ -1,8 +1,7 @@
 //! The command line as a user meets it: help, `check` on good and bad files, exit codes.
 
-mod common;
-
-use common::{soakd, write_config};
+use crate::common;
+use crate::common::{soakd, write_config};
 
 #[test]
 fn help_lists_every_command() {

@@ -2,9 +2,8 @@
 //! (under a temporary home), a bearer key never reaches a log or the database, and the daemon
 //! fires on time with no catch-ups when nothing slept. Light: one `soakd sim`.
 
-mod common;
-
-use common::{db, one, start_sim, write_config};
+use crate::common;
+use crate::common::{db, one, start_sim, write_config};
 use std::time::Duration;
 
 #[test]

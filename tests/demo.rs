@@ -1,9 +1,8 @@
 //! `soakd demo`, the README's first command: it needs no LLM server and must end with the
 //! comparison table and a database a user can query.
 
-mod common;
-
-use common::one;
+use crate::common;
+use crate::common::one;
 
 #[test]
 fn demo_soaks_two_simulated_backends_and_prints_the_comparison() {

@@ -3,8 +3,7 @@
 //! parts and its charts, and delivery through a real SMTP server (aiosmtpd on 127.0.0.1): once,
 //! with AUTH right and wrong, and across an outage, never lost and never twice.
 
-mod common;
-
+use crate::common;
 use mail_parser::MimeHeaders;
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,8 @@
 //! Every outcome of DESIGN.md's taxonomy, produced for real — by a `soakd sim` process, a dead
 //! port, a full accept queue, a signal to soakd — and classified by `soakd once` end to end.
 
-mod common;
-
-use common::{db, one, soakd, start_sim, write_config};
+use crate::common;
+use crate::common::{db, one, soakd, start_sim, write_config};
 use std::path::Path;
 use std::time::Duration;
 

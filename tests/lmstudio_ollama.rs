@@ -3,9 +3,7 @@
 //! docs show them): client and server numbers side by side, the server's version, its own
 //! state samples before and after, and its crash signals.
 
-mod common;
-
-use common::{db, one, soakd, start_sim, write_config};
+use crate::common::{db, one, soakd, start_sim, write_config};
 use std::path::Path;
 
 /// Starts the sim with `sim_args`, runs `soakd once j` against it as a backend of `kind`

@@ -2,11 +2,8 @@
 //! the in-process decoder against mlx_lm token for token, and the worker behind `soakd once`.
 //! These never skip: without the tiny model or the Python reference they fail and say why.
 
-#![cfg(feature = "mlx")]
-
-mod common;
-
-use common::{db, deps, heavy, one, soakd, write_config};
+use crate::common;
+use crate::common::{db, deps, heavy, one, soakd, write_config};
 use soakd::mlx::chat::{Chat, Message};
 use soakd::mlx::generate::{Params, generate};
 use soakd::mlx::model::Model;

@@ -2,9 +2,8 @@
 //! in its own worker process on the tiny generated model. Never skips: `scripts/test` installs
 //! the venv and the model (see tests/common).
 
-mod common;
-
-use common::{db, deps, heavy, one, soakd, write_config};
+use crate::common;
+use crate::common::{db, deps, heavy, one, soakd, write_config};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,9 +1,8 @@
 //! Against the real servers, on the tiny generated model: llama.cpp's `llama-server` and
 //! `mlx_lm.server`. These never skip: `scripts/test` installs both (see tests/common).
 
-mod common;
-
-use common::{Deps, Server, db, deps, free_port, heavy, one, soakd, start_llama, start_mlx, write_config};
+use crate::common;
+use crate::common::{Deps, Server, db, deps, free_port, heavy, one, soakd, start_llama, start_mlx, write_config};
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,8 +2,7 @@
 //! backend, and a leaky one that fails under concurrency 4 and restarts. Every format, the
 //! findings' life (new → ongoing), and untrusted text kept harmless.
 
-mod common;
-
+use crate::common;
 use rusqlite::{Connection, params};
 use serde_json::Value;
 use std::path::Path;

@@ -1,9 +1,7 @@
 //! Retention from the command line: `soakd prune` on a real database file, then `soakd report`
 //! saying where raw rows end and what the rollups hold, and `soakd status`.
 
-mod common;
-
-use common::{one, soakd};
+use crate::common::{one, soakd};
 use rusqlite::{Connection, params};
 
 const DAY: i64 = 86_400_000;

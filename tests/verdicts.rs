@@ -6,9 +6,8 @@
 //! Each class draws its parameters per seed; the seeds here are not the bench's first ones, so the
 //! two look at different logs.
 
-mod synth;
-
-use synth::{HOUR, score};
+use crate::synth;
+use crate::synth::{HOUR, score};
 
 const SEEDS: std::ops::Range<u64> = 1001..1004;
 

@@ -1,9 +1,8 @@
 //! Load shapes, end to end against `soakd sim`: the pause between a worker's requests, several
 //! workers at once, an open-loop timetable, and the time bound on a run.
 
-mod common;
-
-use common::{db, one, soakd, start_sim, write_config};
+use crate::common;
+use crate::common::{db, one, soakd, start_sim, write_config};
 use rusqlite::Connection;
 
 fn run(sim_args: &[&str], job: &str) -> (tempfile::TempDir, Connection) {
