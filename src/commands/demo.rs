@@ -162,7 +162,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     }
     result?;
 
-    let mut conn = store::open_read(&db)?;
+    let mut conn = store::open_existing(&db)?;
     let now = now_ms();
     let window = crate::report::Window { from: started, to: now + 1 };
     let mut report = crate::report::build::build_with(
@@ -178,11 +178,8 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     print!("{}", crate::report::render(&report, crate::report::Format::Table));
     println!();
     println!("Every request, memory sample and restart is in {}. Try:", db.display());
-    println!(
-        "  sqlite3 {} \"SELECT backend, outcome, count(*), round(avg(ttft_ms)) AS avg_ttft_ms FROM requests GROUP BY 1, 2\"",
-        db.display()
-    );
-    println!("  sqlite3 {} \"SELECT * FROM failures LIMIT 10\"", db.display());
+    println!("  sqlite3 {} \"{}\"", db.display(), crate::store::shown::OUTCOMES_BY_BACKEND);
+    println!("  sqlite3 {} \"{}\"", db.display(), crate::store::shown::FIRST_FAILURES);
     println!("  soakd report --db {} --since 1h --format markdown", db.display());
     let eml = db.with_extension("eml");
     let made = crate::digest::run::make(&db, &Default::default(), Some(window), now, false)?;
@@ -247,20 +244,9 @@ async fn tally(db: PathBuf, from: i64, shutdown: Shutdown) {
             let db = db.clone();
             move || -> rusqlite::Result<String> {
                 let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-                let mut stmt = conn.prepare(
-                    "SELECT backend, count(*), sum(outcome NOT IN ('ok', 'in_flight')) FROM requests
-                     WHERE started_at >= ?1 GROUP BY backend ORDER BY backend",
-                )?;
-                let parts: Vec<String> = stmt
-                    .query_map([from], |r| {
-                        Ok(format!(
-                            "{} {} requests ({} failed)",
-                            r.get::<_, String>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?
-                        ))
-                    })?
-                    .collect::<Result<_, _>>()?;
+                let totals = crate::store::queries::totals_since(&conn, from)?;
+                let parts: Vec<String> =
+                    totals.iter().map(|(b, n, failed)| format!("{b} {n} requests ({failed} failed)")).collect();
                 Ok(parts.join(" · "))
             }
         })

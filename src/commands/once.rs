@@ -58,7 +58,7 @@ pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow
     }
     session.close().await;
 
-    let conn = store::open_read(&db)?;
+    let conn = store::open_existing(&db)?;
     let sel = queries::Selection::Runs(&run_ids);
     let (from, to) = queries::span(&conn, &sel)?.unwrap_or((started, now_ms()));
     let names: Vec<String> = targets.iter().map(|b| b.name.clone()).collect();

@@ -20,7 +20,7 @@ pub fn run(flag: Option<&Path>, db: Option<PathBuf>, raw_days: Option<f64>) -> a
         println!("retention is off ([retention] raw_days = 0): nothing pruned; give --raw-days N to prune anyway");
         return Ok(ExitCode::SUCCESS);
     };
-    let mut conn = store::open_read(&db)?;
+    let mut conn = store::open_existing(&db)?;
     let done = retention::prune(&mut conn, now_ms(), days).with_context(|| format!("pruning {}", db.display()))?;
     if done.hours == 0 {
         println!("{}: nothing older than {days} days to roll up", db.display());

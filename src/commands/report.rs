@@ -26,7 +26,7 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     };
     let window = Window::parse(args.since.as_deref(), args.until.as_deref(), chrono::Local::now())
         .map_err(anyhow::Error::msg)?;
-    let mut conn = store::open_read(&db)?;
+    let mut conn = store::open_existing(&db)?;
     let now = now_ms();
     let options = report::build::Options { include_contended: args.include_contended };
     let mut report = report::build::build_with(&conn, window, &args.backends, now, options)

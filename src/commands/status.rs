@@ -4,9 +4,9 @@
 use crate::agent::{self, Paths, launchd, systemd};
 use crate::config;
 use crate::report::window::utc;
-use crate::store::retention;
+use crate::store::{queries, retention};
 use crate::time::now_ms;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -90,47 +90,29 @@ fn database_lines(db: &Path, now: i64, config: Option<&config::Config>) -> Vec<(
             return out;
         }
     };
-    let when = |sql: &str| -> Option<i64> { conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten() };
-    let has = |table: &str| {
-        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
-            r.get::<_, bool>(0)
-        })
-        .unwrap_or(false)
-    };
-    let last = conn
-        .query_row(
-            "SELECT started_at, backend, outcome FROM requests WHERE outcome <> 'in_flight' ORDER BY started_at DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
-        )
-        .optional()
-        .ok()
-        .flatten();
+    let state = queries::log_state(&conn);
     out.push((
         "last request",
-        match last {
+        match state.last_request {
             Some((at, backend, outcome)) => format!("{} ({}), {backend}: {outcome}", utc(at), ago(now - at)),
             None => "none yet".to_string(),
         },
     ));
     out.push((
         "last digest",
-        if has("outbox") {
-            match when("SELECT max(sent_at) FROM outbox") {
-                Some(at) => format!("{} ({})", utc(at), ago(now - at)),
-                None => "none sent yet".to_string(),
-            }
-        } else {
-            "none (this database has no outbox yet)".to_string()
+        match state.last_mail_sent {
+            Some(Some(at)) => format!("{} ({})", utc(at), ago(now - at)),
+            Some(None) => "none sent yet".to_string(),
+            None => "none (this database has no outbox yet)".to_string(),
         },
     ));
-    if let Some(at) = when("SELECT max(at) FROM events WHERE kind = 'daemon_start'") {
-        let stopped = when("SELECT max(at) FROM events WHERE kind = 'daemon_stop'").filter(|s| *s >= at);
+    if let Some(at) = state.daemon_started {
+        let stopped = state.daemon_stopped.filter(|s| *s >= at);
         let tail = stopped.map_or(String::new(), |s| format!(", stopped {}", utc(s)));
         out.push(("daemon", format!("last started {} ({}){tail}", utc(at), ago(now - at))));
     }
     let keep = config.and_then(|c| c.retention.raw_days);
-    let horizon = if has("retention") { retention::horizon(&conn).ok().flatten() } else { None };
+    let horizon = if queries::has_table(&conn, "retention") { retention::horizon(&conn).ok().flatten() } else { None };
     out.push((
         "retention",
         match (keep, horizon) {

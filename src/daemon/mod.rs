@@ -98,7 +98,7 @@ const BOOT_TOLERANCE_S: i64 = 60;
 /// its pid and start, the last moment it recorded anything, the gap since, and whether the
 /// machine rebooted in between (`null` when the old session did not record its boot time).
 fn unclean_stop(db: &std::path::Path, boot_time: Option<u64>) -> Option<serde_json::Value> {
-    let conn = crate::store::open_read(db).ok()?;
+    let conn = crate::store::open_existing(db).ok()?;
     let previous = crate::store::queries::unclean_stop(&conn).ok()??;
     let now = crate::time::now_ms();
     let rebooted = match (previous.boot_time, boot_time) {

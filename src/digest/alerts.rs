@@ -5,11 +5,10 @@
 //! Alerts go through the outbox like the digest.
 
 use super::mail::{self, Addresses};
-use super::outbox;
 use crate::analysis::leaks::Verdict;
 use crate::config::mail::{AlertConfig, MailConfig};
-use crate::measure::outcome::{counted_sql, stored_counts_as_failure};
 use crate::report::Window;
+use crate::store::{outbox, queries, shown};
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -33,14 +32,14 @@ pub fn check(conn: &Connection, cfg: &AlertConfig, now: i64) -> rusqlite::Result
     let report = crate::report::build::build(conn, window, &[], now)?;
     for b in &report.backends {
         let name = crate::text::bounded(&crate::text::printable(&b.name), 60);
-        let streak = current_streak(conn, &b.name, cfg.crash_streak)?;
+        let streak = queries::failed_in_a_row(conn, &b.name, cfg.crash_streak.max(1000))?;
         if streak >= cfg.crash_streak {
             out.push(Alert {
                 key: format!("streak-{}", b.name),
                 subject: format!("soakd alert: {name} failed its last {streak} requests"),
                 body: format!(
-                    "{name}: the last {streak} requests all failed.\n\nThe requests behind it:\n  SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, error FROM requests WHERE backend = '{}' ORDER BY started_at DESC LIMIT {streak};\n",
-                    b.name.replace('\'', "''")
+                    "{name}: the last {streak} requests all failed.\n\nThe requests behind it:\n  {};\n",
+                    shown::latest_requests(&b.name, streak)
                 ),
             });
         }
@@ -58,10 +57,9 @@ pub fn check(conn: &Connection, cfg: &AlertConfig, now: i64) -> rusqlite::Result
                 key: format!("{}-{}", s.kind.as_str().replace('_', "-"), b.name),
                 subject: format!("soakd alert: {name} {state} since {since}"),
                 body: format!(
-                    "{name}: {what} since {since}{health} ({} requests in a row; it ends with the first success).\n\nThe requests behind it:\n  SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, http_status, error FROM requests WHERE backend = '{}' AND started_at >= {} ORDER BY started_at;\n",
+                    "{name}: {what} since {since}{health} ({} requests in a row; it ends with the first success).\n\nThe requests behind it:\n  {};\n",
                     s.requests,
-                    b.name.replace('\'', "''"),
-                    s.since
+                    shown::requests_since(&b.name, s.since)
                 ),
             });
         }
@@ -80,20 +78,6 @@ pub fn check(conn: &Connection, cfg: &AlertConfig, now: i64) -> rusqlite::Result
         }
     }
     Ok(out)
-}
-
-/// How many of the backend's latest requests failed in a row (counting back at most `limit`,
-/// and at least 1000).
-fn current_streak(conn: &Connection, backend: &str, limit: u64) -> rusqlite::Result<u64> {
-    let limit = limit.max(1000);
-    let mut stmt = conn.prepare(&format!(
-        "SELECT outcome FROM requests WHERE backend = ?1 AND {}
-         ORDER BY started_at DESC, id DESC LIMIT ?2",
-        counted_sql()
-    ))?;
-    let outcomes: Vec<String> =
-        stmt.query_map(rusqlite::params![backend, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(outcomes.iter().take_while(|o| stored_counts_as_failure(o)).count() as u64)
 }
 
 /// Checks, and stores the alerts not sent within the reminder interval. Returns how many.

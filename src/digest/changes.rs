@@ -25,9 +25,9 @@ fn identity(f: &Finding) -> Identity {
 }
 
 pub fn since_previous_digest(conn: &Connection, current: &[Finding]) -> rusqlite::Result<Changes> {
-    let previous_at = super::outbox::last_digest(conn)?.map(|(_, created)| created);
+    let previous_at = crate::store::outbox::last_digest(conn)?.map(|(_, created)| created);
     let before: Vec<Finding> = match previous_at {
-        Some(at) => load(conn, at)?,
+        Some(at) => crate::store::findings::open_at(conn, at)?,
         None => Vec::new(),
     };
     let by_id: HashMap<Identity, &Finding> = before.iter().map(|f| (identity(f), f)).collect();
@@ -74,27 +74,6 @@ fn regression(old: &Finding, new: &Finding) -> Option<String> {
     }
 }
 
-fn load(conn: &Connection, at: i64) -> rusqlite::Result<Vec<Finding>> {
-    conn.prepare(
-        "SELECT kind, backend, key, verdict, status, summary, numbers, evidence FROM findings
-         WHERE report_at = ?1 AND status <> 'resolved' ORDER BY id",
-    )?
-    .query_map([at], |r| {
-        let kind: String = r.get(0)?;
-        Ok(Finding {
-            kind: crate::store::findings::known_kind(&kind),
-            backend: r.get(1)?,
-            key: r.get(2)?,
-            verdict: r.get(3)?,
-            status: r.get(4)?,
-            summary: r.get(5)?,
-            numbers: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-            evidence: r.get(7)?,
-        })
-    })?
-    .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +102,7 @@ mod tests {
             finding("restarts", "process", json!({})),
         ];
         crate::store::findings::save(&mut conn, 5_000, (0, 5_000), &mut before).unwrap();
-        let mail = super::super::outbox::NewMail {
+        let mail = crate::store::outbox::NewMail {
             kind: "digest",
             window: Some((0, 5_000)),
             subject: "s".into(),
@@ -132,7 +111,7 @@ mod tests {
             message_id: "<m@soakd>".into(),
             message: vec![],
         };
-        super::super::outbox::enqueue(&conn, &mail, 5_000).unwrap();
+        crate::store::outbox::enqueue(&conn, &mail, 5_000).unwrap();
         // A report saved in between does not change what "since the previous digest" means.
         let mut between = vec![finding("leak", "memory", json!({}))];
         crate::store::findings::save(&mut conn, 7_000, (5_000, 7_000), &mut between).unwrap();

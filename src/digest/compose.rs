@@ -227,13 +227,8 @@ pub fn backend_lines(b: &BackendReport) -> Vec<(&'static str, String)> {
 
 /// The SQL that lists the requests behind one crash signature in the digest's window.
 pub fn signature_query(backend: &str, signature: &str, r: &Report) -> String {
-    format!(
-        "SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, error FROM requests WHERE backend = '{}' AND coalesce(error_signature, outcome) = '{}' AND started_at >= {} AND started_at < {} ORDER BY started_at;",
-        printable(backend).replace('\'', "''"),
-        printable(signature).replace('\'', "''"),
-        r.window.from,
-        r.window.to
-    )
+    let window = crate::store::shown::Window { from: r.window.from, to: r.window.to };
+    crate::store::shown::signature_requests(&printable(backend), &printable(signature), window)
 }
 
 fn findings(out: &mut String, findings: &[Finding]) {

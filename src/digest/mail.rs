@@ -3,9 +3,9 @@
 //! inline PNG parts (Content-ID), which is what mail clients show as images in the HTML.
 
 use super::Digest;
-use super::outbox::NewMail;
 use crate::config::mail::SmtpConfig;
 use crate::secrets::scrub;
+use crate::store::outbox::NewMail;
 use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};

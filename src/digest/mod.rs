@@ -19,13 +19,13 @@ pub mod charts;
 pub mod compose;
 pub mod html;
 pub mod mail;
-pub mod outbox;
 pub mod run;
 pub mod send;
 pub mod series;
 
 use crate::report::model::Report;
 use crate::report::{self, Window};
+use crate::store::outbox;
 use rusqlite::Connection;
 
 /// A composed digest, before it becomes a mail.

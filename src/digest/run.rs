@@ -3,11 +3,12 @@
 //! daemon, on the digest's cron entry, with the outbox retried every minute until it is empty.
 
 use super::mail::{self, Addresses};
-use super::{Digest, outbox, send};
+use super::{Digest, send};
 use crate::config::mail::MailConfig;
 use crate::report::Window;
 use crate::schedule::DigestSchedule;
 use crate::shutdown::Shutdown;
+use crate::store::outbox;
 use chrono::Local;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -28,7 +29,7 @@ pub struct Made {
 /// Composes the digest for the window since the previous one (or `window` when given).
 /// `save`: save the report's findings (what the next digest compares against).
 pub fn make(db: &Path, mail_cfg: &MailConfig, window: Option<Window>, now: i64, save: bool) -> anyhow::Result<Made> {
-    let mut conn = crate::store::open_read(db)?;
+    let mut conn = crate::store::open_existing(db)?;
     let window = match window {
         Some(w) => w,
         None => super::window(&conn, &mail_cfg.digest, now)?,

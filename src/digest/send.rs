@@ -3,8 +3,8 @@
 //! mail is sent — from the variable `password_env` names, or from `password_file`, which must be
 //! readable by its owner only — and never logged or stored.
 
-use super::outbox;
 use crate::config::mail::{PasswordSource, SmtpConfig, Tls};
+use crate::store::outbox;
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};

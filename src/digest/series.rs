@@ -2,11 +2,9 @@
 //! hundred averaged points, from SQL) and its failures per time bucket. Bounded whatever the
 //! window: the database does the averaging and counting.
 
-use crate::measure::outcome::failure_sql;
 use crate::report::model::Report;
 use crate::store::queries;
 use rusqlite::Connection;
-use std::collections::BTreeMap;
 
 /// Points per chart line at most.
 pub const BUCKETS: i64 = 240;
@@ -33,7 +31,7 @@ pub struct Series {
 pub fn load(conn: &Connection, report: &Report) -> rusqlite::Result<Series> {
     let (from, to) = (report.window.from, report.window.to);
     let bucket_ms = ((to - from) / BUCKETS).max(1_000);
-    let failures = failures(conn, from, to, bucket_ms)?;
+    let failures = queries::failures_per_bucket(conn, from, to, bucket_ms)?;
     // Under six hours, hourly points say little: 30 buckets over the window instead.
     let fine = to - from < 6 * 3_600_000;
     let ttft_bucket_ms = if fine { ((to - from) / 30).max(1_000) } else { 3_600_000 };
@@ -62,28 +60,6 @@ pub fn load(conn: &Connection, report: &Report) -> rusqlite::Result<Series> {
     Ok(Series { bucket_ms, ttft_bucket_ms, backends })
 }
 
-/// Failed requests (as the report counts them) per backend and bucket.
-fn failures(
-    conn: &Connection,
-    from: i64,
-    to: i64,
-    bucket_ms: i64,
-) -> rusqlite::Result<BTreeMap<String, Vec<(i64, u64)>>> {
-    let mut out: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT backend, (started_at - ?1) / ?3, count(*) FROM requests
-         WHERE started_at >= ?1 AND started_at < ?2 AND {}
-         GROUP BY 1, 2 ORDER BY 1, 2",
-        failure_sql()
-    ))?;
-    let mut rows = stmt.query(rusqlite::params![from, to, bucket_ms])?;
-    while let Some(r) = rows.next()? {
-        let (name, bucket, n): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        out.entry(name).or_default().push((from + bucket * bucket_ms, n as u64));
-    }
-    Ok(out)
-}
-
 /// TTFT p50/p95 per bucket for a short window (few rows: at most `FINE_ROWS` are read).
 fn fine_ttft(
     conn: &Connection,
@@ -93,21 +69,12 @@ fn fine_ttft(
     bucket_ms: i64,
 ) -> rusqlite::Result<Vec<(i64, f64, f64)>> {
     const FINE_ROWS: i64 = 50_000;
-    let mut stmt = conn.prepare(
-        "SELECT (started_at - ?2) / ?4, ttft_ms FROM requests
-         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome = 'ok' AND ttft_ms IS NOT NULL
-         ORDER BY started_at LIMIT ?5",
-    )?;
-    let mut by_bucket: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    let mut rows = stmt.query(rusqlite::params![backend, from, to, bucket_ms, FINE_ROWS])?;
-    while let Some(r) = rows.next()? {
-        by_bucket.entry(r.get(0)?).or_default().push(r.get(1)?);
-    }
+    let by_bucket = queries::ok_ttft_per_bucket(conn, backend, (from, to), bucket_ms, FINE_ROWS)?;
     Ok(by_bucket
         .into_iter()
-        .filter_map(|(b, v)| {
+        .filter_map(|(at, v)| {
             let [p50, p95] = crate::measure::stats::percentiles(v, [50.0, 95.0]);
-            Some((from + b * bucket_ms, p50?, p95?))
+            Some((at, p50?, p95?))
         })
         .collect())
 }

@@ -10,8 +10,8 @@ use super::evidence::{Cause, Collector};
 use super::process::{Identity, Processes};
 use crate::config::{ProcessSelector, SamplerConfig};
 use crate::shutdown::Shutdown;
-use crate::store::WriterHandle;
 use crate::store::rows::{Event, Evidence, MemorySample, Phase, RunKey};
+use crate::store::{WriterHandle, queries};
 use crate::time::now_ms;
 use serde_json::json;
 use std::path::PathBuf;
@@ -388,45 +388,31 @@ impl State {
 
     /// The process last sampled for this backend in the log (any session), and when.
     async fn last_recorded(&self) -> Option<(Identity, i64)> {
-        let db = self.db.clone();
         let backend = self.backend.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-            conn.query_row(
-                "SELECT pid, proc_started_at, taken_at FROM memory_samples \
-                 WHERE backend = ?1 AND pid IS NOT NULL AND proc_started_at IS NOT NULL \
-                 ORDER BY taken_at DESC LIMIT 1",
-                [backend],
-                |r| {
-                    Ok((
-                        Identity { pid: r.get::<_, i64>(0)? as u32, started_at: r.get::<_, i64>(1)? as u64 },
-                        r.get(2)?,
-                    ))
-                },
-            )
-            .ok()
-        })
-        .await
-        .ok()
-        .flatten()
+        let found = self.read_log(move |conn| queries::last_sampled_process(conn, &backend)).await.flatten()?;
+        let (pid, started_at, taken_at) = found;
+        Some((Identity { pid, started_at }, taken_at))
     }
 
     /// Requests earlier soakd runs sent to this same server process.
     async fn requests_already_sent(&self, id: Identity) -> u64 {
-        let db = self.db.clone();
         let backend = self.backend.clone();
+        let since = id.started_at as i64 * 1000;
+        self.read_log(move |conn| queries::requests_to_process(conn, &backend, id.pid, since)).await.unwrap_or(0)
+    }
+
+    /// `query` on a read-only connection to the log, off the runtime; `None` when it failed.
+    async fn read_log<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Option<T> {
+        let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-            conn.query_row(
-                "SELECT count(*) FROM requests WHERE backend = ?1 AND server_pid = ?2 AND started_at >= ?3",
-                rusqlite::params![backend, id.pid, id.started_at as i64 * 1000],
-                |r| r.get::<_, i64>(0),
-            )
-            .ok()
+            query(&conn).ok()
         })
         .await
         .ok()
         .flatten()
-        .unwrap_or(0) as u64
     }
 }

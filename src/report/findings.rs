@@ -6,7 +6,7 @@
 use super::model::{BackendReport, Finding, Report};
 use crate::analysis::crashes::Answer;
 use crate::analysis::leaks::Verdict;
-use crate::measure::outcome::{counted_sql, failure_sql};
+use crate::store::shown;
 use serde_json::json;
 
 pub fn derive(report: &Report) -> Vec<Finding> {
@@ -37,10 +37,7 @@ pub fn derive(report: &Report) -> Vec<Finding> {
                     [ttft, tps].into_iter().flatten().collect::<Vec<_>>().join(", ")
                 ),
                 numbers: json!({"ttft_ratio": o.ttft_ratio, "decode_tps_ratio": o.decode_tps_ratio}),
-                evidence: Some(format!(
-                    "SELECT backend, count(*), avg(ttft_ms), avg(decode_tps) FROM requests WHERE backend IN ('{}', '{}') AND outcome = 'ok' {} GROUP BY backend",
-                    sql(&o.a), sql(&o.b), window_sql(report)
-                )),
+                evidence: Some(shown::overhead(&o.a, &o.b, window(report))),
             });
         }
     }
@@ -49,7 +46,7 @@ pub fn derive(report: &Report) -> Vec<Finding> {
 
 fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     let name = &b.name;
-    let w = window_sql(report);
+    let w = window(report);
     let finding = |kind: &'static str,
                    key: String,
                    verdict: &str,
@@ -65,11 +62,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
         numbers,
         evidence: Some(evidence),
     };
-    let memory_evidence = format!(
-        "SELECT datetime(taken_at / 1000, 'unixepoch') AS at, pid, rss_bytes, footprint_bytes FROM memory_samples WHERE backend = '{}' AND in_flight = 0 {} ORDER BY taken_at",
-        sql(name),
-        w.replace("started_at", "taken_at")
-    );
+    let memory_evidence = shown::idle_memory(name, w);
     match (b.leak.verdict, &b.leak.plateau) {
         (Verdict::Leak, _) => out.push(finding(
             "leak",
@@ -135,11 +128,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             s.kind.as_str(),
             format!("{name}: {what} since {since} {why} (the last {} requests)", s.requests),
             json!(s),
-            format!(
-                "SELECT id, datetime(started_at / 1000, 'unixepoch') AS at, outcome, http_status, error FROM requests WHERE backend = '{}' AND started_at >= {} ORDER BY started_at",
-                sql(name),
-                s.since
-            ),
+            shown::requests_since(name, s.since),
         ));
     }
     let failed = b.requests - b.ok;
@@ -158,7 +147,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
                 top.join(", ")
             ),
             json!({"requests": b.requests, "failed": failed, "failures": b.failures, "success_ci": b.success_ci}),
-            format!("SELECT * FROM failures WHERE backend = '{}' {}", sql(name), w),
+            shown::failures(name, w),
         ));
     }
     if b.restarts > 0 {
@@ -168,7 +157,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             "restarted",
             format!("{name}: the server process restarted {} time(s)", b.restarts),
             json!({"restarts": b.restarts}),
-            format!("SELECT * FROM restarts WHERE backend = '{}'", sql(name)),
+            shown::restarts(name),
         ));
     }
     for p in &b.crash_patterns {
@@ -187,12 +176,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
                 p.p_adjusted
             ),
             json!(p),
-            format!(
-                "SELECT id, started_at, outcome, error_signature, concurrency, prompt_chars, gap_ms, server_seq, job FROM requests WHERE backend = '{}' AND {} {} ORDER BY started_at",
-                sql(name),
-                failure_sql(),
-                w
-            ),
+            shown::failed_with_factors(name, w),
         ));
     }
     for c in &b.crash_confounded {
@@ -200,17 +184,14 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             "crash_confounded",
             format!("{} | {}+{}", c.signature, c.factors[0], c.factors[1]),
             "confounded",
-            format!("{name}: failures go with {} and with {}, which this log cannot tell apart: {}", c.factors[0].replace('_', " "), c.factors[1].replace('_', " "), c.advice),
-            json!(c),
             format!(
-                "SELECT {}, {}, count(*) AS requests, sum({}) AS failed FROM requests WHERE backend = '{}' AND {} {} GROUP BY 1, 2",
-                column(c.factors[0]),
-                column(c.factors[1]),
-                failure_sql(),
-                sql(name),
-                counted_sql(),
-                w
+                "{name}: failures go with {} and with {}, which this log cannot tell apart: {}",
+                c.factors[0].replace('_', " "),
+                c.factors[1].replace('_', " "),
+                c.advice
             ),
+            json!(c),
+            shown::by_two_factors(name, [c.factors[0], c.factors[1]], w),
         ));
     }
     if let Some(c) = &b.at_request_count {
@@ -226,11 +207,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
                 c.period.map_or(String::new(), |n| format!(", every {n}th request"))
             ),
             json!(c),
-            format!(
-                "SELECT server_pid, max(server_seq), outcome FROM requests WHERE backend = '{}' {} GROUP BY server_pid",
-                sql(name),
-                w
-            ),
+            shown::per_server_life(name, w),
         ));
     }
     for (key, answer) in [
@@ -244,11 +221,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
                 "yes",
                 format!("{name}: {} — yes: {evidence}", key.replace('_', " ")),
                 json!(answer),
-                format!(
-                    "SELECT gap_ms, outcome FROM requests WHERE backend = '{}' {} ORDER BY started_at",
-                    sql(name),
-                    w
-                ),
+                shown::gaps(name, w),
             ));
         }
     }
@@ -266,29 +239,12 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
                 d.hours
             ),
             json!(d),
-            format!("SELECT * FROM hourly WHERE backend = '{}' ORDER BY hour_utc", sql(name)),
+            shown::hourly(name),
         ));
     }
 }
 
-/// The requests column (or expression) behind a crash factor.
-fn column(factor: &str) -> &'static str {
-    match factor {
-        "concurrency" => "concurrency",
-        "prompt_size" => "prompt_chars / 4000 AS prompt_k_tokens",
-        "gap" => "CAST(gap_ms / 100 AS INTEGER) AS gap_100ms",
-        "server_seq" => "server_seq",
-        "first_after_load" => "server_seq <= 1 AS first_after_load",
-        "job" => "job",
-        _ => "strftime('%H', started_at / 1000, 'unixepoch', 'localtime') AS hour",
-    }
-}
-
-fn window_sql(report: &Report) -> String {
-    format!("AND started_at >= {} AND started_at < {}", report.window.from, report.window.to)
-}
-
-/// A string for an SQL literal ('' doubled).
-fn sql(s: &str) -> String {
-    s.replace('\'', "''")
+/// The report's window, for the queries shown beside its findings.
+fn window(report: &Report) -> shown::Window {
+    shown::Window { from: report.window.from, to: report.window.to }
 }

@@ -96,6 +96,29 @@ pub fn known_kind(kind: &str) -> &'static str {
     KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
 }
 
+/// The findings a report saved at `at` that were not resolved then (what the next digest
+/// compares against).
+pub fn open_at(conn: &Connection, at: i64) -> rusqlite::Result<Vec<Finding>> {
+    conn.prepare(
+        "SELECT kind, backend, key, verdict, status, summary, numbers, evidence FROM findings
+         WHERE report_at = ?1 AND status <> 'resolved' ORDER BY id",
+    )?
+    .query_map([at], |r| {
+        let kind: String = r.get(0)?;
+        Ok(Finding {
+            kind: known_kind(&kind),
+            backend: r.get(1)?,
+            key: r.get(2)?,
+            verdict: r.get(3)?,
+            status: r.get(4)?,
+            summary: r.get(5)?,
+            numbers: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+            evidence: r.get(7)?,
+        })
+    })?
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

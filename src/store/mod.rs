@@ -6,10 +6,12 @@
 //! `interrupted`.
 
 pub mod findings;
+pub mod outbox;
 pub mod queries;
 mod recover;
 pub mod retention;
 pub mod rows;
+pub mod shown;
 mod signals;
 pub mod writer;
 
@@ -65,8 +67,10 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Opens the database for reading only (reports), failing if it does not exist.
-pub fn open_read(path: &Path) -> Result<Connection, StoreError> {
+/// Opens an existing log (for a report or a digest), failing if there is none. Its schema is
+/// brought up to date first — the queries need the newest columns — so an older log gains the
+/// new (empty) columns and tables; nothing else in it changes.
+pub fn open_existing(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::Open {
             path: path.to_path_buf(),
@@ -115,6 +119,6 @@ mod tests {
     #[test]
     fn read_only_open_wants_an_existing_file() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(open_read(&dir.path().join("none.db")).is_err());
+        assert!(open_existing(&dir.path().join("none.db")).is_err());
     }
 }

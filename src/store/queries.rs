@@ -1,8 +1,25 @@
 //! Reads for reports: the facts the analysis functions take, selected by run or by window.
 
-use crate::measure::outcome::counted_sql;
+use crate::measure::Outcome;
+use crate::measure::outcome::{IN_FLIGHT, stored_counts_as_failure};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use std::collections::BTreeMap;
+
+/// The stored outcomes that do not count (in flight, and soakd's own doing), quoted for SQL.
+fn not_counted_sql_list() -> String {
+    let own = Outcome::ALL.into_iter().filter(|o| !o.is_counted()).map(Outcome::as_str);
+    std::iter::once(IN_FLIGHT).chain(own).map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// [`Outcome::is_counted`] as an SQL condition on `requests.outcome`.
+pub fn counted_sql() -> String {
+    format!("outcome NOT IN ({})", not_counted_sql_list())
+}
+
+/// [`Outcome::counts_as_failure`] as an SQL condition on `requests.outcome`.
+pub fn failure_sql() -> String {
+    format!("outcome NOT IN ('ok', {})", not_counted_sql_list())
+}
 
 /// A set of requests to summarise.
 #[derive(Debug, Clone)]
@@ -446,4 +463,155 @@ pub fn unclean_stop(conn: &Connection) -> rusqlite::Result<Option<UncleanStop>> 
         |r| r.get(0),
     )?;
     Ok(Some(UncleanStop { started_at, pid, boot_time, last_seen_at: last_seen_at.max(started_at) }))
+}
+
+/// The process last sampled for `backend` in the log (any session): pid, its start (seconds since
+/// the epoch) and when it was sampled.
+pub fn last_sampled_process(conn: &Connection, backend: &str) -> rusqlite::Result<Option<(u32, u64, i64)>> {
+    conn.query_row(
+        "SELECT pid, proc_started_at, taken_at FROM memory_samples
+         WHERE backend = ?1 AND pid IS NOT NULL AND proc_started_at IS NOT NULL
+         ORDER BY taken_at DESC LIMIT 1",
+        [backend],
+        |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64, r.get(2)?)),
+    )
+    .optional()
+}
+
+/// How many requests the log holds to the server process `pid` since `since_ms` (its start).
+pub fn requests_to_process(conn: &Connection, backend: &str, pid: u32, since_ms: i64) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM requests WHERE backend = ?1 AND server_pid = ?2 AND started_at >= ?3",
+        rusqlite::params![backend, pid, since_ms],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
+/// How many of the backend's latest counted requests failed in a row, counting back at most
+/// `limit` requests.
+pub fn failed_in_a_row(conn: &Connection, backend: &str, limit: u64) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT outcome FROM requests WHERE backend = ?1 AND {}
+         ORDER BY started_at DESC, id DESC LIMIT ?2",
+        counted_sql()
+    ))?;
+    let outcomes: Vec<String> =
+        stmt.query_map(rusqlite::params![backend, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(outcomes.iter().take_while(|o| stored_counts_as_failure(o)).count() as u64)
+}
+
+/// Failed requests per backend and bucket of `bucket_ms` from `from`: (bucket start, count),
+/// only buckets with failures.
+pub fn failures_per_bucket(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+    bucket_ms: i64,
+) -> rusqlite::Result<BTreeMap<String, Vec<(i64, u64)>>> {
+    let mut out: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT backend, (started_at - ?1) / ?3, count(*) FROM requests
+         WHERE started_at >= ?1 AND started_at < ?2 AND {}
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        failure_sql()
+    ))?;
+    let mut rows = stmt.query(rusqlite::params![from, to, bucket_ms])?;
+    while let Some(r) = rows.next()? {
+        let (name, bucket, n): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        out.entry(name).or_default().push((from + bucket * bucket_ms, n as u64));
+    }
+    Ok(out)
+}
+
+/// The TTFTs of the backend's successful requests in the window, by bucket of `bucket_ms` from
+/// `from` (bucket start → values); at most `limit` rows are read, oldest first.
+pub fn ok_ttft_per_bucket(
+    conn: &Connection,
+    backend: &str,
+    (from, to): (i64, i64),
+    bucket_ms: i64,
+    limit: i64,
+) -> rusqlite::Result<BTreeMap<i64, Vec<f64>>> {
+    let mut stmt = conn.prepare(
+        "SELECT (started_at - ?2) / ?4, ttft_ms FROM requests
+         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome = 'ok' AND ttft_ms IS NOT NULL
+         ORDER BY started_at LIMIT ?5",
+    )?;
+    let mut by_bucket: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let mut rows = stmt.query(rusqlite::params![backend, from, to, bucket_ms, limit])?;
+    while let Some(r) = rows.next()? {
+        by_bucket.entry(from + r.get::<_, i64>(0)? * bucket_ms).or_default().push(r.get(1)?);
+    }
+    Ok(by_bucket)
+}
+
+/// Per backend since `from`: (backend, counted requests, failed requests), by name.
+pub fn totals_since(conn: &Connection, from: i64) -> rusqlite::Result<Vec<(String, i64, i64)>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT backend, count(*), sum({}) FROM requests
+         WHERE started_at >= ?1 AND {} GROUP BY backend ORDER BY backend",
+        failure_sql(),
+        counted_sql()
+    ))?;
+    stmt.query_map([from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+}
+
+/// What `soakd status` says of a log: its latest finished request, mail and daemon start/stop.
+#[derive(Debug, Default)]
+pub struct LogState {
+    /// (started_at, backend, outcome)
+    pub last_request: Option<(i64, String, String)>,
+    /// `None` when the log has no outbox yet; then the latest sent mail's time.
+    pub last_mail_sent: Option<Option<i64>>,
+    pub daemon_started: Option<i64>,
+    pub daemon_stopped: Option<i64>,
+}
+
+/// The log's state for `soakd status`; read-only (a log of any age: missing tables read as empty).
+pub fn log_state(conn: &Connection) -> LogState {
+    let when = |sql: &str| -> Option<i64> { conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten() };
+    let last_request = conn
+        .query_row(
+            "SELECT started_at, backend, outcome FROM requests WHERE outcome <> 'in_flight' ORDER BY started_at DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+        )
+        .optional()
+        .ok()
+        .flatten();
+    LogState {
+        last_request,
+        last_mail_sent: has_table(conn, "outbox").then(|| when("SELECT max(sent_at) FROM outbox")),
+        daemon_started: when("SELECT max(at) FROM events WHERE kind = 'daemon_start'"),
+        daemon_stopped: when("SELECT max(at) FROM events WHERE kind = 'daemon_stop'"),
+    }
+}
+
+/// Whether the log has the table `name` (an old log may predate it).
+pub fn has_table(conn: &Connection, name: &str) -> bool {
+    conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| {
+        r.get::<_, bool>(0)
+    })
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_failure_rule_is_the_rust_one() {
+        use crate::measure::outcome::stored_is_counted;
+        // The SQL says what the Rust rule says of every stored value.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let stored = Outcome::ALL.into_iter().map(Outcome::as_str).chain([IN_FLIGHT]);
+        for s in stored {
+            let ask = |cond: String| -> bool {
+                conn.query_row(&format!("SELECT {cond} FROM (SELECT ?1 AS outcome)"), [s], |r| r.get(0)).unwrap()
+            };
+            assert_eq!(ask(failure_sql()), stored_counts_as_failure(s), "{s}");
+            assert_eq!(ask(counted_sql()), stored_is_counted(s), "{s}");
+        }
+    }
 }

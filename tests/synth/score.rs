@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// The JSON `soakd report --format json` prints for the window `[from, to)` of the log in `db`.
 pub fn report(db: &std::path::Path, from: i64, to: i64) -> Value {
-    let conn = soakd::store::open_read(db).expect("the generated database");
+    let conn = soakd::store::open_existing(db).expect("the generated database");
     let window = soakd::report::Window { from, to };
     let report = soakd::report::build::build(&conn, window, &[], to).expect("a report");
     serde_json::from_str(&soakd::report::render(&report, soakd::report::Format::Json)).expect("JSON")

@@ -1,4 +1,4 @@
-//! The outbox table (`db/0005_outbox.sql`): every mail is stored here, complete, before any try
+//! The outbox table (`db/0005_outbox.sql`, filled by `digest`): every mail is stored here, complete, before any try
 //! to send it, and is marked sent only after the SMTP server accepted it. A sender claims a row
 //! for a while before sending, so two soakd processes never send the same row; a failed try
 //! sets the next one after a backoff with jitter (30 s, doubling, at most 1 h).
