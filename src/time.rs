@@ -1,7 +1,14 @@
 //! Clocks. Events carry wall-clock UTC timestamps in unix milliseconds; durations are measured
 //! on the monotonic clock and stored as fractional milliseconds.
+//!
+//! One monotonic clock serves every measurement, its stamps and its deadlines alike: tokio's
+//! [`Instant`] (std's monotonic clock in soakd itself; the test's clock under
+//! `#[tokio::test(start_paused = true)]`, so a test on paused time drives a whole measurement
+//! and reads stamps exact to the delays it scripted).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use tokio::time::Instant;
 
 /// Wall-clock now, unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -12,12 +12,12 @@ use crate::measure::outcome::Outcome;
 use crate::measure::timeline::Timeline;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, MAX_OUTPUT_BYTES, bounded};
+use crate::time::Instant;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::{Client, Response, Url};
 use serde_json::Value;
 use std::future::Future;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// One try at a request, carried through an adapter's reader: the request, its timeline, the
 /// client for this try, and what the reply said so far.
@@ -72,7 +72,7 @@ pub(super) async fn exchange(
         {
             attempts = 2;
             first_error = Some(f.error.clone());
-            tl.restart(std::time::Instant::now());
+            tl.restart(Instant::now());
             continue;
         }
         let result = result
@@ -134,7 +134,7 @@ impl Try<'_, '_> {
         on_status: fn(u16, &str) -> Attempt,
     ) -> Result<(Response, Instant), Attempt> {
         let shutdown = self.shutdown;
-        let start = Instant::from_std(self.tl.start());
+        let start = self.tl.start();
         let total = start + http.timeouts.total;
         // A non-streamed reply's first byte comes when generation ends: only `total` bounds it.
         let first_byte = if self.req.workload.stream { start + http.timeouts.first_byte } else { total };
@@ -148,7 +148,7 @@ impl Try<'_, '_> {
             Ok(Err(e)) => return Err(send_error(e)),
             Ok(Ok(r)) => r,
         };
-        self.tl.first_byte(std::time::Instant::now());
+        self.tl.first_byte(Instant::now());
         let status = response.status();
         self.http_status = Some(status.as_u16());
         if !status.is_success() {

@@ -306,7 +306,7 @@ mod tests {
         let config = super::super::http::test_config(crate::config::BackendKind::LmStudio, "http://127.0.0.1:1", None);
         let a = LmStudio::new(&config, &Timeouts::default()).unwrap();
         a.known().update("granite", "not-loaded", "observe");
-        let mut tl = Timeline::new(std::time::Instant::now());
+        let mut tl = Timeline::new(crate::time::Instant::now());
         tl.server_model = Some("granite".into());
         tl.server_timings =
             Some(json!({"runtime": {"name": "llama.cpp-mac-arm64-apple-metal-advsimd", "version": "1.3.0"},

@@ -36,6 +36,7 @@ use crate::measure::timeline::{Delta, Timeline};
 use crate::schedule::Workload;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, bounded};
+use crate::time::Instant;
 use crate::time::now_ms;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -43,7 +44,6 @@ use protocol::{Done, Hello, Msg, cancel_line, generate_line, stats_line};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::time::Instant;
 use worker::{Worker, describe_exit};
 
 /// How long a worker gets to end a generation after `cancel`.
@@ -121,7 +121,7 @@ impl MlxLm {
 
     async fn exchange(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Result<(), Failure> {
         let w = req.workload;
-        let start = Instant::from_std(tl.start());
+        let start = tl.start();
         let total = start + w.timeouts.total;
         // A non-streamed reply comes whole at the end: only `total` bounds it.
         let first = if w.stream { (start + w.timeouts.first_byte).min(total) } else { total };
@@ -151,7 +151,7 @@ impl MlxLm {
                 (true, _) => (last + w.timeouts.stall).min(total),
             };
             let got = race(live.worker.recv(), deadline, shutdown).await;
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             match got {
                 Err(Stop::Deadline) => {
                     tl.ended(now);
@@ -226,7 +226,7 @@ impl MlxLm {
     }
 
     /// A done line: the reply and mlx_lm's own numbers.
-    fn finish(&self, d: Done, stream: bool, tl: &mut Timeline, now: std::time::Instant) -> Result<(), Failure> {
+    fn finish(&self, d: Done, stream: bool, tl: &mut Timeline, now: Instant) -> Result<(), Failure> {
         if !stream {
             tl.first_byte(now);
         }
@@ -380,7 +380,7 @@ impl MlxLm {
 
     /// The worker's stdout closed while serving a request: it died. The `crash` outcome.
     async fn died(&self, slot: &mut Slot, tl: &mut Timeline) -> Failure {
-        tl.ended(std::time::Instant::now());
+        tl.ended(Instant::now());
         let words = slot.live.as_ref().map(|l| l.worker.last_words()).unwrap_or_default();
         let exit = self.bury_after(slot, None, &format!("a request, after {} tokens", tl.deltas())).await;
         // A SIGKILL comes from outside (the OOM killer, a person): the worker's last words are

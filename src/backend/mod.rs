@@ -11,6 +11,8 @@
 
 mod chunk;
 mod exchange;
+#[cfg(test)]
+pub(crate) mod fake;
 mod guard;
 mod http;
 mod llamacpp;
@@ -26,6 +28,8 @@ mod pool;
 pub mod side;
 mod vllm;
 
+#[cfg(test)]
+pub(crate) use http::test_config;
 pub use lmstudio::LmStudio;
 pub use mlx_lm::MlxLm;
 pub use ollama::Ollama;

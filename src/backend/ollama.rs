@@ -36,12 +36,12 @@ use crate::measure::timeline::{Delta, Timeline};
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, bounded};
+use crate::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::{Response, Url};
 use serde_json::{Map, Value, json};
 use std::sync::{Mutex, MutexGuard};
-use tokio::time::Instant;
 
 /// A `load_duration` over this, and over `RELOAD_FACTOR` × the previous one, is a reload.
 const RELOAD_MIN_MS: f64 = 1000.0;
@@ -152,7 +152,7 @@ impl Ollama {
                 Ok(Some(Err(e))) => return Err(line_error(e, tl)),
                 Ok(Some(Ok(line))) => line,
             };
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -226,13 +226,7 @@ fn line_error(e: LineError<StreamFault>, tl: &Timeline) -> Attempt {
 
 /// Folds one object (a stream line, or the whole reply) into the timeline; `true` when it was
 /// the last (`done: true`). An `error` member ends the request.
-fn take(
-    v: &Value,
-    tl: &mut Timeline,
-    calls: &mut ToolCalls,
-    now: std::time::Instant,
-    streamed: bool,
-) -> Result<bool, Attempt> {
+fn take(v: &Value, tl: &mut Timeline, calls: &mut ToolCalls, now: Instant, streamed: bool) -> Result<bool, Attempt> {
     if !v.is_object() {
         return Err(fail(
             Outcome::Malformed,
@@ -322,7 +316,7 @@ async fn read_whole(response: Response, t: &mut Try<'_, '_>, total: Instant) -> 
         let text = String::from_utf8_lossy(&bytes);
         fail(Outcome::Malformed, format!("the response is not JSON ({e}): {}", bounded(&text, 512)))
     })?;
-    let now = std::time::Instant::now();
+    let now = Instant::now();
     if !take(&v, tl, calls, now, false)? {
         return Err(fail(Outcome::Truncated, "the reply has no `done: true`"));
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 fn line(tl: &mut Timeline, calls: &mut ToolCalls, json: &str) -> Result<bool, Outcome> {
     let v: Value = serde_json::from_str(json).expect("test JSON");
-    take(&v, tl, calls, std::time::Instant::now(), true).map_err(|a| a.into_failure().outcome)
+    take(&v, tl, calls, Instant::now(), true).map_err(|a| a.into_failure().outcome)
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn the_body_uses_native_options() {
 
 #[test]
 fn a_stream_feeds_the_timeline_and_the_last_line_the_server_numbers() {
-    let mut tl = Timeline::new(std::time::Instant::now());
+    let mut tl = Timeline::new(Instant::now());
     let mut calls = ToolCalls::default();
     let chunk = r#"{"model":"qwen3:8b","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"Hel"},"done":false}"#;
     assert_eq!(line(&mut tl, &mut calls, chunk), Ok(false));
@@ -64,14 +64,14 @@ fn a_stream_feeds_the_timeline_and_the_last_line_the_server_numbers() {
     assert_eq!(tl.server.load_ms, Some(6760.0));
     assert_eq!(tl.server.prompt_ms, Some(50.0));
     assert_eq!(tl.server.total_ms, Some(9000.0));
-    let m = tl.finish(std::time::Instant::now());
+    let m = tl.finish(Instant::now());
     assert_eq!((m.prompt_tokens, m.completion_tokens), (Some(7), Some(100)), "counts from the last line");
     assert_eq!(tl.server_timings.as_ref().unwrap()["ollama"]["eval_duration"], 2_000_000_000u64);
 }
 
 #[test]
 fn error_members_are_classified_by_their_words() {
-    let mut tl = Timeline::new(std::time::Instant::now());
+    let mut tl = Timeline::new(Instant::now());
     let mut calls = ToolCalls::default();
     assert_eq!(
         line(&mut tl, &mut calls, r#"{"error":"llama runner process has terminated: signal: aborted (core dumped)"}"#),
@@ -98,7 +98,7 @@ fn http_error_bodies_keep_the_servers_words() {
 
 #[test]
 fn whole_tool_calls_are_numbered_and_checked() {
-    let mut tl = Timeline::new(std::time::Instant::now());
+    let mut tl = Timeline::new(Instant::now());
     let mut calls = ToolCalls::default();
     let call = r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"location":"Paris"}}}]},"done":false}"#;
     assert_eq!(line(&mut tl, &mut calls, call), Ok(false));
@@ -111,11 +111,11 @@ fn whole_tool_calls_are_numbered_and_checked() {
 
 #[test]
 fn a_whole_reply_has_no_token_timings() {
-    let mut tl = Timeline::new(std::time::Instant::now());
+    let mut tl = Timeline::new(Instant::now());
     let mut calls = ToolCalls::default();
     let v = json!({"model": "m", "message": {"role": "assistant", "content": "hello there"}, "done": true,
         "done_reason": "stop", "eval_count": 3, "eval_duration": 30_000_000u64});
-    assert_eq!(take(&v, &mut tl, &mut calls, std::time::Instant::now(), false).ok(), Some(true));
+    assert_eq!(take(&v, &mut tl, &mut calls, Instant::now(), false).ok(), Some(true));
     assert_eq!(tl.deltas(), 0);
     assert_eq!(tl.output(), "hello there");
     assert_eq!(tl.server.decode_tps, Some(100.0));

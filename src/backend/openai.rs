@@ -25,12 +25,12 @@ use crate::measure::timeline::{Delta, Timeline};
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, bounded};
+use crate::time::Instant;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use reqwest::{Response, Url};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 pub struct OpenAi {
     http: Http,
@@ -100,7 +100,7 @@ impl OpenAi {
                 }
                 Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
                 Ok(None) if tl.finish_reason.is_some() || tl.done_marker => {
-                    tl.ended(std::time::Instant::now());
+                    tl.ended(Instant::now());
                     return Ok(());
                 }
                 Ok(None) => {
@@ -112,7 +112,7 @@ impl OpenAi {
                 Ok(Some(Err(e))) => return Err(stream_error(e, tl)),
                 Ok(Some(Ok(event))) => event,
             };
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             let data = event.data.trim();
             if data == "[DONE]" {
                 tl.done_marker = true;
@@ -159,7 +159,7 @@ impl Backend for OpenAi {
 }
 
 /// Folds one streamed chunk into the timeline; an error object in it ends the request.
-fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: std::time::Instant) -> Result<(), Attempt> {
+fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: Instant) -> Result<(), Attempt> {
     if let Some(err) = &chunk.error {
         return Err(error_member(err));
     }
@@ -298,9 +298,9 @@ mod tests {
     }
 
     fn outcome_of(json: &str) -> Option<Outcome> {
-        let mut tl = Timeline::new(std::time::Instant::now());
+        let mut tl = Timeline::new(Instant::now());
         let mut calls = ToolCalls::default();
-        match take_chunk(chunk(json), &mut tl, &mut calls, std::time::Instant::now()) {
+        match take_chunk(chunk(json), &mut tl, &mut calls, Instant::now()) {
             Ok(()) => None,
             Err(a) => Some(a.into_failure().outcome),
         }
@@ -318,9 +318,9 @@ mod tests {
 
     #[test]
     fn a_chunk_feeds_the_timeline() {
-        let mut tl = Timeline::new(std::time::Instant::now());
+        let mut tl = Timeline::new(Instant::now());
         let mut calls = ToolCalls::default();
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let c = chunk(r#"{"model": "m", "choices": [{"delta": {"role": "assistant", "content": ""}}]}"#);
         take_chunk(c, &mut tl, &mut calls, now).unwrap();
         assert_eq!(tl.deltas(), 0, "a role-only chunk is not a token");

@@ -28,6 +28,13 @@ impl Adapters {
         Ok(adapter)
     }
 
+    /// Uses `adapter` for `config` from now on (tests: a scripted backend in the runner).
+    #[cfg(test)]
+    pub(crate) fn insert(&self, config: &BackendConfig, timeouts: &Timeouts, adapter: Arc<dyn Backend>) {
+        let connect_timeout = if config.kind.is_worker() { Duration::ZERO } else { timeouts.connect };
+        self.built.lock().unwrap_or_else(|e| e.into_inner()).insert((config.name.clone(), connect_timeout), adapter);
+    }
+
     /// Closes every adapter (stops worker processes).
     pub async fn close(&self) {
         let all: Vec<Arc<dyn Backend>> =

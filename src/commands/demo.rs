@@ -172,8 +172,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         now,
         crate::report::build::Options { include_contended: true },
     )?;
-    let resolved = store::findings::save(&mut conn, now, (window.from, window.to), &mut report.findings)?;
-    report.findings.extend(resolved);
+    crate::report::save_findings(&mut conn, &mut report, now)?;
     println!();
     print!("{}", crate::report::render(&report, crate::report::Format::Table));
     println!();

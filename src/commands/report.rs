@@ -35,9 +35,8 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no requests from {} in this window of {}", args.backends.join(", "), db.display());
     }
     if args.save {
-        let resolved = store::findings::save(&mut conn, now, (window.from, window.to), &mut report.findings)
+        report::save_findings(&mut conn, &mut report, now)
             .with_context(|| format!("saving findings to {}", db.display()))?;
-        report.findings.extend(resolved);
     }
     print!("{}", report::render(&report, args.format));
     Ok(ExitCode::SUCCESS)

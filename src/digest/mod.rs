@@ -57,8 +57,7 @@ pub fn build(conn: &mut Connection, window: Window, now: i64, save: bool) -> rus
     let mut report = report::build::build(conn, window, &[], now)?;
     let changes = changes::since_previous_digest(conn, &report.findings)?;
     if save {
-        let resolved = crate::store::findings::save(conn, now, (window.from, window.to), &mut report.findings)?;
-        report.findings.extend(resolved);
+        report::save_findings(conn, &mut report, now)?;
     }
     let series = series::load(conn, &report)?;
     let charts = charts::draw(&report, &series);

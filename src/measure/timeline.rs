@@ -8,8 +8,8 @@
 use crate::measure::ServerNumbers;
 use crate::measure::stats::percentile;
 use crate::text::{MAX_OUTPUT_BYTES, push_bounded};
+use crate::time::Instant;
 use crate::time::ms_between;
-use std::time::Instant;
 
 /// What kind of delta arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,12 +19,13 @@ use crate::store::rows::{
     Event, Evidence, EvidenceItem, RequestEnd, RequestStart, RunKey, RunServer, RunStart, RunStatus, ServerSample,
 };
 use crate::text::{MAX_ERROR_BYTES, bounded, signature};
+use crate::time::Instant;
 use crate::time::{Stamp, ms_between, now_ms};
 use futures_util::future::join_all;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Called with each finished request's outcome (progress bars).
 pub type OnOutcome = Arc<dyn Fn(Outcome) + Send + Sync>;
@@ -245,7 +246,7 @@ impl Worker<'_> {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep_until(intended.into()) => {}
+                _ = tokio::time::sleep_until(intended) => {}
                 _ = self.shutdown.stopping() => return,
             }
             let end = self.one(worker, seq, intended, previous_end).await;
@@ -367,3 +368,7 @@ fn finished(key: u64, tl: &Timeline, ex: Exchange, end: Instant) -> RequestEnd {
         error,
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

@@ -26,6 +26,16 @@ pub enum Format {
     Csv,
 }
 
+/// Saves the report's findings in the log, each marked `new` or `ongoing` against the previous
+/// saved report, and adds the ones that report had and this one does not, as `resolved`: the
+/// step `soakd report --save`, `soakd demo` and the digest share.
+pub fn save_findings(conn: &mut rusqlite::Connection, report: &mut Report, now: i64) -> rusqlite::Result<()> {
+    let window = (report.window.from, report.window.to);
+    let resolved = crate::store::findings::save(conn, now, window, &mut report.findings)?;
+    report.findings.extend(resolved);
+    Ok(())
+}
+
 pub fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Table => terminal::render(report),

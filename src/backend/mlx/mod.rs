@@ -18,13 +18,13 @@ use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::Outcome;
 use crate::measure::timeline::{Delta, Timeline};
 use crate::shutdown::Shutdown;
+use crate::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use process::Worker;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::time::Instant;
 
 pub struct Mlx {
     model: PathBuf,
@@ -138,7 +138,7 @@ impl Mlx {
     }
 
     async fn run(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Result<(), Failure> {
-        let start = Instant::from_std(tl.start());
+        let start = tl.start();
         let t = &req.workload.timeouts;
         let total = start + t.total;
         let mut st = race(self.state.lock(), total, shutdown).await.map_err(|s| match s {
@@ -182,7 +182,7 @@ impl Mlx {
                     return self.drop_worker(&mut st, outcome, what).await;
                 }
             };
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             tl.first_byte(now);
             match event["event"].as_str() {
                 Some("token") => {
