@@ -30,15 +30,48 @@ pub(super) struct Try<'t, 'r> {
     pub http_status: Option<u16>,
 }
 
-/// An adapter's wire format: how one try sends `body` and reads the reply into the `Try`.
+/// An adapter's wire format: where a request goes, what an error status means, and how a
+/// streamed reply (announced by `STREAM_TYPE`) and a whole one are read into the `Try`.
 pub(super) trait Wire: Sync {
+    /// The `Content-Type` of a streamed reply (`text/event-stream`, `application/x-ndjson`).
+    const STREAM_TYPE: &'static str;
+
     fn http(&self) -> &Http;
 
+    fn endpoint(&self) -> Url;
+
+    /// An error status and its (bounded) body as the attempt's failure.
+    fn on_status(status: u16, text: &str) -> Attempt;
+
+    fn read_stream<'a>(
+        &'a self,
+        response: Response,
+        t: &'a mut Try<'_, '_>,
+        total: Instant,
+    ) -> impl Future<Output = Result<(), Attempt>> + Send + 'a;
+
+    fn read_whole<'a>(
+        &'a self,
+        response: Response,
+        t: &'a mut Try<'_, '_>,
+        total: Instant,
+    ) -> impl Future<Output = Result<(), Attempt>> + Send + 'a;
+
+    /// One try: send, await the head, read the reply as it came.
     fn attempt<'a>(
         &'a self,
         body: &'a Value,
         t: &'a mut Try<'_, '_>,
-    ) -> impl Future<Output = Result<(), Attempt>> + Send + 'a;
+    ) -> impl Future<Output = Result<(), Attempt>> + Send + 'a {
+        async move {
+            let (response, total) = t.send(self.http(), self.endpoint(), body, Self::on_status).await?;
+            if content_type_is(&response, Self::STREAM_TYPE) {
+                self.read_stream(response, t, total).await
+            } else {
+                self.read_whole(response, t, total).await
+            }
+        }
+    }
 }
 
 /// One request: `wire`'s attempt run once, and once more on a fresh connection when the pooled
@@ -101,7 +134,7 @@ const STALE_WINDOW: Duration = Duration::from_millis(250);
 pub(super) const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
 
 /// The most of a non-streamed body soakd reads before calling it malformed.
-pub(super) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What one attempt ended in: a failure, or a stale pooled connection worth one retry.
 #[derive(Debug)]
@@ -123,6 +156,20 @@ pub(super) fn fail(outcome: Outcome, error: impl Into<String>) -> Attempt {
 }
 
 impl Try<'_, '_> {
+    /// A whole (non-streamed) body, bounded to `MAX_BODY_BYTES`, read by the deadline `total`.
+    pub(super) async fn read_body(&mut self, response: Response, total: Instant) -> Result<Vec<u8>, Attempt> {
+        let (bytes, complete) = match race(read_bounded(response, MAX_BODY_BYTES), total, self.shutdown).await {
+            Err(Stop::Deadline) => return Err(fail(Outcome::Timeout, "the response body did not finish in time")),
+            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
+            Ok(Err(e)) => return Err(fail(Outcome::ResetMidStream, error_chain(&e))),
+            Ok(Ok(read)) => read,
+        };
+        if !complete {
+            return Err(fail(Outcome::Malformed, format!("the response body is over {MAX_BODY_BYTES} bytes")));
+        }
+        Ok(bytes)
+    }
+
     /// POSTs `body` to `url` and waits for the response's head; returns a 2xx response and the
     /// request's deadline, or the failure (an error status's bounded body read and turned into
     /// one by `on_status`). `http_status` is set once a status came.

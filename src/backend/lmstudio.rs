@@ -21,7 +21,6 @@ use crate::config::BackendConfig;
 use crate::measure::timeline::Timeline;
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
-use crate::text::bounded;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
@@ -245,11 +244,9 @@ impl Backend for LmStudio {
             let mut events = std::mem::take(&mut known.pending);
             for m in &seen {
                 if let (Some(id), Some(state)) = (short_str(m, "id"), short_str(m, "state"))
-                    && let Some(mut e) = known.update(&id, &state, "after_failure")
+                    && let Some(e) = known.update(&id, &state, "after_failure")
                 {
-                    e.detail["outcome"] = json!(failure.outcome.as_str());
-                    e.detail["error"] = json!(bounded(&failure.error, 512));
-                    events.push(e);
+                    events.push(e.after(failure));
                 }
             }
             events

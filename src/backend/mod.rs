@@ -106,6 +106,15 @@ pub struct ServerEvent {
     pub detail: serde_json::Value,
 }
 
+impl ServerEvent {
+    /// The event, saying which failed request it came after (its outcome and error, bounded).
+    pub fn after(mut self, failure: &Failure) -> ServerEvent {
+        self.detail["outcome"] = serde_json::json!(failure.outcome.as_str());
+        self.detail["error"] = serde_json::json!(crate::text::bounded(&failure.error, 512));
+        self
+    }
+}
+
 /// An LLM server's chat API.
 pub trait Backend: Send + Sync {
     /// Sends one request; `timeline` starts at the request's actual start. Returns when the

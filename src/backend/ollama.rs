@@ -22,10 +22,7 @@
 //!   events come out through `noticed`.
 
 use super::chunk::{FunctionPart, ToolCallPart, ToolCalls, error_text};
-use super::exchange::{
-    Attempt, DRAIN_AFTER_DONE, MAX_BODY_BYTES, Stop, Try, Wire, content_type_is, error_chain, exchange, fail, race,
-    read_bounded,
-};
+use super::exchange::{Attempt, DRAIN_AFTER_DONE, Stop, Try, Wire, exchange, fail, race};
 use super::guard::{Guarded, StreamFault};
 use super::http::{Http, short_str};
 use super::ndjson::{LineError, Lines};
@@ -130,43 +127,6 @@ impl Ollama {
 
     async fn exchange(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Exchange {
         exchange(self, &self.body(req), req, tl, shutdown).await
-    }
-
-    async fn read_stream(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
-        let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
-        let stall = self.http.timeouts.stall;
-        let mut lines = Lines::new(Box::pin(Guarded::new(response.bytes_stream(), stall)));
-        loop {
-            let line = match race(lines.next_line(), total, shutdown).await {
-                Err(Stop::Deadline) => {
-                    let ms = self.http.timeouts.total.as_millis();
-                    return Err(fail(Outcome::Timeout, format!("still streaming after {ms} ms")));
-                }
-                Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
-                Ok(None) => {
-                    return Err(fail(
-                        Outcome::Truncated,
-                        format!("the stream ended after {} tokens without a `done: true` line", tl.deltas()),
-                    ));
-                }
-                Ok(Some(Err(e))) => return Err(line_error(e, tl)),
-                Ok(Some(Ok(line))) => line,
-            };
-            let now = Instant::now();
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let value: Value = serde_json::from_slice(&line).map_err(|e| {
-                let text = String::from_utf8_lossy(&line);
-                fail(Outcome::Malformed, format!("a stream line is not JSON ({e}): {}", bounded(&text, 512)))
-            })?;
-            if take(&value, tl, calls, now, true)? {
-                tl.ended(now);
-                let _ =
-                    tokio::time::timeout(DRAIN_AFTER_DONE, async { while lines.next_line().await.is_some() {} }).await;
-                return Ok(());
-            }
-        }
     }
 
     /// The model soakd asks for, as `/api/ps` may name it (`qwen3` is `qwen3:latest`).
@@ -300,30 +260,6 @@ fn take(v: &Value, tl: &mut Timeline, calls: &mut ToolCalls, now: Instant, strea
     Ok(true)
 }
 
-/// A non-streamed reply: one JSON object.
-async fn read_whole(response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
-    let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
-    let (bytes, complete) = match race(read_bounded(response, MAX_BODY_BYTES), total, shutdown).await {
-        Err(Stop::Deadline) => return Err(fail(Outcome::Timeout, "the response body did not finish in time")),
-        Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
-        Ok(Err(e)) => return Err(fail(Outcome::ResetMidStream, error_chain(&e))),
-        Ok(Ok(read)) => read,
-    };
-    if !complete {
-        return Err(fail(Outcome::Malformed, format!("the response body is over {MAX_BODY_BYTES} bytes")));
-    }
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        let text = String::from_utf8_lossy(&bytes);
-        fail(Outcome::Malformed, format!("the response is not JSON ({e}): {}", bounded(&text, 512)))
-    })?;
-    let now = Instant::now();
-    if !take(&v, tl, calls, now, false)? {
-        return Err(fail(Outcome::Truncated, "the reply has no `done: true`"));
-    }
-    tl.ended(now);
-    Ok(())
-}
-
 /// The fields of an `/api/ps` entry soakd keeps.
 fn ps_entry(m: &Value) -> Value {
     let mut out = Map::new();
@@ -350,17 +286,71 @@ fn ps_entry(m: &Value) -> Value {
 }
 
 impl Wire for Ollama {
+    const STREAM_TYPE: &'static str = "application/x-ndjson";
+
     fn http(&self) -> &Http {
         &self.http
     }
 
-    async fn attempt(&self, body: &Value, t: &mut Try<'_, '_>) -> Result<(), Attempt> {
-        let (response, total) = t.send(&self.http, self.endpoint.clone(), body, http_failure).await?;
-        if content_type_is(&response, "application/x-ndjson") {
-            self.read_stream(response, t, total).await
-        } else {
-            read_whole(response, t, total).await
+    fn endpoint(&self) -> Url {
+        self.endpoint.clone()
+    }
+
+    fn on_status(status: u16, text: &str) -> Attempt {
+        http_failure(status, text)
+    }
+
+    async fn read_stream(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+        let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
+        let stall = self.http.timeouts.stall;
+        let mut lines = Lines::new(Box::pin(Guarded::new(response.bytes_stream(), stall)));
+        loop {
+            let line = match race(lines.next_line(), total, shutdown).await {
+                Err(Stop::Deadline) => {
+                    let ms = self.http.timeouts.total.as_millis();
+                    return Err(fail(Outcome::Timeout, format!("still streaming after {ms} ms")));
+                }
+                Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
+                Ok(None) => {
+                    return Err(fail(
+                        Outcome::Truncated,
+                        format!("the stream ended after {} tokens without a `done: true` line", tl.deltas()),
+                    ));
+                }
+                Ok(Some(Err(e))) => return Err(line_error(e, tl)),
+                Ok(Some(Ok(line))) => line,
+            };
+            let now = Instant::now();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let value: Value = serde_json::from_slice(&line).map_err(|e| {
+                let text = String::from_utf8_lossy(&line);
+                fail(Outcome::Malformed, format!("a stream line is not JSON ({e}): {}", bounded(&text, 512)))
+            })?;
+            if take(&value, tl, calls, now, true)? {
+                tl.ended(now);
+                let _ =
+                    tokio::time::timeout(DRAIN_AFTER_DONE, async { while lines.next_line().await.is_some() {} }).await;
+                return Ok(());
+            }
         }
+    }
+
+    /// A non-streamed reply: one JSON object.
+    async fn read_whole(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+        let bytes = t.read_body(response, total).await?;
+        let (tl, calls) = (&mut *t.tl, &mut t.calls);
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            let text = String::from_utf8_lossy(&bytes);
+            fail(Outcome::Malformed, format!("the response is not JSON ({e}): {}", bounded(&text, 512)))
+        })?;
+        let now = Instant::now();
+        if !take(&v, tl, calls, now, false)? {
+            return Err(fail(Outcome::Truncated, "the reply has no `done: true`"));
+        }
+        tl.ended(now);
+        Ok(())
     }
 }
 
@@ -454,10 +444,8 @@ impl Backend for Ollama {
             };
             let mut seen = self.seen();
             let mut events = std::mem::take(&mut seen.pending);
-            if let Some(mut e) = seen.in_ps(&model, present) {
-                e.detail["outcome"] = json!(failure.outcome.as_str());
-                e.detail["error"] = json!(bounded(&failure.error, 512));
-                events.push(e);
+            if let Some(e) = seen.in_ps(&model, present) {
+                events.push(e.after(failure));
             }
             events
         }

@@ -12,10 +12,7 @@
 //! second attempt (`connect_refused`), so no failure is hidden.
 
 use super::chunk::{Body, ToolCalls, error_text};
-use super::exchange::{
-    Attempt, DRAIN_AFTER_DONE, MAX_BODY_BYTES, Stop, Try, Wire, content_type_is, error_chain, exchange, fail, race,
-    read_bounded,
-};
+use super::exchange::{Attempt, DRAIN_AFTER_DONE, Stop, Try, Wire, exchange, fail, race};
 use super::guard::{Guarded, StreamFault};
 use super::http::Http;
 use super::{Backend, BackendError, ChatRequest, Exchange};
@@ -86,6 +83,22 @@ impl OpenAi {
     async fn exchange(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Exchange {
         exchange(self, &self.body(req), req, tl, shutdown).await
     }
+}
+
+impl Wire for OpenAi {
+    const STREAM_TYPE: &'static str = "text/event-stream";
+
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn endpoint(&self) -> Url {
+        self.endpoint.clone()
+    }
+
+    fn on_status(status: u16, text: &str) -> Attempt {
+        http_failure(status, text)
+    }
 
     async fn read_stream(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
         let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
@@ -130,20 +143,37 @@ impl OpenAi {
             take_chunk(chunk, tl, calls, now)?;
         }
     }
-}
 
-impl Wire for OpenAi {
-    fn http(&self) -> &Http {
-        &self.http
-    }
-
-    async fn attempt(&self, body: &Value, t: &mut Try<'_, '_>) -> Result<(), Attempt> {
-        let (response, total) = t.send(&self.http, self.endpoint.clone(), body, http_failure).await?;
-        if content_type_is(&response, "text/event-stream") {
-            self.read_stream(response, t, total).await
-        } else {
-            read_whole(response, t, total).await
+    /// A non-streamed reply (or a server that answered a streamed request with plain JSON).
+    async fn read_whole(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
+        let bytes = t.read_body(response, total).await?;
+        let (tl, calls) = (&mut *t.tl, &mut t.calls);
+        let body: Body = serde_json::from_slice(&bytes).map_err(|e| {
+            fail(
+                Outcome::Malformed,
+                format!("the response is not JSON ({e}): {}", bounded(&String::from_utf8_lossy(&bytes), 512)),
+            )
+        })?;
+        if let Some(err) = &body.error {
+            return Err(error_member(err));
         }
+        keep_server_fields(&body, tl);
+        let Some(choice) = body.choices.first() else {
+            return Err(fail(Outcome::Malformed, "the response has no choices"));
+        };
+        if let Some(m) = &choice.message {
+            if m.reasoning().is_some() {
+                tl.reasoning_seen = true;
+            }
+            if let Some(c) = m.content() {
+                tl.whole_reply(c);
+            }
+            if let Some(parts) = &m.tool_calls {
+                calls.add(parts);
+            }
+        }
+        tl.finish_reason = choice.finish_reason.clone();
+        Ok(())
     }
 }
 
@@ -231,46 +261,6 @@ fn keep_server_fields(body: &Body, tl: &mut Timeline) {
             _ => tl.server_timings = Some(Value::Object(server)),
         }
     }
-}
-
-/// A non-streamed reply (or a server that answered a streamed request with plain JSON).
-async fn read_whole(response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
-    let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
-    let (bytes, complete) = match race(read_bounded(response, MAX_BODY_BYTES), total, shutdown).await {
-        Err(Stop::Deadline) => return Err(fail(Outcome::Timeout, "the response body did not finish in time")),
-        Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down")),
-        Ok(Err(e)) => return Err(fail(Outcome::ResetMidStream, error_chain(&e))),
-        Ok(Ok(read)) => read,
-    };
-    if !complete {
-        return Err(fail(Outcome::Malformed, format!("the response body is over {MAX_BODY_BYTES} bytes")));
-    }
-    let body: Body = serde_json::from_slice(&bytes).map_err(|e| {
-        fail(
-            Outcome::Malformed,
-            format!("the response is not JSON ({e}): {}", bounded(&String::from_utf8_lossy(&bytes), 512)),
-        )
-    })?;
-    if let Some(err) = &body.error {
-        return Err(error_member(err));
-    }
-    keep_server_fields(&body, tl);
-    let Some(choice) = body.choices.first() else {
-        return Err(fail(Outcome::Malformed, "the response has no choices"));
-    };
-    if let Some(m) = &choice.message {
-        if m.reasoning().is_some() {
-            tl.reasoning_seen = true;
-        }
-        if let Some(c) = m.content() {
-            tl.whole_reply(c);
-        }
-        if let Some(parts) = &m.tool_calls {
-            calls.add(parts);
-        }
-    }
-    tl.finish_reason = choice.finish_reason.clone();
-    Ok(())
 }
 
 fn stream_error(e: EventStreamError<StreamFault>, tl: &Timeline) -> Attempt {

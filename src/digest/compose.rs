@@ -205,19 +205,7 @@ pub fn backend_lines(b: &BackendReport) -> Vec<(&'static str, String)> {
         ));
     }
     for p in b.crash_patterns.iter().take(3) {
-        lines.push((
-            "pattern",
-            format!(
-                "{} {}={}: {:.1} % vs {:.1} % (×{:.1}, adjusted p {:.1e})",
-                if p.signature == "*" { "all failures".to_string() } else { printable(&p.signature) },
-                p.factor,
-                printable(&p.level),
-                p.rate_inside * 100.0,
-                p.rate_outside * 100.0,
-                p.rate_ratio,
-                p.p_adjusted
-            ),
-        ));
+        lines.push(("pattern", p.line()));
     }
     for d in &b.drift {
         lines.push(("drift", format!("{} {:+.0} % over the last {} h", d.metric, d.change_pct, d.hours)));

@@ -7,6 +7,7 @@ use crate::analysis::drift::{Drift, HourStats};
 use crate::analysis::episodes::Episodes;
 use crate::analysis::leaks::LeakReport;
 use crate::analysis::overhead::Ratio;
+use crate::text::printable;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -182,6 +183,23 @@ pub struct CrashPattern {
     /// `request_count` (lives ending at request counts that vary less than memoryless crashes).
     pub method: &'static str,
     pub adjusted_for: Vec<&'static str>,
+}
+
+impl CrashPattern {
+    /// One line for people: `all failures concurrency=4: 40.0 % vs 2.0 % (×20.0, adjusted p 1.2e-5)`
+    /// (server text made printable).
+    pub fn line(&self) -> String {
+        let what = if self.signature == "*" { "all failures".to_string() } else { printable(&self.signature) };
+        format!(
+            "{what} {}={}: {:.1} % vs {:.1} % (×{:.1}, adjusted p {:.1e})",
+            self.factor,
+            printable(&self.level),
+            self.rate_inside * 100.0,
+            self.rate_outside * 100.0,
+            self.rate_ratio,
+            self.p_adjusted
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

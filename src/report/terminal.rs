@@ -133,17 +133,7 @@ fn backend(out: &mut String, b: &BackendReport) {
         let _ = writeln!(out, "  signature     ×{:<5} {} [{}]", s.count, printable(&s.signature), s.outcome);
     }
     for p in &b.crash_patterns {
-        let _ = writeln!(
-            out,
-            "  pattern       {} {}={}: {:.1} % vs {:.1} % (×{:.1}, adjusted p {:.1e})",
-            if p.signature == "*" { "all failures".to_string() } else { printable(&p.signature) },
-            p.factor,
-            printable(&p.level),
-            p.rate_inside * 100.0,
-            p.rate_outside * 100.0,
-            p.rate_ratio,
-            p.p_adjusted
-        );
+        let _ = writeln!(out, "  pattern       {}", p.line());
     }
     for c in &b.crash_confounded {
         let _ = writeln!(out, "  confounded    {}", printable(&c.advice));

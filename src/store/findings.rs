@@ -27,25 +27,11 @@ pub fn save(
     findings: &mut [Finding],
 ) -> rusqlite::Result<Vec<Finding>> {
     let tx = conn.transaction()?;
-    let previous: Vec<Finding> = tx
-        .prepare(
-            "SELECT kind, backend, key, verdict, summary, numbers, evidence FROM findings
-             WHERE report_at = (SELECT max(report_at) FROM findings WHERE report_at < ?1) AND status <> 'resolved'",
-        )?
-        .query_map([report_at], |r| {
-            let kind: String = r.get(0)?;
-            Ok(Finding {
-                kind: known_kind(&kind),
-                backend: r.get(1)?,
-                key: r.get(2)?,
-                verdict: r.get(3)?,
-                status: "resolved".into(),
-                summary: format!("resolved: {}", r.get::<_, String>(4)?),
-                numbers: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-                evidence: r.get(6)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let previous = open_in(&tx, "(SELECT max(report_at) FROM findings WHERE report_at < ?1)", report_at)?;
+    let previous: Vec<Finding> = previous
+        .into_iter()
+        .map(|f| Finding { status: "resolved".into(), summary: format!("resolved: {}", f.summary), ..f })
+        .collect();
     let identity = |f: &Finding| (f.kind, f.backend.clone(), f.key.clone());
     let before: HashSet<_> = previous.iter().map(identity).collect();
     for f in findings.iter_mut() {
@@ -99,14 +85,18 @@ pub fn known_kind(kind: &str) -> &'static str {
 /// The findings a report saved at `at` that were not resolved then (what the next digest
 /// compares against).
 pub fn open_at(conn: &Connection, at: i64) -> rusqlite::Result<Vec<Finding>> {
-    conn.prepare(
+    open_in(conn, "?1", at)
+}
+
+/// The unresolved findings of the report saved at `report_at` (an SQL expression of `?1`).
+fn open_in(conn: &Connection, report_at: &str, at: i64) -> rusqlite::Result<Vec<Finding>> {
+    conn.prepare(&format!(
         "SELECT kind, backend, key, verdict, status, summary, numbers, evidence FROM findings
-         WHERE report_at = ?1 AND status <> 'resolved' ORDER BY id",
-    )?
+         WHERE report_at = {report_at} AND status <> 'resolved' ORDER BY id"
+    ))?
     .query_map([at], |r| {
-        let kind: String = r.get(0)?;
         Ok(Finding {
-            kind: known_kind(&kind),
+            kind: known_kind(&r.get::<_, String>(0)?),
             backend: r.get(1)?,
             key: r.get(2)?,
             verdict: r.get(3)?,
