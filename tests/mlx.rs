@@ -229,13 +229,14 @@ fn mlx_worker_abort_is_a_crash_and_the_next_request_succeeds() {
     assert_eq!(first.0, "crash", "{text}");
     assert!(first.1.contains("signal 6 (SIGABRT)"), "{}", first.1);
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE outcome = 'ok'"), 2, "{text}");
-    // The restarted worker's load time lands on its first request; the restart is an event.
+    // The restarted worker's load time lands on its first request; the death is an event.
     assert_eq!(one::<i64>(&conn, "SELECT count(*) FROM requests WHERE server_load_ms > 0 AND outcome = 'ok'"), 1);
-    let detail: String = one(&conn, "SELECT detail FROM events WHERE kind = 'worker_restart'");
+    let detail: String = one(&conn, "SELECT detail FROM events WHERE kind = 'worker_exit'");
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
-    assert!(detail["previous_end"].as_str().unwrap().contains("SIGABRT"), "{detail}");
-    assert_ne!(detail["old_pid"], detail["new_pid"], "{detail}");
-    assert!(detail["new_pid"].as_u64().is_some(), "{detail}");
+    assert!(detail["exit"].as_str().unwrap().contains("SIGABRT"), "{detail}");
+    assert!(detail["killed_by_soakd"].is_null(), "it died by itself: {detail}");
+    assert_eq!((detail["during"].as_str(), detail["deaths_in_a_row"].as_u64()), (Some("a request"), Some(1)), "{detail}");
+    assert!(detail["pid"].as_u64().is_some(), "{detail}");
 }
 
 #[test]

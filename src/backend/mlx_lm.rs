@@ -26,9 +26,9 @@
 //! The worker speaks JSON lines, protocol version 1: see `protocol` for the line shapes.
 
 mod protocol;
-mod worker;
 
 use super::exchange::{Stop, race};
+use super::worker::{Backoff, Exit, Worker, describe_exit};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::{Outcome, is_crash_text};
@@ -40,18 +40,21 @@ use crate::time::Instant;
 use crate::time::now_ms;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use protocol::{Done, Hello, Msg, cancel_line, generate_line, stats_line};
+use protocol::{Done, Hello, Lines, Msg, cancel_line, generate_line, stats_line};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use worker::{Worker, describe_exit};
 
 /// How long a worker gets to end a generation after `cancel`.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// How long a worker gets to exit by itself (after its stdout closed, or its stdin).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
-/// The longest wait before a new worker after deaths in a row.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The worker's source, embedded so an installed soakd needs no file beside it.
+const SCRIPT: &str = include_str!("mlx_lm_worker.py");
+/// A `python -c` bootstrap that runs the script soakd sends as its first stdin line (a JSON
+/// string): the command line stays short and no file is written anywhere.
+const BOOTSTRAP: &str =
+    "import sys,json;exec(compile(json.loads(sys.stdin.readline()),'<soakd mlx-lm worker>','exec'))";
 /// How long `describe` and `observe` wait for the worker (the runner gives them 5 s).
 const ASK: Duration = Duration::from_millis(4500);
 /// Worker exits kept (the newest) until a failure carries them off as events.
@@ -72,15 +75,13 @@ pub struct MlxLm {
 #[derive(Default)]
 struct Slot {
     live: Option<Live>,
-    /// Deaths in a row without a good request between them.
-    deaths: u32,
-    /// No new worker starts before this.
-    not_before: Option<Instant>,
+    /// When the next worker may start.
+    backoff: Backoff,
     next_id: u64,
 }
 
 struct Live {
-    worker: Worker,
+    worker: Worker<Lines>,
     ready: bool,
     loaded: bool,
     /// A request sent whose end was not read (timed out, aborted, or its future dropped).
@@ -181,7 +182,7 @@ impl MlxLm {
                     Msg::Done(done) if done.id == id => {
                         live.busy = None;
                         live.served += 1;
-                        slot.deaths = 0;
+                        slot.backoff.reset();
                         return self.finish(done, w.stream, tl, now);
                     }
                     Msg::Error { id: Some(of), error } if of == id => {
@@ -321,7 +322,7 @@ impl MlxLm {
 
     /// Starts a worker, after the backoff if it is due before `deadline`.
     async fn start(&self, slot: &mut Slot, deadline: Instant, shutdown: &Shutdown) -> Result<(), Failure> {
-        if let Some(at) = slot.not_before.filter(|at| *at > Instant::now()) {
+        if let Some(at) = slot.backoff.pending() {
             if at > deadline {
                 let last = self.known().last_exit.as_ref().and_then(|e| e["exit"].as_str().map(String::from));
                 let text = format!(
@@ -335,8 +336,18 @@ impl MlxLm {
                 return Err(Failure::new(Outcome::Cancelled, "soakd shut down"));
             }
         }
-        slot.not_before = None;
-        match Worker::spawn(&self.python, &self.model, self.log.as_deref(), &self.pid) {
+        let mut python = tokio::process::Command::new(&self.python);
+        python
+            .arg("-c")
+            .arg(BOOTSTRAP)
+            .arg(&self.model)
+            // The model is a local folder: never reach for the Hugging Face hub.
+            .env("HF_HUB_OFFLINE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            // The protocol is UTF-8 whatever the locale (a launchd job has none).
+            .env("PYTHONIOENCODING", "utf-8");
+        let script = format!("{}\n", Value::from(SCRIPT));
+        match Worker::spawn(python, Some(script), self.log.as_deref(), &self.pid) {
             Ok(worker) => {
                 tracing::info!(pid = worker.pid, python = %self.python.display(), model = %self.model.display(), "mlx-lm worker started");
                 self.known().starts += 1;
@@ -344,8 +355,7 @@ impl MlxLm {
                 Ok(())
             }
             Err(e) => {
-                slot.deaths += 1;
-                slot.not_before = Some(Instant::now() + backoff(slot.deaths));
+                slot.backoff.died();
                 let text = format!("cannot start the mlx-lm worker with {}: {e}", self.python.display());
                 self.known().last_exit = Some(json!({"exit": format!("could not start: {e}"), "at": now_ms()}));
                 Err(Failure::new(Outcome::ConnectError, text))
@@ -408,32 +418,27 @@ impl MlxLm {
         if self.pid.get() == Some(live.worker.pid) {
             self.pid.set(None);
         }
-        let mut next_start_in_ms = 0;
-        if by_soakd.is_none() {
-            slot.deaths += 1;
-            let wait = backoff(slot.deaths);
-            slot.not_before = Some(Instant::now() + wait);
-            next_start_in_ms = wait.as_millis() as u64;
+        let next_start_in = if by_soakd.is_none() { slot.backoff.died() } else { Duration::ZERO };
+        let stderr = live.worker.last_words();
+        let event = Exit {
+            pid: Some(live.worker.pid),
+            exit: &exit,
+            killed_by_soakd: by_soakd,
+            during,
+            requests_served: live.served,
+            lived: live.worker.started.elapsed(),
+            backoff: &slot.backoff,
+            next_start_in,
+            stderr: &stderr,
         }
-        let detail = json!({
-            "pid": live.worker.pid,
-            "exit": exit,
-            "killed_by_soakd": by_soakd,
-            "during": during,
-            "requests_served": live.served,
-            "lived_ms": live.worker.started.elapsed().as_millis() as u64,
-            "deaths_in_a_row": slot.deaths,
-            "next_start_in_ms": next_start_in_ms,
-            "stderr": live.worker.last_words(),
-            "at": now_ms(),
-        });
+        .event();
         tracing::warn!(pid = live.worker.pid, %exit, killed_by_soakd = ?by_soakd, during, "the mlx-lm worker ended");
         let mut known = self.known();
-        known.last_exit = Some(detail.clone());
+        known.last_exit = Some(event.detail.clone());
         if known.events.len() == MAX_PENDING_EVENTS {
             known.events.remove(0);
         }
-        known.events.push(ServerEvent { kind: "worker_exit", detail });
+        known.events.push(event);
         exit
     }
 
@@ -538,22 +543,5 @@ impl Backend for MlxLm {
             }
         }
         .boxed()
-    }
-}
-
-/// The wait before the next worker after `deaths` deaths in a row: 1, 2, 4 … 60 s.
-fn backoff(deaths: u32) -> Duration {
-    Duration::from_secs(1 << deaths.saturating_sub(1).min(6)).min(MAX_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_minute() {
-        let secs: Vec<u64> = (1..=9).map(|d| backoff(d).as_secs()).collect();
-        assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 }

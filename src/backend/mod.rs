@@ -27,6 +27,7 @@ mod openai;
 mod pool;
 pub mod side;
 mod vllm;
+mod worker;
 
 #[cfg(test)]
 pub(crate) use http::test_config;

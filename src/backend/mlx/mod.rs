@@ -1,18 +1,19 @@
 //! Kind `mlx`: a model run in-process by MLX, in soakd's own worker process (`soakd
 //! mlx-worker`, protocol in `crate::mlx::worker`). One worker per backend for the session; its
 //! requests queue on it one at a time. The worker's death (MLX aborts the process on some GPU
-//! errors) is a `crash` with its signal; the next request starts a new worker after a backoff
-//! that doubles with each consecutive crash (250 ms … 30 s). A request that times out or is
-//! cancelled kills the worker (a generation cannot be interrupted), which restarts at once.
+//! errors) is a `crash` with its signal; the next request starts a new worker after the shared
+//! backoff (`backend::worker`: 1, 2, 4 … 60 s for deaths in a row). A request that times out or
+//! is cancelled kills the worker (a generation cannot be interrupted), which restarts at once.
 //!
-//! Each new worker after the first is a `worker_restart` event (old and new pid, how the old one
-//! ended, the new one's load time). Per request it records the worker's own numbers: TTFT, decode tokens/s, MLX peak memory
+//! Each worker's end is a `worker_exit` event (pid, how it ended, why soakd ended it if it did,
+//! what it was doing). Per request it records the worker's own numbers: TTFT, decode tokens/s, MLX peak memory
 //! (`server_peak_bytes`), and on the first request of each worker its load time
 //! (`server_load_ms`). `observe` reports MLX's active and peak memory (source `worker`).
 
 mod process;
 
 use super::exchange::{Stop, race};
+use super::worker::{Backoff, Exit, Worker, describe_exit};
 use super::{Backend, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::Outcome;
@@ -21,37 +22,35 @@ use crate::shutdown::Shutdown;
 use crate::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use process::Worker;
+use process::JsonLines;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// How long a worker gets to exit by itself (after its output closed, or its stdin).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Mlx {
     model: PathBuf,
     exe: Option<PathBuf>,
     pid: WorkerPid,
     state: tokio::sync::Mutex<State>,
-    /// `worker_restart` events not yet collected by `noticed`.
+    /// `worker_exit` events not yet collected by `noticed`.
     pending: std::sync::Mutex<Vec<ServerEvent>>,
 }
 
 #[derive(Default)]
 struct State {
-    worker: Option<Worker>,
-    /// Consecutive crashes and failed starts.
-    crashes: u32,
-    /// No new worker before this (backoff after a crash).
-    not_before: Option<Instant>,
-    /// The previous worker of this session and how it ended, for the next start's event.
-    previous: Option<(Option<u32>, String)>,
+    worker: Option<Live>,
+    /// When the next worker may start.
+    backoff: Backoff,
 }
 
-impl State {
-    fn crashed(&mut self) {
-        self.crashes += 1;
-        let backoff = Duration::from_millis(250) * 2u32.saturating_pow(self.crashes.saturating_sub(1).min(7));
-        self.not_before = Some(Instant::now() + backoff.min(Duration::from_secs(30)));
-    }
+struct Live {
+    worker: Worker<JsonLines>,
+    /// The load time from `ready`, until the first request takes it.
+    load_ms: Option<f64>,
+    served: u64,
 }
 
 fn exchange(result: Result<(), Failure>) -> Exchange {
@@ -82,35 +81,31 @@ impl Mlx {
         if st.worker.is_some() {
             return Ok(());
         }
-        if let Some(t) = st.not_before {
+        if let Some(t) = st.backoff.pending() {
             race(tokio::time::sleep_until(t), deadline, shutdown)
                 .await
                 .map_err(|_| Failure::new(Outcome::Timeout, "waiting to restart the crashed mlx worker"))?;
         }
         let exe =
             self.exe.as_ref().ok_or_else(|| Failure::new(Outcome::ConnectError, "cannot find soakd's own binary"))?;
-        let mut w = Worker::spawn(exe, &self.model)
-            .map_err(|e| Failure::new(Outcome::ConnectError, format!("cannot start the mlx worker: {e}")))?;
-        self.pid.set(w.pid);
-        let ready = match race(w.next(), deadline, shutdown).await {
-            Ok(Ok(Some(v))) => v,
-            Ok(Ok(None)) => {
-                self.pid.set(None);
-                st.crashed();
-                let pid = w.pid;
-                let how = w.ended().await;
-                st.previous = Some((pid, crate::text::bounded(&how, 300)));
+        let worker = Worker::spawn(process::command(exe, &self.model), None, None, &self.pid).map_err(|e| {
+            st.backoff.died();
+            Failure::new(Outcome::ConnectError, format!("cannot start the mlx worker: {e}"))
+        })?;
+        st.worker = Some(Live { worker, load_ms: None, served: 0 });
+        let live = st.worker.as_mut().expect("just started");
+        let ready = match race(live.worker.recv(), deadline, shutdown).await {
+            Ok(Some(Ok(v))) => v,
+            Ok(None) => {
+                let how = self.end(st, None, "loading the model").await;
                 return Err(Failure::new(Outcome::Crash, format!("while loading the model: {how}")));
             }
-            Ok(Err(e)) => {
-                self.pid.set(None);
-                st.crashed();
-                w.stop(Duration::ZERO).await;
+            Ok(Some(Err(e))) => {
+                self.end(st, Some("it broke the protocol"), "loading the model").await;
                 return Err(Failure::new(Outcome::Malformed, e.to_string()));
             }
             Err(stop) => {
-                self.pid.set(None);
-                w.stop(Duration::ZERO).await;
+                self.end(st, Some("loading took too long, or soakd shut down"), "loading the model").await;
                 return Err(match stop {
                     Stop::Deadline => Failure::new(Outcome::Timeout, "the mlx worker was still loading the model"),
                     Stop::Aborted => Failure::new(Outcome::Cancelled, "soakd shut down"),
@@ -118,23 +113,43 @@ impl Mlx {
             }
         };
         if ready["event"] != "ready" {
-            self.pid.set(None);
-            st.crashed();
-            w.stop(Duration::from_secs(1)).await;
-            let msg = ready["message"].as_str().unwrap_or("no ready line");
-            return Err(Failure::new(Outcome::ConnectError, format!("the mlx worker could not load the model: {msg}")));
+            let msg = ready["message"].as_str().unwrap_or("no ready line").to_string();
+            let how = self.end(st, None, "loading the model").await;
+            return Err(Failure::new(
+                Outcome::ConnectError,
+                format!("the mlx worker could not load the model: {msg} ({how})"),
+            ));
         }
-        w.load_ms = ready["load_ms"].as_f64();
-        if let Some((old_pid, ended)) = st.previous.take() {
-            let event = ServerEvent {
-                kind: "worker_restart",
-                detail: json!({"old_pid": old_pid, "new_pid": w.pid, "previous_end": ended,
-                               "load_ms": w.load_ms, "consecutive_crashes": st.crashes}),
-            };
-            self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(event);
-        }
-        st.worker = Some(w);
+        live_mut(st).load_ms = ready["load_ms"].as_f64();
         Ok(())
+    }
+
+    /// Ends the worker in `st` and records how (`worker_exit`): killed at once when soakd gives
+    /// up on it (`by_soakd` says why), else waited for; a death soakd did not cause counts toward
+    /// the backoff. Returns how it ended, in words, with its last stderr lines.
+    async fn end(&self, st: &mut State, by_soakd: Option<&str>, during: &str) -> String {
+        let Some(mut live) = st.worker.take() else { return describe_exit(None) };
+        if by_soakd.is_some() {
+            live.worker.kill();
+        }
+        let exit = describe_exit(live.worker.end(EXIT_GRACE).await);
+        let next_start_in = if by_soakd.is_none() { st.backoff.died() } else { Duration::ZERO };
+        let stderr = live.worker.last_words();
+        let event = Exit {
+            pid: Some(live.worker.pid),
+            exit: &exit,
+            killed_by_soakd: by_soakd,
+            during,
+            requests_served: live.served,
+            lived: live.worker.started.elapsed(),
+            backoff: &st.backoff,
+            next_start_in,
+            stderr: &stderr,
+        }
+        .event();
+        tracing::warn!(pid = live.worker.pid, %exit, killed_by_soakd = ?by_soakd, during, "the mlx worker ended");
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        if stderr.is_empty() { exit } else { format!("{exit}; its stderr ended with: {stderr}") }
     }
 
     async fn run(&self, req: ChatRequest<'_>, tl: &mut Timeline, shutdown: &Shutdown) -> Result<(), Failure> {
@@ -158,18 +173,17 @@ impl Mlx {
             "temperature": req.workload.temperature.unwrap_or(0.0),
             "top_p": req.workload.top_p.unwrap_or(1.0),
         });
-        let w = st.worker.as_mut().expect("ensured");
-        let load_ms = w.load_ms.take();
-        if let Err(e) = w.send(&request).await {
+        let live = live_mut(&mut st);
+        let load_ms = live.load_ms.take();
+        if let Err(e) = live.worker.send(&format!("{request}\n")) {
             return self.died(&mut st, format!("writing the request: {e}")).await;
         }
         let mut deadline = (start + t.first_byte).min(total);
         loop {
-            let w = st.worker.as_mut().expect("ensured");
-            let event = match race(w.next(), deadline, shutdown).await {
-                Ok(Ok(Some(v))) => v,
-                Ok(Ok(None)) => return self.died(&mut st, String::new()).await,
-                Ok(Err(e)) => return self.drop_worker(&mut st, Outcome::Malformed, e.to_string()).await,
+            let event = match race(live_mut(&mut st).worker.recv(), deadline, shutdown).await {
+                Ok(Some(Ok(v))) => v,
+                Ok(None) => return self.died(&mut st, String::new()).await,
+                Ok(Some(Err(e))) => return self.drop_worker(&mut st, Outcome::Malformed, e.to_string()).await,
                 Err(Stop::Aborted) => return self.drop_worker(&mut st, Outcome::Cancelled, "soakd shut down").await,
                 Err(Stop::Deadline) => {
                     let (outcome, what) = if Instant::now() >= total {
@@ -191,8 +205,8 @@ impl Mlx {
                 }
                 Some("done") => {
                     tl.ended(now);
-                    st.crashes = 0;
-                    st.not_before = None;
+                    st.backoff.reset();
+                    live_mut(&mut st).served += 1;
                     record_done(tl, &event, load_ms);
                     if tl.output().is_empty() {
                         return fail(Outcome::Empty, "the reply has no content");
@@ -215,28 +229,22 @@ impl Mlx {
 
     /// The worker's output closed: it died. A `crash`, with how it ended.
     async fn died(&self, st: &mut State, context: String) -> Result<(), Failure> {
-        self.pid.set(None);
-        st.crashed();
-        let old_pid = st.worker.as_ref().and_then(|w| w.pid);
-        let how = match st.worker.take() {
-            Some(w) => w.ended().await,
-            None => "the mlx worker is gone".to_string(),
-        };
-        st.previous = Some((old_pid, crate::text::bounded(&how, 300)));
+        let how = self.end(st, None, "a request").await;
         let msg = if context.is_empty() { how } else { format!("{how} ({context})") };
-        fail(Outcome::Crash, msg)
+        fail(Outcome::Crash, format!("the mlx worker died: {msg}"))
     }
 
     /// Ends a worker soakd gives up on (timeout, cancel, garbage): the next request starts anew.
     async fn drop_worker(&self, st: &mut State, outcome: Outcome, what: impl Into<String>) -> Result<(), Failure> {
-        self.pid.set(None);
         let what = what.into();
-        if let Some(w) = st.worker.take() {
-            st.previous = Some((w.pid, format!("stopped by soakd: {outcome}")));
-            w.stop(Duration::ZERO).await;
-        }
+        self.end(st, Some(&format!("{outcome}: {what}")), "a request").await;
         fail(outcome, what)
     }
+}
+
+/// The worker `ensure_worker` made sure of.
+fn live_mut(st: &mut State) -> &mut Live {
+    st.worker.as_mut().expect("a worker: ensure_worker ran")
 }
 
 /// The worker's `done` line into the timeline's counts and server numbers.
@@ -291,12 +299,12 @@ impl Backend for Mlx {
         async move {
             // Only an idle worker is asked; a busy one reports with its next reply.
             let Ok(mut st) = self.state.try_lock() else { return Vec::new() };
-            let Some(w) = st.worker.as_mut() else { return Vec::new() };
-            if w.send(&json!({"op": "stats"})).await.is_err() {
+            let Some(live) = st.worker.as_mut() else { return Vec::new() };
+            if live.worker.send(&format!("{}\n", json!({"op": "stats"}))).is_err() {
                 return Vec::new();
             }
-            match tokio::time::timeout(Duration::from_secs(5), w.next()).await {
-                Ok(Ok(Some(v))) if v["event"] == "stats" => {
+            match tokio::time::timeout(Duration::from_secs(5), live.worker.recv()).await {
+                Ok(Some(Ok(v))) if v["event"] == "stats" => {
                     let n = |k: &str| v[k].as_u64();
                     vec![Observation {
                         source: "worker",
@@ -318,9 +326,8 @@ impl Backend for Mlx {
     fn close(&self) -> BoxFuture<'_, ()> {
         async move {
             let mut st = self.state.lock().await;
-            if let Some(w) = st.worker.take() {
-                self.pid.set(None);
-                w.stop(Duration::from_secs(2)).await;
+            if let Some(mut live) = st.worker.take() {
+                live.worker.stop(EXIT_GRACE).await;
             }
         }
         .boxed()

@@ -215,6 +215,19 @@ pub struct Lines {
     failed: bool,
 }
 
+impl crate::backend::worker::Decode for Lines {
+    type Msg = Msg;
+    type Error = ProtocolError;
+
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Msg, ProtocolError>> {
+        Lines::feed(self, bytes)
+    }
+
+    fn is_fatal(error: &ProtocolError) -> bool {
+        matches!(error, ProtocolError::TooLong)
+    }
+}
+
 impl Lines {
     /// Feeds bytes in; returns the messages of the lines they completed. After `TooLong`,
     /// nothing more is parsed.

@@ -1,11 +1,11 @@
-//! One mlx-lm worker process: started with the configured interpreter, fed the embedded
-//! script on its first stdin line, then spoken to in JSON lines. Three tasks serve it: one
-//! reads stdout into parsed messages (`protocol::Lines`, bounded), one keeps the last bytes of
-//! stderr (and appends them to the backend's `log` file when one is configured), and one owns
-//! the child: it reaps it the moment it exits (so the sampler never sees a zombie), clears the
-//! shared `WorkerPid`, and kills it on request.
+//! One worker process, spoken to in lines: started from the kind's command, written to through
+//! a queue (a line is queued whole, so a request dropped half-way never leaves half a line in
+//! the pipe), read through the kind's `Decode`. Three tasks serve it: one reads stdout into
+//! decoded messages (bounded by the decoder), one keeps the last bytes of stderr (and appends
+//! them to the backend's `log` file when one is configured), and one owns the child: it reaps it
+//! the moment it exits (so the sampler never sees a zombie), clears the shared `WorkerPid`, and
+//! kills it on request.
 
-use super::protocol::{Lines, Msg, ProtocolError};
 use crate::config::WorkerPid;
 use crate::text::bounded;
 use std::path::{Path, PathBuf};
@@ -16,25 +16,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// The worker's source, embedded so an installed soakd needs no file beside it.
-const SCRIPT: &str = include_str!("../mlx_lm_worker.py");
-/// A `python -c` bootstrap that runs the script soakd sends as its first stdin line (a JSON
-/// string): the command line stays short and no file is written anywhere.
-const BOOTSTRAP: &str =
-    "import sys,json;exec(compile(json.loads(sys.stdin.readline()),'<soakd mlx-lm worker>','exec'))";
+/// How a kind's worker output becomes messages: bytes in, the messages of the lines they
+/// completed out (each line bounded by the decoder).
+pub trait Decode: Default + Send + 'static {
+    type Msg: Send + 'static;
+    type Error: Send + 'static;
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Self::Msg, Self::Error>>;
+    /// Whether nothing more can be read after this error (a line over the limit).
+    fn is_fatal(error: &Self::Error) -> bool;
+}
+
 /// The most of the worker's stderr kept in memory for error texts.
 const STDERR_KEEP: usize = 8 * 1024;
 /// Messages buffered between the stdout reader and the request reading them.
 const CHANNEL: usize = 256;
 
 /// A running (or just-exited) worker process.
-pub struct Worker {
+pub struct Worker<D: Decode> {
     pub pid: u32,
     pub started: Instant,
     /// Lines for the stdin writer task: a line is queued whole, so a request that is dropped
     /// half-way never leaves half a line in the pipe.
     stdin: Option<mpsc::UnboundedSender<String>>,
-    messages: mpsc::Receiver<Result<Msg, ProtocolError>>,
+    messages: mpsc::Receiver<Result<D::Msg, D::Error>>,
     exit: watch::Receiver<Option<ExitStatus>>,
     kill: Option<oneshot::Sender<()>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -42,23 +46,17 @@ pub struct Worker {
     stderr_done: watch::Receiver<bool>,
 }
 
-impl Worker {
-    /// Starts `python` on the model folder and hands it the script. The pid is shared at once.
-    pub fn spawn(python: &Path, model: &Path, log: Option<&Path>, shared_pid: &WorkerPid) -> std::io::Result<Worker> {
-        let mut child = Command::new(python)
-            .arg("-c")
-            .arg(BOOTSTRAP)
-            .arg(model)
-            // The model is a local folder: never reach for the Hugging Face hub.
-            .env("HF_HUB_OFFLINE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            // The protocol is UTF-8 whatever the locale (a launchd job has none).
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+impl<D: Decode> Worker<D> {
+    /// Starts `command` (its program, arguments and environment set by the kind), queues
+    /// `first_line` (a bootstrap's script) before anything else, and shares the pid at once.
+    pub fn spawn(
+        mut command: Command,
+        first_line: Option<String>,
+        log: Option<&Path>,
+        shared_pid: &WorkerPid,
+    ) -> std::io::Result<Worker<D>> {
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn()?;
         let pid = child.id().unwrap_or_default();
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -67,7 +65,7 @@ impl Worker {
         shared_pid.set(Some(pid));
 
         let (tx, messages) = mpsc::channel(CHANNEL);
-        tokio::spawn(read_stdout(stdout, tx));
+        tokio::spawn(read_stdout::<D>(stdout, tx));
         let kept = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, stderr_done) = watch::channel(false);
         tokio::spawn(read_stderr(stderr, kept.clone(), log.map(Path::to_path_buf), done_tx));
@@ -75,7 +73,9 @@ impl Worker {
         let (kill, kill_rx) = oneshot::channel();
         tokio::spawn(own(child, pid, shared_pid.clone(), kill_rx, exit_tx));
         let (lines, queued) = mpsc::unbounded_channel();
-        let _ = lines.send(format!("{}\n", serde_json::Value::from(SCRIPT)));
+        if let Some(line) = first_line {
+            let _ = lines.send(line);
+        }
         tokio::spawn(write_stdin(stdin, queued));
         Ok(Worker {
             pid,
@@ -97,7 +97,7 @@ impl Worker {
 
     /// The next message; `None` once stdout closed (the worker exited or is exiting).
     /// Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Msg, ProtocolError>> {
+    pub async fn recv(&mut self) -> Option<Result<D::Msg, D::Error>> {
         self.messages.recv().await
     }
 
@@ -155,8 +155,8 @@ async fn write_stdin(mut stdin: ChildStdin, mut queued: mpsc::UnboundedReceiver<
     }
 }
 
-async fn read_stdout(mut stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Result<Msg, ProtocolError>>) {
-    let mut lines = Lines::default();
+async fn read_stdout<D: Decode>(mut stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Result<D::Msg, D::Error>>) {
+    let mut lines = D::default();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match stdout.read(&mut chunk).await {
@@ -164,7 +164,7 @@ async fn read_stdout(mut stdout: tokio::process::ChildStdout, tx: mpsc::Sender<R
             Ok(n) => n,
         };
         for msg in lines.feed(&chunk[..n]) {
-            let fatal = matches!(msg, Err(ProtocolError::TooLong));
+            let fatal = msg.as_ref().err().is_some_and(D::is_fatal);
             if tx.send(msg).await.is_err() || fatal {
                 return;
             }
@@ -230,71 +230,34 @@ async fn own(
     exit.send_replace(status.ok());
 }
 
-/// How a process ended, in words: `exit status 1`, `signal 9 (SIGKILL)`.
-pub fn describe_exit(status: Option<ExitStatus>) -> String {
-    let Some(status) = status else { return "exit status unknown".to_string() };
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(sig) = status.signal() {
-            let core = if status.core_dumped() { ", core dumped" } else { "" };
-            return match signal_name(sig) {
-                Some(name) => format!("signal {sig} ({name}{core})"),
-                None => format!("signal {sig}{core}"),
-            };
-        }
-    }
-    match status.code() {
-        Some(code) => format!("exit status {code}"),
-        None => "exit status unknown".to_string(),
-    }
-}
-
-#[cfg(unix)]
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        #[cfg(target_os = "macos")]
-        10 => "SIGBUS",
-        #[cfg(not(target_os = "macos"))]
-        7 => "SIGBUS",
-        _ => return None,
-    })
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
-    fn status_of(script: &str) -> Option<ExitStatus> {
-        std::process::Command::new("sh").args(["-c", script]).status().ok()
-    }
+    /// Lines as they come, for the test.
+    #[derive(Default)]
+    struct Raw;
 
-    #[test]
-    fn exits_are_told_in_words() {
-        assert_eq!(describe_exit(status_of("exit 3")), "exit status 3");
-        assert_eq!(describe_exit(status_of("kill -9 $$")), "signal 9 (SIGKILL)");
-        assert_eq!(describe_exit(None), "exit status unknown");
+    impl Decode for Raw {
+        type Msg = Vec<u8>;
+        type Error = ();
+        fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Vec<u8>, ()>> {
+            vec![Ok(bytes.to_vec())]
+        }
+        fn is_fatal(_: &()) -> bool {
+            true
+        }
     }
 
     #[tokio::test]
-    async fn a_worker_that_is_not_python_ends_and_its_words_are_kept() {
-        // `sh -c BOOTSTRAP MODEL` fails at once: the adapter sees stdout close and an exit status.
+    async fn a_worker_that_fails_at_once_ends_and_its_words_are_kept() {
+        // `sh -c 'no-such-command'` fails at once: stdout closes and there is an exit status.
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("worker.log");
         let pid = WorkerPid::default();
-        let mut w = Worker::spawn(Path::new("sh"), dir.path(), Some(&log), &pid).unwrap();
+        let mut command = Command::new("sh");
+        command.args(["-c", "no-such-command-for-soakd"]);
+        let mut w = Worker::<Raw>::spawn(command, None, Some(&log), &pid).unwrap();
         assert!(w.recv().await.is_none(), "no protocol line from sh");
         let status = w.end(Duration::from_secs(5)).await;
         assert!(status.is_some_and(|s| !s.success()), "{status:?}");
