@@ -115,7 +115,7 @@ fn writer() {
         let run = h.begin_run(RunStart {
             job: "j".into(),
             backend: "b".into(),
-            trigger: "once",
+            trigger: soakd::measure::Trigger::Once,
             planned_at: 0,
             started_at: 0,
             requests_planned: n as u32,

@@ -80,7 +80,7 @@ impl Session {
     }
 
     /// Records a daemon-level event.
-    pub fn event(&self, kind: &'static str, detail: serde_json::Value) {
+    pub fn event(&self, kind: crate::measure::EventKind, detail: serde_json::Value) {
         self.writer.handle().event(Event { backend: None, kind, at: now_ms(), detail });
     }
 

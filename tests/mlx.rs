@@ -235,7 +235,11 @@ fn mlx_worker_abort_is_a_crash_and_the_next_request_succeeds() {
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
     assert!(detail["exit"].as_str().unwrap().contains("SIGABRT"), "{detail}");
     assert!(detail["killed_by_soakd"].is_null(), "it died by itself: {detail}");
-    assert_eq!((detail["during"].as_str(), detail["deaths_in_a_row"].as_u64()), (Some("a request"), Some(1)), "{detail}");
+    assert_eq!(
+        (detail["during"].as_str(), detail["deaths_in_a_row"].as_u64()),
+        (Some("a request"), Some(1)),
+        "{detail}"
+    );
     assert!(detail["pid"].as_u64().is_some(), "{detail}");
 }
 

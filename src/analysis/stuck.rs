@@ -60,6 +60,28 @@ pub struct Stuck {
     pub health: Option<String>,
 }
 
+impl Stuck {
+    /// The state in a word or two, for a subject line: `wedged`, `failing silently`.
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            StuckKind::Wedged => "wedged",
+            StuckKind::SilentFailure => "failing silently",
+        }
+    }
+
+    /// What the server does, and what it says meanwhile — the one wording the report's finding,
+    /// the digest and the alert use: ("generating nothing", "although it answers health checks").
+    pub fn what_and_why(&self) -> (&'static str, &'static str) {
+        match self.kind {
+            StuckKind::Wedged if self.health.as_deref() == Some("ok") => {
+                ("generating nothing", "although it answers health checks")
+            }
+            StuckKind::Wedged => ("generating nothing", "although it accepts requests"),
+            StuckKind::SilentFailure => ("answering every request empty", "although it says ok"),
+        }
+    }
+}
+
 /// The backend's state from its latest attempts, newest first, and its latest health answer.
 /// Stuck when the newest `k` or more all failed the same stuck way; a wedged server whose own
 /// health check says it is down is down, not wedged (the failure-streak alert covers that).

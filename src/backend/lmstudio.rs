@@ -18,6 +18,7 @@
 use super::http::{Http, short_str};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, OpenAi, ServerEvent, ServerInfo};
 use crate::config::BackendConfig;
+use crate::measure::EventKind;
 use crate::measure::timeline::Timeline;
 use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
@@ -57,8 +58,8 @@ impl Known {
         let before = self.states.insert(model.to_string(), state.to_string())?;
         let detail = json!({"model": model, "before": before, "after": state, "via": via});
         match (before == "loaded", state == "loaded") {
-            (true, false) => Some(ServerEvent { kind: "model_unloaded", detail }),
-            (false, true) => Some(ServerEvent { kind: "model_loaded", detail }),
+            (true, false) => Some(ServerEvent { kind: EventKind::ModelUnloaded, detail }),
+            (false, true) => Some(ServerEvent { kind: EventKind::ModelLoaded, detail }),
             _ => None,
         }
     }
@@ -269,10 +270,10 @@ mod tests {
         assert_eq!(k.update("m", "loaded", "observe"), None, "the first sight is no change");
         assert_eq!(k.update("m", "loaded", "reply"), None);
         let e = k.update("m", "not-loaded", "after_failure").expect("loaded → not-loaded");
-        assert_eq!(e.kind, "model_unloaded");
+        assert_eq!(e.kind, EventKind::ModelUnloaded);
         assert_eq!(e.detail["before"], "loaded");
         assert_eq!(k.update("m", "not-loaded", "after_failure"), None, "still unloaded: no new event");
-        assert_eq!(k.update("m", "loaded", "reply").map(|e| e.kind), Some("model_loaded"));
+        assert_eq!(k.update("m", "loaded", "reply").map(|e| e.kind), Some(EventKind::ModelLoaded));
     }
 
     #[test]
@@ -313,7 +314,7 @@ mod tests {
         assert_eq!(a.target().as_deref(), Some("granite"));
         let events = a.noticed();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].kind, "model_loaded");
+        assert_eq!(events[0].kind, EventKind::ModelLoaded);
         assert!(a.noticed().is_empty(), "drained");
     }
 }

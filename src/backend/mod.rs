@@ -38,6 +38,7 @@ pub use openai::OpenAi;
 pub use pool::Adapters;
 
 use crate::config::{BackendConfig, BackendKind};
+use crate::measure::EventKind;
 use crate::measure::outcome::Outcome;
 use crate::measure::timeline::Timeline;
 use crate::schedule::{Prompt, Timeouts, Workload};
@@ -103,7 +104,7 @@ pub struct Observation {
 /// Something the server's state says happened (an `events` row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerEvent {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub detail: serde_json::Value,
 }
 

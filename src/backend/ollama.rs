@@ -28,6 +28,7 @@ use super::http::{Http, short_str};
 use super::ndjson::{LineError, Lines};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::BackendConfig;
+use crate::measure::EventKind;
 use crate::measure::outcome::{Outcome, is_crash_text};
 use crate::measure::timeline::{Delta, Timeline};
 use crate::schedule::Timeouts;
@@ -75,7 +76,7 @@ impl Seen {
             return None;
         }
         jumped.then(|| ServerEvent {
-            kind: "model_reload",
+            kind: EventKind::ModelReload,
             detail: json!({"model": model, "via": "load_duration", "load_ms": load_ms, "previous_load_ms": previous}),
         })
     }
@@ -85,7 +86,7 @@ impl Seen {
         let was = self.in_ps.replace(present);
         (was == Some(true) && !present).then(|| {
             self.reload_reported = true;
-            ServerEvent { kind: "model_reload", detail: json!({"model": model, "via": "missing_from_ps"}) }
+            ServerEvent { kind: EventKind::ModelReload, detail: json!({"model": model, "via": "missing_from_ps"}) }
         })
     }
 }

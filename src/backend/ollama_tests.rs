@@ -130,7 +130,7 @@ fn a_jump_in_load_duration_is_one_reload() {
     assert_eq!(s.load("m", 3000.0), None, "not 10× the previous 900 ms");
     assert_eq!(s.load("m", 2.0), None);
     let e = s.load("m", 3000.0).expect("over 1 s and 10× the previous");
-    assert_eq!(e.kind, "model_reload");
+    assert_eq!(e.kind, EventKind::ModelReload);
     assert_eq!(e.detail["previous_load_ms"], 2.0);
     assert_eq!(s.load("m", 3500.0), None, "not 10× the previous");
 }

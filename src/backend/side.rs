@@ -133,7 +133,7 @@ impl HealthWatch {
         let before = last.replace(state.clone());
         let body = reply.map(|r| bounded(&r.body, 512));
         Some(super::ServerEvent {
-            kind: "health_changed",
+            kind: super::EventKind::HealthChanged,
             detail: serde_json::json!({"from": before, "to": state, "status": reply.map(|r| r.status), "body": body}),
         })
     }

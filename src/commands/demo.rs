@@ -154,7 +154,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         stopper.stop_then_abort(Duration::from_secs(2));
     });
     let ticker = tokio::spawn(tally(db.clone(), started, shutdown.clone()));
-    let result = crate::daemon::run(&session, schedules, "demo").await;
+    let result = crate::daemon::run(&session, schedules, crate::measure::Trigger::Demo).await;
     session.close().await;
     ticker.abort();
     for s in supervisors {

@@ -46,7 +46,7 @@ pub async fn run(flag: Option<&Path>, job_name: &str, only: &[String]) -> anyhow
     let mut run_ids = Vec::new();
     for backend in &targets {
         let bar = progress_bar(&backend.name, u64::from(job.workload.requests));
-        let spec = RunSpec { job: &job, backend, trigger: "once", planned_at: started };
+        let spec = RunSpec { job: &job, backend, trigger: crate::measure::Trigger::Once, planned_at: started };
         let result = runner::run(spec, &session.target(&backend.name), &shutdown, Some(bar.on_outcome())).await;
         bar.bar.finish();
         if let Some(run) = result.run {

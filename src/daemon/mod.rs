@@ -11,6 +11,7 @@ pub mod ticker;
 
 use crate::clock::SystemClock;
 use crate::config::BackendConfig;
+use crate::measure::{EventKind, Trigger};
 use crate::probe::runner::{self, RunSpec};
 use crate::schedule::{Job, Schedules};
 use crate::session::Session;
@@ -35,7 +36,7 @@ pub enum DaemonError {
 }
 
 /// Runs the schedules inside `session` until its shutdown is triggered.
-pub async fn run(session: &Session, schedules: Schedules, trigger: &'static str) -> Result<(), DaemonError> {
+pub async fn run(session: &Session, schedules: Schedules, trigger: Trigger) -> Result<(), DaemonError> {
     let enabled: Vec<Job> = schedules.jobs.into_iter().filter(|j| j.enabled).collect();
     let inner = Arc::new(Inner {
         jobs: enabled,
@@ -48,10 +49,10 @@ pub async fn run(session: &Session, schedules: Schedules, trigger: &'static str)
     let boot_time = sysinfo::System::boot_time().ok();
     if let Some(detail) = unclean_stop(&session.config.db, boot_time) {
         tracing::warn!(%detail, "the previous soakd session ended without stopping (killed, crashed, or the machine went down)");
-        session.event("unclean_stop", detail);
+        session.event(EventKind::UncleanStop, detail);
     }
     session.event(
-        "daemon_start",
+        EventKind::DaemonStart,
         json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(),
                "trigger": trigger, "boot_time": boot_time}),
     );
@@ -87,7 +88,7 @@ pub async fn run(session: &Session, schedules: Schedules, trigger: &'static str)
     inner.tracker.close();
     inner.tracker.wait().await;
     mail.finish().await;
-    session.event("daemon_stop", json!({"pid": std::process::id()}));
+    session.event(EventKind::DaemonStop, json!({"pid": std::process::id()}));
     Ok(())
 }
 
@@ -135,7 +136,7 @@ struct Inner {
     jobs: Vec<Job>,
     backends: Vec<BackendConfig>,
     session_parts: Parts,
-    trigger: &'static str,
+    trigger: Trigger,
     /// (job index, backend) pairs running or queued.
     claimed: Mutex<HashSet<(usize, String)>>,
     tracker: TaskTracker,

@@ -10,6 +10,7 @@
 //! dispatch.
 
 use crate::clock::Clock;
+use crate::measure::EventKind;
 use crate::schedule::CronExpr;
 use crate::store::rows::Event;
 use chrono::{DateTime, Local};
@@ -112,7 +113,7 @@ pub async fn run(
         if slept - expected > LATE {
             tracing::info!(gap_s = (slept - expected).num_seconds(), "the wall clock moved on while soakd slept");
             let by_ms = (slept - expected).num_milliseconds();
-            dispatch.event(event("clock_jump", now, json!({"direction": "forward", "by_ms": by_ms})));
+            dispatch.event(event(EventKind::ClockJump, now, json!({"direction": "forward", "by_ms": by_ms})));
         }
         let (due, back) = plan.poll(now);
         if let Some(back) = back {
@@ -121,7 +122,7 @@ pub async fn run(
                 "the wall clock went back; the schedule holds until it catches up"
             );
             dispatch.event(event(
-                "clock_jump",
+                EventKind::ClockJump,
                 now,
                 json!({"direction": "back", "by_ms": back.num_milliseconds(), "held": back <= HOLD_BACK}),
             ));
@@ -132,7 +133,7 @@ pub async fn run(
                 let job = names.get(d.index).cloned().unwrap_or_default();
                 tracing::info!(job = %job, missed = d.missed, late_s = d.late_ms / 1000, "catching up once");
                 dispatch.event(event(
-                    "catch_up",
+                    EventKind::CatchUp,
                     now,
                     json!({"job": job, "planned_at": d.planned.timestamp_millis(), "missed": d.missed, "late_ms": d.late_ms}),
                 ));
@@ -142,7 +143,7 @@ pub async fn run(
     }
 }
 
-fn event(kind: &'static str, at: DateTime<Local>, detail: serde_json::Value) -> Event {
+fn event(kind: EventKind, at: DateTime<Local>, detail: serde_json::Value) -> Event {
     Event { backend: None, kind, at: at.timestamp_millis(), detail }
 }
 

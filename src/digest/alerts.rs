@@ -45,19 +45,12 @@ pub fn check(conn: &Connection, cfg: &AlertConfig, now: i64) -> rusqlite::Result
         }
         if let Some(s) = &b.stuck {
             let since = crate::report::window::utc(s.since);
-            let (state, what) = match s.kind {
-                crate::analysis::stuck::StuckKind::Wedged => ("wedged", "no generation has completed"),
-                crate::analysis::stuck::StuckKind::SilentFailure => ("failing silently", "every reply has been empty"),
-            };
-            let health = match s.health.as_deref() {
-                Some("ok") => " although it answers health checks",
-                _ => "",
-            };
+            let (what, why) = s.what_and_why();
             out.push(Alert {
                 key: format!("{}-{}", s.kind.as_str().replace('_', "-"), b.name),
-                subject: format!("soakd alert: {name} {state} since {since}"),
+                subject: format!("soakd alert: {name} {} since {since}", s.label()),
                 body: format!(
-                    "{name}: {what} since {since}{health} ({} requests in a row; it ends with the first success).\n\nThe requests behind it:\n  {};\n",
+                    "{name}: {what} since {since} {why} ({} requests in a row; it ends with the first success).\n\nThe requests behind it:\n  {};\n",
                     s.requests,
                     shown::requests_since(&b.name, s.since)
                 ),

@@ -3,6 +3,7 @@
 //! previous digest's findings are those saved when it was made (`findings.report_at` equals the
 //! digest's `outbox.created_at`); in the first digest every finding is new.
 
+use crate::measure::FindingKind;
 use crate::report::model::Finding;
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -42,7 +43,7 @@ pub fn since_previous_digest(conn: &Connection, current: &[Finding]) -> rusqlite
                 }
             }
         }
-        if f.kind == "drift" && f.verdict == "worse" {
+        if f.kind == FindingKind::Drift && f.verdict == "worse" {
             changes.regressions.push(f.summary.clone());
         }
     }
@@ -56,7 +57,7 @@ pub fn since_previous_digest(conn: &Connection, current: &[Finding]) -> rusqlite
 fn regression(old: &Finding, new: &Finding) -> Option<String> {
     let backend = new.backend.as_deref().unwrap_or("-");
     match new.kind {
-        "failure_rate" => {
+        FindingKind::FailureRate => {
             let rate = |f: &Finding| {
                 let n = f.numbers.get("requests")?.as_f64()?;
                 let k = f.numbers.get("failed")?.as_f64()?;
@@ -65,7 +66,7 @@ fn regression(old: &Finding, new: &Finding) -> Option<String> {
             let (a, b) = (rate(old)?, rate(new)?);
             (b - a >= 1.0).then(|| format!("{backend}: failures rose from {a:.1} % to {b:.1} %"))
         }
-        "leak" => {
+        FindingKind::Leak => {
             let slope = |f: &Finding| f.numbers.get("mb_per_hour")?.as_f64();
             let (a, b) = (slope(old)?, slope(new)?);
             (b > a * 1.5 && b - a >= 1.0).then(|| format!("{backend}: memory growth rose from {a:.1} to {b:.1} MB/h"))
@@ -81,7 +82,7 @@ mod tests {
 
     fn finding(kind: &'static str, key: &str, numbers: serde_json::Value) -> Finding {
         Finding {
-            kind,
+            kind: FindingKind::read(kind),
             backend: Some("b".into()),
             key: key.into(),
             verdict: "v".into(),
@@ -122,8 +123,8 @@ mod tests {
         ];
         let c = since_previous_digest(&conn, &now).unwrap();
         assert_eq!(c.previous_at, Some(5_000));
-        assert_eq!(c.new.iter().map(|f| f.kind).collect::<Vec<_>>(), ["leak"]);
-        assert_eq!(c.resolved.iter().map(|f| f.kind).collect::<Vec<_>>(), ["restarts"]);
+        assert_eq!(c.new.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), ["leak"]);
+        assert_eq!(c.resolved.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), ["restarts"]);
         assert_eq!(c.ongoing, 1);
         assert_eq!(c.regressions, ["b: failures rose from 2.0 % to 9.0 %"]);
     }

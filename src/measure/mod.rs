@@ -1,13 +1,15 @@
 //! The measurement vocabulary, the bottom layer: what became of a request ([`Outcome`]), when
 //! each of its events happened ([`Timeline`], [`Delta`]), what the server said about it
 //! ([`ServerNumbers`]), the finished measurement ([`Measured`]) and the few statistics every
-//! layer above computes the same way ([`stats`]). It uses nothing of soakd but `text` and `time`.
+//! layer above computes the same way ([`stats`]), and the names soakd records, typed ([`kinds`]). It uses nothing of soakd but `text` and `time`.
 
+pub mod kinds;
 pub mod numbers;
 pub mod outcome;
 pub mod stats;
 pub mod timeline;
 
+pub use kinds::{EventKind, FindingKind, Phase, Trigger};
 pub use numbers::ServerNumbers;
 pub use outcome::Outcome;
 pub use timeline::{Delta, Measured, Timeline};

@@ -10,8 +10,8 @@ use super::evidence::{Cause, Collector};
 use super::sampler::SamplerHandle;
 use crate::backend::{Adapters, Backend, ChatRequest, Exchange, Failure};
 use crate::config::BackendConfig;
-use crate::measure::Outcome;
 use crate::measure::Timeline;
+use crate::measure::{EventKind, Outcome, Phase, Trigger};
 use crate::schedule::Job;
 use crate::shutdown::Shutdown;
 use crate::store::WriterHandle;
@@ -34,8 +34,7 @@ pub type OnOutcome = Arc<dyn Fn(Outcome) + Send + Sync>;
 pub struct RunSpec<'a> {
     pub job: &'a Job,
     pub backend: &'a BackendConfig,
-    /// `cron`, `once` or `demo`.
-    pub trigger: &'static str,
+    pub trigger: Trigger,
     /// The instant the schedule fired (unix ms).
     pub planned_at: i64,
 }
@@ -74,7 +73,7 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
             tracing::error!(job = %spec.job.name, backend = %spec.backend.name, "{e}");
             writer.event(Event {
                 backend: Some(spec.backend.name.clone()),
-                kind: "run_failed",
+                kind: EventKind::RunFailed,
                 at: now_ms(),
                 detail: json!({"job": spec.job.name, "error": e.to_string()}),
             });
@@ -116,7 +115,7 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run = run.0, requests = w.requests, "run started");
     let ask = async {
         let known = describe(adapter.as_ref(), writer, run).await;
-        observe(adapter.as_ref(), writer, &spec.backend.name, run, "before").await;
+        observe(adapter.as_ref(), writer, &spec.backend.name, run, Phase::Before).await;
         known
     };
     let version_known = tokio::select! {
@@ -145,7 +144,7 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
         if !version_known {
             describe(adapter.as_ref(), writer, run).await;
         }
-        observe(adapter.as_ref(), writer, &spec.backend.name, run, "after").await;
+        observe(adapter.as_ref(), writer, &spec.backend.name, run, Phase::After).await;
     }
     writer.end_run(run, status, now_ms(), done);
     tracing::info!(job = %spec.job.name, backend = %spec.backend.name, run = run.0, done, status = status.as_str(), "run ended");
@@ -195,7 +194,7 @@ async fn describe(adapter: &dyn Backend, writer: &WriterHandle, run: RunKey) -> 
 }
 
 /// Records the server's own view of its state.
-async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, run: RunKey, phase: &'static str) {
+async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, run: RunKey, phase: Phase) {
     let seen = tokio::time::timeout(ASK_TIMEOUT, adapter.observe()).await.unwrap_or_default();
     let taken_at = now_ms();
     for o in seen {
@@ -289,7 +288,7 @@ impl Worker<'_> {
         let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;
         let end = timeline.end().unwrap_or_else(Instant::now);
         for e in self.adapter.noticed() {
-            tracing::info!(backend = %self.spec.backend.name, kind = e.kind, detail = %e.detail, "the server's replies show a change");
+            tracing::info!(backend = %self.spec.backend.name, kind = %e.kind, detail = %e.detail, "the server's replies show a change");
             let backend = Some(self.spec.backend.name.clone());
             self.writer.event(Event { backend, kind: e.kind, at: now_ms(), detail: e.detail });
         }
@@ -321,7 +320,7 @@ impl Worker<'_> {
         let backend = &self.spec.backend.name;
         let said = tokio::time::timeout(ASK_TIMEOUT, self.adapter.after_failure(failure)).await.unwrap_or_default();
         for e in said {
-            tracing::warn!(%backend, kind = e.kind, detail = %e.detail, "the server's state changed after a failure");
+            tracing::warn!(%backend, kind = %e.kind, detail = %e.detail, "the server's state changed after a failure");
             self.writer.event(Event { backend: Some(backend.clone()), kind: e.kind, at: now_ms(), detail: e.detail });
         }
         // A process that died under the request: its exit status or signal is evidence itself,

@@ -66,7 +66,7 @@ async fn run_with(fake: FakeBackend, job: &Job, stop_after: Option<Duration>) ->
             stop.abort();
         });
     }
-    let spec = RunSpec { job, backend: &backend, trigger: "once", planned_at: now_ms() };
+    let spec = RunSpec { job, backend: &backend, trigger: Trigger::Once, planned_at: now_ms() };
     let result = run(spec, &target, &shutdown, None).await;
     drop(target);
     writer.finish();

@@ -9,6 +9,7 @@
 use super::evidence::{Cause, Collector};
 use super::process::{Identity, Processes};
 use crate::config::{ProcessSelector, SamplerConfig};
+use crate::measure::EventKind;
 use crate::shutdown::Shutdown;
 use crate::store::rows::{Event, Evidence, MemorySample, Phase, RunKey};
 use crate::store::{WriterHandle, queries};
@@ -294,7 +295,7 @@ impl State {
 
     /// Records restarts and a process going missing; keeps the per-server request count.
     async fn note_identity(&mut self, identity: Option<Identity>) {
-        let event = |kind: &'static str, detail: serde_json::Value| Event {
+        let event = |kind: EventKind, detail: serde_json::Value| Event {
             backend: Some(self.backend.clone()),
             kind,
             at: now_ms(),
@@ -306,13 +307,13 @@ impl State {
                     self.missing_reported = true;
                     let detail = json!({"last_pid": self.last_known.map(|i| i.pid), "selector": self.processes.as_ref().map(|p| p.selector().describe())});
                     let pid = self.last_known.map(|i| i.pid);
-                    self.event_with_evidence(event("process_missing", detail), pid).await;
+                    self.event_with_evidence(event(EventKind::ProcessMissing, detail), pid).await;
                     self.shared.server.lock().expect("sampler state").identity = None;
                 }
             }
             (Some(old), Some(new)) if old != new => {
                 let detail = json!({"old_pid": old.pid, "new_pid": new.pid, "old_started_at": old.started_at, "new_started_at": new.started_at});
-                self.event_with_evidence(event("restart", detail), Some(old.pid)).await;
+                self.event_with_evidence(event(EventKind::Restart, detail), Some(old.pid)).await;
                 self.adopt_restarted(new);
             }
             (None, Some(new)) => {
@@ -327,10 +328,11 @@ impl State {
                         "detected_at_start": true,
                         "away_s": (now_ms() - seen_at).max(0) / 1000,
                     });
-                    self.writer.event(event("restart", detail));
+                    self.writer.event(event(EventKind::Restart, detail));
                 }
                 let before = self.requests_already_sent(new).await;
-                self.writer.event(event("process_found", json!({"pid": new.pid, "started_at": new.started_at})));
+                self.writer
+                    .event(event(EventKind::ProcessFound, json!({"pid": new.pid, "started_at": new.started_at})));
                 self.adopt(new, before);
             }
             (Some(_), Some(new)) => {

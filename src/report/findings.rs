@@ -6,6 +6,8 @@
 use super::model::{BackendReport, Finding, Report};
 use crate::analysis::crashes::Answer;
 use crate::analysis::leaks::Verdict;
+use crate::analysis::stuck::StuckKind;
+use crate::measure::FindingKind;
 use crate::store::shown;
 use serde_json::json;
 
@@ -24,7 +26,7 @@ pub fn derive(report: &Report) -> Vec<Finding> {
                 .as_ref()
                 .map(|r| format!("tokens/s ×{:.2} ({:.2}–{:.2})", r.estimate, r.low, r.high));
             out.push(Finding {
-                kind: "api_overhead",
+                kind: FindingKind::ApiOverhead,
                 backend: None,
                 key: format!("{} vs {}", o.a, o.b),
                 verdict: "different".into(),
@@ -47,7 +49,7 @@ pub fn derive(report: &Report) -> Vec<Finding> {
 fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     let name = &b.name;
     let w = window(report);
-    let finding = |kind: &'static str,
+    let finding = |kind: FindingKind,
                    key: String,
                    verdict: &str,
                    summary: String,
@@ -65,7 +67,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     let memory_evidence = shown::idle_memory(name, w);
     match (b.leak.verdict, &b.leak.plateau) {
         (Verdict::Leak, _) => out.push(finding(
-            "leak",
+            FindingKind::Leak,
             "memory".into(),
             "leak",
             format!(
@@ -80,7 +82,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             memory_evidence.clone(),
         )),
         (Verdict::Plateau, Some(p)) => out.push(finding(
-            "plateau",
+            FindingKind::Plateau,
             "memory".into(),
             "plateau",
             format!("{name}: memory grew {:.0} MB, then held at {:.0} MB", p.grew_mb, p.level_mb),
@@ -97,7 +99,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
                 .map(|s| format!("{:+.0} MB at {}", s.delta_mb, super::window::utc(s.at_ms)))
                 .collect();
             out.push(finding(
-                "step",
+                FindingKind::Step,
                 "memory".into(),
                 "step",
                 format!("{name}: memory stepped up ({}) and held; no leak", up.join(", ")),
@@ -109,21 +111,12 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     }
     if let Some(s) = &b.stuck {
         let since = super::window::utc(s.since);
-        let (what, why) = match s.kind {
-            crate::analysis::stuck::StuckKind::Wedged => (
-                "generating nothing",
-                if s.health.as_deref() == Some("ok") {
-                    "although it answers health checks"
-                } else {
-                    "although it accepts requests"
-                },
-            ),
-            crate::analysis::stuck::StuckKind::SilentFailure => {
-                ("answering every request empty", "although it says ok")
-            }
-        };
+        let (what, why) = s.what_and_why();
         out.push(finding(
-            s.kind.as_str(),
+            match s.kind {
+                StuckKind::Wedged => FindingKind::Wedged,
+                StuckKind::SilentFailure => FindingKind::SilentFailure,
+            },
             "generation".into(),
             s.kind.as_str(),
             format!("{name}: {what} since {since} {why} (the last {} requests)", s.requests),
@@ -135,7 +128,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     if failed > 0 {
         let top: Vec<String> = b.failures.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
         out.push(finding(
-            "failure_rate",
+            FindingKind::FailureRate,
             "all".into(),
             "failing",
             format!(
@@ -152,7 +145,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     }
     if b.restarts > 0 {
         out.push(finding(
-            "restarts",
+            FindingKind::Restarts,
             "process".into(),
             "restarted",
             format!("{name}: the server process restarted {} time(s)", b.restarts),
@@ -163,7 +156,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     for p in &b.crash_patterns {
         let what = if p.signature == "*" { "failures".to_string() } else { format!("\"{}\" failures", p.signature) };
         out.push(finding(
-            "crash_pattern",
+            FindingKind::CrashPattern,
             format!("{} | {}={}", p.signature, p.factor, p.level),
             "significant",
             format!(
@@ -181,7 +174,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     }
     for c in &b.crash_confounded {
         out.push(finding(
-            "crash_confounded",
+            FindingKind::CrashConfounded,
             format!("{} | {}+{}", c.signature, c.factors[0], c.factors[1]),
             "confounded",
             format!(
@@ -196,7 +189,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     }
     if let Some(c) = &b.at_request_count {
         out.push(finding(
-            "crash_at_request_count",
+            FindingKind::CrashAtRequestCount,
             "server_seq".into(),
             "significant",
             format!(
@@ -216,7 +209,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     ] {
         if let Answer::Yes { evidence } = answer {
             out.push(finding(
-                "hypothesis",
+                FindingKind::Hypothesis,
                 key.into(),
                 "yes",
                 format!("{name}: {} — yes: {evidence}", key.replace('_', " ")),
@@ -227,7 +220,7 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
     }
     for d in &b.drift {
         out.push(finding(
-            "drift",
+            FindingKind::Drift,
             d.metric.to_string(),
             if d.worse { "worse" } else { "better" },
             format!(

@@ -1,6 +1,7 @@
 //! Saving a report's findings: each is marked `new` or `ongoing` against the previous saved
 //! report, and what that report found but this one does not is saved as `resolved`.
 
+use crate::measure::FindingKind;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -8,7 +9,7 @@ use std::collections::HashSet;
 /// Something the analysis concluded (built by `report::findings`), kept in the `findings` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub kind: &'static str,
+    pub kind: FindingKind,
     pub backend: Option<String>,
     pub key: String,
     pub verdict: String,
@@ -64,24 +65,6 @@ pub fn save(
     Ok(resolved)
 }
 
-/// Kinds are `&'static str` in the model; an unknown stored kind (from a newer soakd) is kept as "other".
-pub fn known_kind(kind: &str) -> &'static str {
-    const KINDS: [&str; 11] = [
-        "leak",
-        "plateau",
-        "step",
-        "failure_rate",
-        "restarts",
-        "crash_pattern",
-        "crash_confounded",
-        "crash_at_request_count",
-        "hypothesis",
-        "drift",
-        "api_overhead",
-    ];
-    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("other")
-}
-
 /// The findings a report saved at `at` that were not resolved then (what the next digest
 /// compares against).
 pub fn open_at(conn: &Connection, at: i64) -> rusqlite::Result<Vec<Finding>> {
@@ -96,7 +79,7 @@ fn open_in(conn: &Connection, report_at: &str, at: i64) -> rusqlite::Result<Vec<
     ))?
     .query_map([at], |r| {
         Ok(Finding {
-            kind: known_kind(&r.get::<_, String>(0)?),
+            kind: FindingKind::read(&r.get::<_, String>(0)?),
             backend: r.get(1)?,
             key: r.get(2)?,
             verdict: r.get(3)?,
@@ -115,7 +98,7 @@ mod tests {
 
     fn finding(kind: &'static str, key: &str) -> Finding {
         Finding {
-            kind,
+            kind: FindingKind::read(kind),
             backend: Some("b".into()),
             key: key.into(),
             verdict: "v".into(),
@@ -139,13 +122,13 @@ mod tests {
         assert_eq!(second[0].status, "ongoing");
         assert_eq!(second[1].status, "new");
         assert_eq!(resolved.len(), 1);
-        assert_eq!((resolved[0].kind, resolved[0].status.as_str()), ("restarts", "resolved"));
+        assert_eq!((resolved[0].kind.as_str(), resolved[0].status.as_str()), ("restarts", "resolved"));
         assert!(resolved[0].summary.starts_with("resolved: "));
 
         // A resolved finding is not resolved again by the next report.
         let mut third = vec![finding("leak", "memory")];
         let resolved = save(&mut conn, 3000, (2000, 3000), &mut third).unwrap();
-        assert_eq!(resolved.iter().map(|f| f.kind).collect::<Vec<_>>(), ["drift"]);
+        assert_eq!(resolved.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), ["drift"]);
         let latest: i64 = conn.query_row("SELECT count(*) FROM latest_findings", [], |r| r.get(0)).unwrap();
         assert_eq!(latest, 2);
     }

@@ -358,7 +358,7 @@ pub async fn daily(
                 );
                 writer.event(super::rows::Event {
                     backend: None,
-                    kind: "pruned",
+                    kind: crate::measure::EventKind::Pruned,
                     at: crate::time::now_ms(),
                     detail: serde_json::to_value(&done).unwrap_or_default(),
                 });

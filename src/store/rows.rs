@@ -1,8 +1,9 @@
 //! The rows soakd writes, as values the writer thread takes. Column meanings: `db/README.md`.
 
-use crate::measure::ServerNumbers;
+pub use crate::measure::Phase;
 use crate::measure::outcome::Outcome;
 use crate::measure::timeline::Measured;
+use crate::measure::{EventKind, ServerNumbers, Trigger};
 
 /// A run as soakd refers to it before (and whether or not) its row is written: the writer maps
 /// it to `runs.id`, so starting a run never waits for the database.
@@ -14,7 +15,7 @@ pub struct RunKey(pub u64);
 pub struct RunStart {
     pub job: String,
     pub backend: String,
-    pub trigger: &'static str,
+    pub trigger: Trigger,
     pub planned_at: i64,
     pub started_at: i64,
     pub requests_planned: u32,
@@ -108,35 +109,11 @@ pub struct MemorySample {
     pub run: Option<RunKey>,
 }
 
-/// When a memory sample was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// On the idle cadence, no workload running.
-    Idle,
-    /// Just before a request, none in flight.
-    Before,
-    /// Just after a request, none left in flight.
-    After,
-    /// While requests are in flight.
-    During,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Idle => "idle",
-            Phase::Before => "before",
-            Phase::After => "after",
-            Phase::During => "during",
-        }
-    }
-}
-
 /// Something that happened (`events`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub backend: Option<String>,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub at: i64,
     pub detail: serde_json::Value,
 }
@@ -156,7 +133,7 @@ pub struct ServerSample {
     pub backend: String,
     pub run: Option<RunKey>,
     pub taken_at: i64,
-    pub phase: &'static str,
+    pub phase: Phase,
     pub source: &'static str,
     pub memory_bytes: Option<u64>,
     pub gpu_memory_bytes: Option<u64>,
@@ -181,3 +158,16 @@ pub struct EvidenceItem {
     pub path: Option<String>,
     pub text: String,
 }
+
+/// The typed names are stored as their text.
+macro_rules! stored_as_text {
+    ($($t:ty),+) => {$(
+        impl rusqlite::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(self.as_str().as_bytes())))
+            }
+        }
+    )+};
+}
+
+stored_as_text!(EventKind, Trigger, Phase, crate::measure::FindingKind);

@@ -565,7 +565,7 @@ mod tests {
         RunStart {
             job: job.into(),
             backend: backend.into(),
-            trigger: "once",
+            trigger: crate::measure::Trigger::Once,
             planned_at: 1,
             started_at: 2,
             requests_planned: 3,
@@ -653,7 +653,12 @@ mod tests {
         h.end_run(run, RunStatus::Completed, 99, 1000);
         h.flush().await.unwrap();
         let stats = writer.finish();
-        h.event(Event { backend: None, kind: "late", at: 1, detail: serde_json::json!({}) });
+        h.event(Event {
+            backend: None,
+            kind: crate::measure::EventKind::RunFailed,
+            at: 1,
+            detail: serde_json::json!({}),
+        });
         assert_eq!(stats.operations, 2000 + 5);
         assert!(stats.transactions < 100, "batched: {stats:?}");
 

@@ -67,7 +67,7 @@ pub struct Exit<'a> {
 impl Exit<'_> {
     pub fn event(&self) -> super::ServerEvent {
         super::ServerEvent {
-            kind: "worker_exit",
+            kind: super::EventKind::WorkerExit,
             detail: json!({
                 "pid": self.pid,
                 "exit": self.exit,
