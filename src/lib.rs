@@ -53,10 +53,8 @@
 //!                      digest (text + HTML + PNG charts) ──► outbox table ──► SMTP (lettre)
 //! ```
 //!
-//! "The seed report", cited in places: the report soakd was built to replace — five requests
-//! per server (LM Studio, mlx_lm.server, direct MLX-LM, direct MLX), a performance comparison
-//! table, crash notes and two hypotheses (rapid sequential requests; model state after the first
-//! success). `soakd report --format markdown` regenerates its layout from a real log.
+//! "The seed report", cited in places, is the five-request report soakd was built to replace
+//! (README.md defines it).
 
 pub mod agent;
 pub mod analysis;
