@@ -2,7 +2,7 @@
 //! module names a module listed before it, and every module is listed. The list is read from the
 //! doc comment itself, so the documentation and the check cannot drift apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The modules in the order `lib.rs` lists them, bottom first.
@@ -103,6 +103,62 @@ fn no_crate_path_points_up_the_written_order() {
         }
     }
     assert!(upward.is_empty(), "uses that point up lib.rs's # Layout:\n{}", upward.join("\n"));
+}
+
+/// The sibling files a module file names through `super::` (outside its tests).
+fn sibling_uses(code: &str) -> BTreeSet<String> {
+    let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("super::") {
+        let rest = &code[at + "super::".len()..];
+        let names: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group.split('}').next().unwrap_or_default().split(',').collect(),
+            None => vec![rest],
+        };
+        for n in names {
+            let n: String = n.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !n.is_empty() {
+                found.insert(n);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_folder_has_files_that_use_each_other_in_a_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut folders: BTreeMap<PathBuf, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for file in &files {
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "mod" || name.ends_with("_tests") || file.parent() == Some(src.as_path()) {
+            continue;
+        }
+        let uses = sibling_uses(&std::fs::read_to_string(file).unwrap());
+        folders.entry(file.parent().unwrap().to_path_buf()).or_default().insert(name, uses);
+    }
+    for (folder, graph) in &folders {
+        // Depth-first from every file; a path that comes back to a file on it is a circle.
+        fn walk(n: &str, graph: &BTreeMap<String, BTreeSet<String>>, path: &mut Vec<String>) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == n) {
+                return Some(path[i..].iter().cloned().chain([n.to_string()]).collect());
+            }
+            path.push(n.to_string());
+            for m in graph.get(n).into_iter().flatten().filter(|m| graph.contains_key(*m) && *m != n) {
+                if let Some(circle) = walk(m, graph, path) {
+                    return Some(circle);
+                }
+            }
+            path.pop();
+            None
+        }
+        for n in graph.keys() {
+            let circle = walk(n, graph, &mut Vec::new());
+            assert!(circle.is_none(), "{}: {}", folder.display(), circle.unwrap().join(" -> "));
+        }
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use super::crashes::Attempt;
+use super::attempt::Attempt;
 use super::logistic::{self, Data, Fit};
 
 /// Factors in the model, mechanisms first, then proxies.

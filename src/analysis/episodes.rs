@@ -16,7 +16,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::crashes::Attempt;
+use super::attempt::Attempt;
 use crate::measure::stats::{median, percentiles};
 
 /// What a request was to the crash analysis.

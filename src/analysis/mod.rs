@@ -8,6 +8,7 @@
 //! `attribution`: each factor adjusted for the others), `drift`, `overhead` (the same model behind
 //! two backends).
 
+pub mod attempt;
 pub mod attribution;
 pub mod contingency;
 pub mod crashes;

@@ -7,6 +7,7 @@
 
 use super::chunk::ToolCalls;
 use super::http::Http;
+pub(crate) use super::transport::{error_chain, read_bounded};
 use super::{ChatRequest, Exchange, Failure};
 use crate::measure::outcome::Outcome;
 use crate::measure::timeline::Timeline;
@@ -249,20 +250,6 @@ pub(super) async fn race<F: Future>(fut: F, deadline: Instant, shutdown: &Shutdo
     }
 }
 
-/// Every message in an error's source chain, joined: reqwest's own message alone hides the cause.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let msg = s.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&msg)) {
-            parts.push(msg);
-        }
-        source = s.source();
-    }
-    bounded(&parts.join(": "), MAX_ERROR_BYTES)
-}
-
 /// Classifies a failure to get response headers. The URL is left out of the text (the backend
 /// names it), so errors group by cause.
 pub(super) fn send_error(e: reqwest::Error) -> Attempt {
@@ -312,19 +299,6 @@ fn is_incomplete_message(e: &(dyn std::error::Error + 'static)) -> bool {
         source = s.source();
     }
     false
-}
-
-/// Reads at most `max` bytes of a body; `complete` is false when there was more.
-pub(crate) async fn read_bounded(mut response: Response, max: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if buf.len() + chunk.len() > max {
-            buf.extend_from_slice(&chunk[..max - buf.len()]);
-            return Ok((buf, false));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((buf, true))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ impl fmt::Display for StreamFault {
         match self {
             StreamFault::Stalled(d) => write!(f, "no data for {} ms mid-stream", d.as_millis()),
             StreamFault::LineTooLong => write!(f, "a stream line longer than {MAX_LINE_BYTES} bytes"),
-            StreamFault::Transport(e) => write!(f, "{}", super::exchange::error_chain(e)),
+            StreamFault::Transport(e) => write!(f, "{}", super::transport::error_chain(e)),
         }
     }
 }

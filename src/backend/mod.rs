@@ -26,6 +26,7 @@ mod ollama;
 mod openai;
 mod pool;
 pub mod side;
+mod transport;
 mod vllm;
 mod worker;
 

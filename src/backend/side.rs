@@ -5,7 +5,7 @@
 //! callers to whom a failed side endpoint is simply not recorded.
 
 use super::BackendError;
-use super::exchange::{error_chain, read_bounded};
+use super::transport::{error_chain, read_bounded};
 use crate::config::BackendConfig;
 use crate::text::bounded;
 use reqwest::header::{AUTHORIZATION, HeaderValue};

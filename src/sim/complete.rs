@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::behaviour::CrashEffect;
-use super::conn::ConnHandle;
+use super::conn::{ConnHandle, abort};
 use super::lmstudio;
 use super::plan::{CutKind, Script};
 use super::shapes::{self, Header};
@@ -83,10 +83,4 @@ pub(crate) async fn respond(reply: Reply) -> Response {
     };
     drop(reply.in_flight);
     response
-}
-
-/// Kill the connection: the response returned here is never written.
-pub(crate) fn abort(conn: &ConnHandle) -> Response {
-    conn.kill();
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

@@ -12,6 +12,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -136,4 +138,10 @@ impl AsyncWrite for SimIo {
         this.check()?;
         Pin::new(&mut this.stream).poll_shutdown(cx)
     }
+}
+
+/// Kill the connection: the response returned here is never written.
+pub(crate) fn abort(conn: &ConnHandle) -> Response {
+    conn.kill();
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }

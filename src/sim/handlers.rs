@@ -16,8 +16,9 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::behaviour::{self, Decision};
-use super::complete::{self, abort};
+use super::complete;
 use super::conn::ConnHandle;
+use super::conn::abort;
 use super::ollama;
 use super::options::FaultKind;
 use super::plan::{self, Opening};
@@ -78,13 +79,24 @@ pub(crate) enum Api {
     Ollama,
 }
 
+/// `POST /v1/chat/completions`.
 pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Request) -> Response {
     serve_chat(state, conn, req, Api::OpenAi).await
 }
 
+/// `POST /api/v0/chat/completions` (LM Studio).
+pub(crate) async fn lmstudio_chat(State(state): Shared, ConnectInfo(conn): Conn, req: Request) -> Response {
+    serve_chat(state, conn, req, Api::LmStudio).await
+}
+
+/// `POST /api/chat` (Ollama).
+pub(crate) async fn ollama_chat(State(state): Shared, ConnectInfo(conn): Conn, req: Request) -> Response {
+    serve_chat(state, conn, req, Api::Ollama).await
+}
+
 /// A chat request on any API: read, validate, admit (loading the model first when it is not
 /// loaded), grow the ballast, decide its fate, and play the script in the API's shape.
-pub(crate) async fn serve_chat(state: Arc<SimState>, conn: ConnHandle, req: Request, api: Api) -> Response {
+async fn serve_chat(state: Arc<SimState>, conn: ConnHandle, req: Request, api: Api) -> Response {
     if state.is_dead() {
         return abort(&conn);
     }

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::complete::abort;
 use super::conn::ConnHandle;
-use super::handlers::{self, Api};
+use super::conn::abort;
 use super::options::Options;
 use super::state::SimState;
 
@@ -91,11 +90,6 @@ pub(crate) async fn model(State(state): Shared, ConnectInfo(conn): Conn, Path(id
         return (StatusCode::NOT_FOUND, Json(json!({"error": message}))).into_response();
     }
     Json(entry(&state.opts, state.model_loaded())).into_response()
-}
-
-/// `POST /api/v0/chat/completions`.
-pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Request) -> Response {
-    handlers::serve_chat(state, conn, req, Api::LmStudio).await
 }
 
 #[cfg(test)]

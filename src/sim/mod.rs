@@ -283,9 +283,9 @@ fn router(state: Arc<SimState>) -> Router {
         Flavour::Lmstudio => router
             .route("/api/v0/models", get(lmstudio::models))
             .route("/api/v0/models/{id}", get(lmstudio::model))
-            .route("/api/v0/chat/completions", post(lmstudio::chat)),
+            .route("/api/v0/chat/completions", post(handlers::lmstudio_chat)),
         Flavour::Ollama => router
-            .route("/api/chat", post(ollama::chat))
+            .route("/api/chat", post(handlers::ollama_chat))
             .route("/api/ps", get(ollama::ps))
             .route("/api/version", get(ollama::version))
             .route("/api/tags", get(ollama::tags)),

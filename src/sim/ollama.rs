@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -26,9 +26,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::behaviour::CrashEffect;
-use super::complete::abort;
 use super::conn::ConnHandle;
-use super::handlers::{self, Api};
+use super::conn::abort;
 use super::plan::{CutKind, Piece, Script, TOOL_ARGUMENT_PIECES};
 use super::request::{self, ChatRequest};
 use super::shapes;
@@ -43,11 +42,6 @@ const MALFORMED_LINE: &str = "{\"message\": {\"content\": \n";
 
 type Shared = State<Arc<SimState>>;
 type Conn = ConnectInfo<ConnHandle>;
-
-/// `POST /api/chat`.
-pub(crate) async fn chat(State(state): Shared, ConnectInfo(conn): Conn, req: Request) -> Response {
-    handlers::serve_chat(state, conn, req, Api::Ollama).await
-}
 
 /// Parses an `/api/chat` body: a known `model` is required.
 pub(crate) fn parse(body: &[u8], ours: &str) -> Result<ChatRequest, (StatusCode, String)> {

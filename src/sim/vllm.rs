@@ -11,8 +11,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::complete::abort;
 use super::conn::ConnHandle;
+use super::conn::abort;
 use super::state::SimState;
 
 type Shared = State<Arc<SimState>>;

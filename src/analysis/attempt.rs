@@ -1,0 +1,23 @@
+//! The row every failure analysis reads: one request of one backend, as the store holds it
+//! (crash attribution, failure episodes, request-count crashes).
+
+use std::sync::Arc;
+
+/// One request of one backend, as the store holds it.
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    pub at_ms: i64,                  // start, ms since the epoch
+    pub failed: bool,                // the caller already excluded cancelled, interrupted and in-flight requests
+    pub outcome: Arc<str>,           // outcome class as stored: ok, http_error, timeout, ...
+    pub http_status: Option<u16>,    // the response's status, when there was one
+    pub e2e_ms: Option<f64>,         // start to end
+    pub signature: Option<Arc<str>>, // normalised error signature
+    pub error: Option<Arc<str>>,     // raw error text
+    pub concurrency: u32,            // the job's concurrency
+    pub prompt_chars: u32,
+    pub gap_ms: Option<f64>,     // since the previous request ended; None for the first
+    pub server_pid: Option<u32>, // the server process that answered, when known
+    pub server_seq: Option<u64>, // nth request to that server process (1 = first after a (re)load)
+    pub hour_local: u8,          // 0..=23, local time of day
+    pub job: Arc<str>,           // the job (workload) that sent it (shared: months of rows repeat it)
+}
