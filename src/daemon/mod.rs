@@ -1,19 +1,23 @@
 //! The daemon: every enabled job, each firing run at the job's backends (one after another, or
-//! in parallel), and the digest and alert mails (on tokio-cron-scheduler), until shutdown.
+//! in parallel), and the upkeep beside them — the digest on its cron entry, the mail round
+//! (alerts, the outbox retried) every minute, retention every hour — until shutdown.
 //!
-//! A firing that finds the same job still running (or queued) at a backend is skipped and
-//! recorded as a `skipped` run, never stacked. Jobs are timed by `ticker` on the
-//! wall clock: after a sleep or a clock jump a missed job fires once, not once per missed
-//! tick, recorded as a `catch_up` event. Retention runs daily beside them. On stop: no new
-//! firings, in-flight requests get the grace period, then are cancelled; everything is flushed.
+//! Everything periodic is timed by one path, `ticker`, on the wall clock (fire times from the
+//! cron expressions tokio-cron-scheduler parses, `schedule::CronExpr`): after a sleep or a
+//! clock jump a missed entry fires once, not once per missed tick, recorded as a `catch_up`
+//! event. A firing that finds the same job still running (or queued) at a backend is skipped
+//! and recorded as a `skipped` run, never stacked; an upkeep task still running is not started
+//! again. On stop: no new firings, in-flight requests get the grace period, then are cancelled;
+//! a mail being sent gets up to a minute; everything is flushed.
 
 pub mod ticker;
 
 use crate::clock::SystemClock;
 use crate::config::BackendConfig;
+use crate::config::mail::MailConfig;
 use crate::measure::{EventKind, Trigger};
 use crate::probe::runner::{self, RunSpec};
-use crate::schedule::{Job, Schedules};
+use crate::schedule::{CronExpr, Job, Schedules};
 use crate::session::Session;
 use crate::store::rows::Event;
 use crate::store::rows::RunStatus;
@@ -22,29 +26,68 @@ use chrono::Local;
 use futures_util::future::join_all;
 use serde_json::json;
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use ticker::{Dispatch, Plan};
-use tokio_cron_scheduler::{JobScheduler, JobSchedulerError};
 use tokio_util::task::TaskTracker;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("the scheduler failed: {0}")]
-    Scheduler(#[from] JobSchedulerError),
-    #[error("job \"{job}\": the scheduler rejected its cron expression \"{cron}\"")]
-    Cron { job: String, cron: String },
+/// The periodic work beside the jobs, on the same schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Upkeep {
+    Digest,
+    Mail,
+    Retention,
 }
 
+impl Upkeep {
+    fn name(self) -> &'static str {
+        match self {
+            Upkeep::Digest => "digest",
+            Upkeep::Mail => "mail",
+            Upkeep::Retention => "retention",
+        }
+    }
+}
+
+/// The mail round's cadence: alerts as their `check_every` says, the outbox every minute.
+const MAIL_CRON: &str = "0 * * * * *";
+/// Retention's cadence: a pass every hour (cheap when nothing has aged out).
+const RETENTION_CRON: &str = "0 7 * * * *";
+/// How long a mail being sent may hold up soakd's stop.
+const MAIL_STOP_GRACE: Duration = Duration::from_secs(60);
+
 /// Runs the schedules inside `session` until its shutdown is triggered.
-pub async fn run(session: &Session, schedules: Schedules, trigger: Trigger) -> Result<(), DaemonError> {
+pub async fn run(session: &Session, schedules: Schedules, trigger: Trigger) {
     let enabled: Vec<Job> = schedules.jobs.into_iter().filter(|j| j.enabled).collect();
+    let cfg = &session.config;
+    let mut upkeep = Vec::new();
+    if cfg.mail.smtp.is_some() {
+        if schedules.digest.enabled {
+            upkeep.push((Upkeep::Digest, schedules.digest.cron.clone()));
+            tracing::info!(cron = %schedules.digest.cron.written, "the digest is scheduled");
+        }
+        upkeep.push((Upkeep::Mail, CronExpr::parse(MAIL_CRON).expect("a valid cron")));
+    } else {
+        tracing::info!("no [smtp] table in the config: no digest or alert mails");
+    }
+    if cfg.retention.raw_days.is_some() {
+        upkeep.push((Upkeep::Retention, CronExpr::parse(RETENTION_CRON).expect("a valid cron")));
+    }
     let inner = Arc::new(Inner {
         jobs: enabled,
-        backends: session.config.backends.clone(),
+        upkeep: upkeep.iter().map(|(u, _)| *u).collect(),
+        backends: cfg.backends.clone(),
+        mail: cfg.mail.clone(),
+        db: cfg.db.clone(),
+        raw_days: cfg.retention.raw_days,
         session_parts: Parts::of(session),
         trigger,
         claimed: Mutex::new(HashSet::new()),
+        upkeep_running: Mutex::new(HashSet::new()),
+        last_alert_check: std::sync::Mutex::new(None),
         tracker: TaskTracker::new(),
+        upkeep_tracker: TaskTracker::new(),
     });
     let boot_time = sysinfo::System::boot_time().ok();
     if let Some(detail) = unclean_stop(&session.config.db, boot_time) {
@@ -56,40 +99,26 @@ pub async fn run(session: &Session, schedules: Schedules, trigger: Trigger) -> R
         json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION"), "jobs": inner.jobs.len(),
                "trigger": trigger, "boot_time": boot_time}),
     );
-    // The jobs run on `ticker` (wall-clock catch-up after sleep, testable with a fake clock);
-    // tokio-cron-scheduler fires the mail tasks, where a missed tick only delays a mail.
-    let scheduler = JobScheduler::new().await?;
-    let plan = Plan::new(inner.jobs.iter().map(|j| j.cron.clone()).collect(), Local::now());
-    let names = inner.jobs.iter().map(|j| j.name.clone()).collect();
+    // One schedule for everything periodic: the jobs, then the upkeep entries.
+    let crons = inner.jobs.iter().map(|j| j.cron.clone()).chain(upkeep.iter().map(|(_, c)| c.clone())).collect();
+    let names = inner.jobs.iter().map(|j| j.name.clone()).chain(upkeep.iter().map(|(u, _)| u.name().into())).collect();
+    let plan = Plan::new(crons, Local::now());
     let ticking = {
         let (dispatch, stop) = (inner.clone(), session.shutdown.clone());
         tokio::spawn(async move { ticker::run(plan, names, &SystemClock, &dispatch, stop.stopping()).await })
     };
-    let upkeep = session.config.retention.raw_days.map(|days| {
-        let (db, writer, stop) = (session.config.db.clone(), session.writer(), session.shutdown.clone());
-        tokio::spawn(async move { crate::store::retention::daily(db, days, writer, stop).await })
-    });
-    let cfg = &session.config;
-    let mail =
-        crate::digest::run::schedule(&scheduler, &cfg.mail, &cfg.db, &schedules.digest, &session.shutdown).await?;
-    scheduler.start().await?;
     tracing::info!(jobs = inner.jobs.len(), backends = inner.backends.len(), "soakd is running");
 
     session.shutdown.stopping().await;
     tracing::info!("stopping: no new firings; in-flight requests get the grace period");
-    let mut scheduler = scheduler;
-    if let Err(e) = scheduler.shutdown().await {
-        tracing::warn!("the scheduler did not stop cleanly: {e}");
-    }
     let _ = ticking.await;
-    if let Some(upkeep) = upkeep {
-        let _ = upkeep.await;
-    }
     inner.tracker.close();
     inner.tracker.wait().await;
-    mail.finish().await;
+    inner.upkeep_tracker.close();
+    if tokio::time::timeout(MAIL_STOP_GRACE, inner.upkeep_tracker.wait()).await.is_err() {
+        tracing::warn!("a mail was still being sent after 60 s; it stays in the outbox and is retried");
+    }
     session.event(EventKind::DaemonStop, json!({"pid": std::process::id()}));
-    Ok(())
 }
 
 /// Boot times read in two sessions may differ by clock adjustments; a reboot moves it by more.
@@ -134,17 +163,34 @@ impl Parts {
 
 struct Inner {
     jobs: Vec<Job>,
+    /// The schedule's entries after the jobs'.
+    upkeep: Vec<Upkeep>,
     backends: Vec<BackendConfig>,
+    mail: MailConfig,
+    db: PathBuf,
+    raw_days: Option<f64>,
     session_parts: Parts,
     trigger: Trigger,
     /// (job index, backend) pairs running or queued.
     claimed: Mutex<HashSet<(usize, String)>>,
+    /// Upkeep tasks running.
+    upkeep_running: Mutex<HashSet<Upkeep>>,
+    last_alert_check: std::sync::Mutex<Option<std::time::Instant>>,
     tracker: TaskTracker,
+    /// The upkeep tasks: a mail being sent finishes (and is marked sent) before soakd exits.
+    upkeep_tracker: TaskTracker,
 }
 
 impl Dispatch for Arc<Inner> {
     fn fire(&self, index: usize, planned_at: i64, _catch_up: bool) {
-        self.tracker.spawn(self.clone().fire(index, planned_at));
+        match index.checked_sub(self.jobs.len()).and_then(|i| self.upkeep.get(i)) {
+            Some(&task) => {
+                self.upkeep_tracker.spawn(self.clone().upkeep(task));
+            }
+            None => {
+                self.tracker.spawn(self.clone().fire(index, planned_at));
+            }
+        }
     }
 
     fn event(&self, event: Event) {
@@ -153,6 +199,26 @@ impl Dispatch for Arc<Inner> {
 }
 
 impl Inner {
+    /// Runs one upkeep task, unless it is still running from its previous firing.
+    async fn upkeep(self: Arc<Self>, task: Upkeep) {
+        if self.session_parts.shutdown.is_stopping() || !self.upkeep_running.lock().expect("upkeep").insert(task) {
+            return;
+        }
+        match task {
+            Upkeep::Digest => crate::digest::run::daemon_digest(self.db.clone(), self.mail.clone()).await,
+            Upkeep::Mail => {
+                crate::digest::run::mail_round(self.db.clone(), self.mail.clone(), &self.last_alert_check).await
+            }
+            Upkeep::Retention => {
+                if let Some(days) = self.raw_days {
+                    let (writer, stop) = (self.session_parts.writer.clone(), self.session_parts.shutdown.clone());
+                    crate::store::retention::pass(self.db.clone(), days, writer, stop).await;
+                }
+            }
+        }
+        self.upkeep_running.lock().expect("upkeep").remove(&task);
+    }
+
     async fn fire(self: Arc<Self>, index: usize, planned_at: i64) {
         let parts = &self.session_parts;
         if parts.shutdown.is_stopping() {

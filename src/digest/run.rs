@@ -1,22 +1,17 @@
 //! Making and sending digests, for `soakd digest` and for the daemon: compose one for the
-//! window since the previous digest, store it in the outbox, send what the outbox holds; in the
-//! daemon, on the digest's cron entry, with the outbox retried every minute until it is empty.
+//! window since the previous digest, store it in the outbox, send what the outbox holds. The
+//! daemon's schedule (`daemon`) calls `daemon_digest` on the digest's cron entry and `mail_round`
+//! (alerts, then the outbox retried) every minute.
 
 use super::mail::{self, Addresses};
 use super::{Digest, send};
 use crate::config::mail::MailConfig;
 use crate::report::Window;
 use crate::schedule::DigestSchedule;
-use crate::shutdown::Shutdown;
 use crate::store::outbox;
 use chrono::Local;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use tokio_cron_scheduler::{Job as CronJob, JobScheduler, JobSchedulerError};
-use tokio_util::task::TaskTracker;
-
-/// How often the daemon looks at the outbox for mails due another try.
-const RETRY_EVERY: Duration = Duration::from_secs(60);
 
 /// A digest and its message, ready to print, write or queue.
 pub struct Made {
@@ -56,77 +51,36 @@ pub fn queue(db: &Path, mail_cfg: &MailConfig, now: i64) -> anyhow::Result<(i64,
     Ok((id, made))
 }
 
-/// In the daemon: the digest on its cron entry, alerts on their interval, and the outbox retried
-/// every minute, until `shutdown`. Nothing without an `[smtp]` table.
-pub async fn schedule(
-    scheduler: &JobScheduler,
-    mail_cfg: &MailConfig,
-    db: &Path,
-    when: &DigestSchedule,
-    shutdown: &Shutdown,
-) -> Result<MailTasks, JobSchedulerError> {
-    let tasks = MailTasks { tracker: TaskTracker::new() };
-    let Some(smtp) = mail_cfg.smtp.clone() else {
-        tracing::info!("no [smtp] table in the config: no digest or alert mails");
-        return Ok(tasks);
-    };
-    if when.enabled {
-        let (cfg, db2, tracker, stop) = (mail_cfg.clone(), db.to_path_buf(), tasks.tracker.clone(), shutdown.clone());
-        let job = CronJob::new_async_tz(when.cron.normalised.as_str(), Local, move |_id, _s| {
-            let (cfg, db, tracker, stop) = (cfg.clone(), db2.clone(), tracker.clone(), stop.clone());
-            Box::pin(async move {
-                if !stop.is_stopping() {
-                    // Tracked, so that soakd waits for a send in progress before it exits.
-                    let _ = tracker.spawn(daemon_digest(db, cfg)).await;
-                }
-            })
-        })?;
-        scheduler.add(job).await?;
-        tracing::info!(cron = %when.cron.written, "the digest is scheduled");
+/// In the daemon, on the mail entry of its schedule (every minute): alerts checked when
+/// `check_every` has passed since `last_check` (which it updates), then the outbox sent.
+pub async fn mail_round(db: PathBuf, cfg: MailConfig, last_check: &std::sync::Mutex<Option<std::time::Instant>>) {
+    let Some(smtp) = cfg.smtp.clone() else { return };
+    if let Some(alerts) = &cfg.alerts {
+        let due = {
+            let mut last = last_check.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= alerts.check_every);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            let (db2, cfg2) = (db.clone(), cfg.clone());
+            match tokio::task::spawn_blocking(move || super::alerts::check_and_queue(&db2, &cfg2)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(alerts = n, "alert mail(s) queued"),
+                Ok(Err(e)) => tracing::warn!("checking for alerts failed: {e:#}"),
+                _ => {}
+            }
+        }
     }
-    let (db, cfg, stop) = (db.to_path_buf(), mail_cfg.clone(), shutdown.clone());
-    tasks.tracker.spawn(async move {
-        let mut last_alert_check = std::time::Instant::now() - Duration::from_secs(86_400);
-        loop {
-            if let Some(alerts) = &cfg.alerts
-                && last_alert_check.elapsed() >= alerts.check_every
-            {
-                last_alert_check = std::time::Instant::now();
-                let (db2, cfg2) = (db.clone(), cfg.clone());
-                match tokio::task::spawn_blocking(move || super::alerts::check_and_queue(&db2, &cfg2)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(alerts = n, "alert mail(s) queued"),
-                    Ok(Err(e)) => tracing::warn!("checking for alerts failed: {e:#}"),
-                    _ => {}
-                }
-            }
-            if let Err(e) = send::flush(&db, &smtp, true).await {
-                tracing::warn!("the outbox could not be read: {e:#}");
-            }
-            tokio::select! {
-                _ = stop.stopping() => break,
-                _ = tokio::time::sleep(RETRY_EVERY) => {}
-            }
-        }
-    });
-    Ok(tasks)
-}
-
-/// The daemon's mail tasks: on stop, a send in progress finishes (and is marked sent) first.
-pub struct MailTasks {
-    tracker: TaskTracker,
-}
-
-impl MailTasks {
-    /// Waits for the mail tasks, at most `SMTP timeout`-ish: a stuck server cannot hold soakd.
-    pub async fn finish(self) {
-        self.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(60), self.tracker.wait()).await.is_err() {
-            tracing::warn!("a mail was still being sent after 60 s; it stays in the outbox and is retried");
-        }
+    if let Err(e) = send::flush(&db, &smtp, true).await {
+        tracing::warn!("the outbox could not be read: {e:#}");
     }
 }
 
-async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
+/// In the daemon, on the digest's cron entry: makes the digest, stores it in the outbox and
+/// sends it.
+pub async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
     let Some(smtp) = cfg.smtp.clone() else { return };
     let db2 = db.clone();
     let queued = tokio::task::spawn_blocking(move || queue(&db2, &cfg, crate::time::now_ms())).await;

@@ -1,5 +1,6 @@
-//! Cron expressions, parsed exactly as tokio-cron-scheduler parses them (croner, seconds
-//! required, day-of-month AND day-of-week), so `soakd check` reports what the daemon will do.
+//! Cron expressions, parsed by tokio-cron-scheduler itself (croner, seconds required,
+//! day-of-month AND day-of-week): its job data gives the fire-time schedule the daemon's ticker
+//! follows, so `soakd check` reports what the daemon will do.
 //!
 //! Accepted: 6 fields `sec min hour day-of-month month day-of-week`, an optional 7th `year`,
 //! 5-field standard cron (run at second 0), and `@hourly`, `@daily`, `@weekly`, `@monthly`,
@@ -33,8 +34,10 @@ impl CronExpr {
                 ));
             }
         };
-        let cron =
-            parser().parse(&normalised).map_err(|e| format!("\"{written}\" is not a valid cron expression: {e}"))?;
+        let cron = scheduled(&normalised).ok_or_else(|| match parser().parse(&normalised) {
+            Err(e) => format!("\"{written}\" is not a valid cron expression: {e}"),
+            Ok(_) => format!("\"{written}\" is not a cron expression tokio-cron-scheduler takes"),
+        })?;
         // The scheduler is handed the expanded pattern, so nicknames behave the same there.
         let normalised = cron.pattern.to_string();
         if cron.find_next_occurrence(&Local::now(), false).is_err() {
@@ -61,6 +64,15 @@ impl CronExpr {
     }
 }
 
+/// The schedule tokio-cron-scheduler makes of `normalised`: a job built from it (never added to
+/// a scheduler) and the fire-time schedule in its data — so soakd's own ticker fires on exactly
+/// the times tokio-cron-scheduler would, behind its sleep and clock-jump guard.
+fn scheduled(normalised: &str) -> Option<Cron> {
+    let mut job = tokio_cron_scheduler::Job::new(normalised, |_, _| {}).ok()?;
+    job.job_data().ok()?.schedule()
+}
+
+/// croner as tokio-cron-scheduler configures it, for the error message of an expression it refuses.
 fn parser() -> CronParser {
     CronParser::builder().seconds(Seconds::Required).dom_and_dow(true).build()
 }

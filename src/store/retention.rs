@@ -326,47 +326,37 @@ pub fn rolled_up(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<
     Ok(out)
 }
 
-/// The daemon's retention: a first pass a few minutes after start, then one a day, each on its
-/// own connection off the async threads; every pass that rolled anything up is an event.
-pub async fn daily(
+/// One retention pass for the daemon (its schedule runs one every hour), on its own connection
+/// off the async threads; a pass that rolled anything up is an event.
+pub async fn pass(
     db: std::path::PathBuf,
     raw_days: f64,
     writer: super::WriterHandle,
     shutdown: crate::shutdown::Shutdown,
 ) {
-    let mut wait = std::time::Duration::from_secs(300);
-    loop {
-        tokio::select! {
-            () = shutdown.stopping() => return,
-            () = tokio::time::sleep(wait) => {}
+    let pass = tokio::task::spawn_blocking(move || {
+        let mut conn = super::open(&db).map_err(|e| e.to_string())?;
+        prune_until(&mut conn, crate::time::now_ms(), raw_days, &|| shutdown.is_stopping()).map_err(|e| e.to_string())
+    })
+    .await;
+    match pass {
+        Ok(Ok(done)) if done.hours > 0 => {
+            tracing::info!(
+                requests = done.requests,
+                samples = done.samples,
+                hours = done.hours,
+                "retention: rolled up and pruned"
+            );
+            writer.event(super::rows::Event {
+                backend: None,
+                kind: crate::measure::EventKind::Pruned,
+                at: crate::time::now_ms(),
+                detail: serde_json::to_value(&done).unwrap_or_default(),
+            });
         }
-        wait = std::time::Duration::from_secs(86_400);
-        let (path, stopping) = (db.clone(), shutdown.clone());
-        let pass = tokio::task::spawn_blocking(move || {
-            let mut conn = super::open(&path).map_err(|e| e.to_string())?;
-            prune_until(&mut conn, crate::time::now_ms(), raw_days, &|| stopping.is_stopping())
-                .map_err(|e| e.to_string())
-        })
-        .await;
-        match pass {
-            Ok(Ok(done)) if done.hours > 0 => {
-                tracing::info!(
-                    requests = done.requests,
-                    samples = done.samples,
-                    hours = done.hours,
-                    "retention: rolled up and pruned"
-                );
-                writer.event(super::rows::Event {
-                    backend: None,
-                    kind: crate::measure::EventKind::Pruned,
-                    at: crate::time::now_ms(),
-                    detail: serde_json::to_value(&done).unwrap_or_default(),
-                });
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("retention failed (it is tried again tomorrow): {e}"),
-            Err(e) => tracing::warn!("retention stopped: {e}"),
-        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("retention failed (it is tried again within the hour): {e}"),
+        Err(e) => tracing::warn!("retention stopped: {e}"),
     }
 }
 
