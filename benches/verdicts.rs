@@ -1,6 +1,6 @@
 //! The verdicts' validation over many seeds (`cargo bench --bench verdicts [-- --seeds N]
 //! [memory|crash|CLASS]`): synthetic soak logs of every memory and crash class in
-//! `tests/synth` (the shapes of FIELD-NOTES.md Part 1), each class drawing its parameters from wide
+//! `tests/synth` (the shapes of docs/failure-shapes.md), each class drawing its parameters from wide
 //! ranges per seed, written into the schema with plain SQL, then judged by `soakd report`.
 //!
 //! Prints per class the share of seeds judged right, and over all classes: leak recall, false

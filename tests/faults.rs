@@ -1,4 +1,4 @@
-//! Every outcome of DESIGN.md's taxonomy, produced for real — by a `soakd sim` process, a dead
+//! Every outcome of soakd's taxonomy (README, "What is measured"), produced for real — by a `soakd sim` process, a dead
 //! port, a full accept queue, a signal to soakd — and classified by `soakd once` end to end.
 
 use crate::common;

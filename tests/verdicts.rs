@@ -1,5 +1,5 @@
 //! The verdicts on soak logs shaped like real servers' (`tests/synth`: every memory and crash class
-//! of FIELD-NOTES.md Part 1), a few seeds of each, written into the schema with plain SQL and
+//! of docs/failure-shapes.md), a few seeds of each, written into the schema with plain SQL and
 //! judged by `soakd report` — the CI-sized part of `cargo bench --bench verdicts`, which reports the
 //! rates over many seeds.
 //!

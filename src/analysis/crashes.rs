@@ -17,7 +17,7 @@
 //! 4. Two mechanisms that are each significant alone, neither once adjusted for the other, and
 //!    that travel together (Cramér's V ≥ 0.5), cannot be told apart in this log: reported as
 //!    `confounded`, with what to run to separate them, instead of a guess.
-//! 5. A request-count crash (ANCHORS §4 patterns 7, 11): server lives that end in a trigger at
+//! 5. A request-count crash (docs/failure-shapes.md, patterns P7 and P11): server lives that end in a trigger at
 //!    request counts that vary little (CV under 0.25), less than their times do, and less than
 //!    memoryless crashes would (the CV of that many exponential lifetimes, by a fixed-seed
 //!    simulation), or always at a multiple of some N. When present it leads the patterns, as
@@ -99,7 +99,7 @@ pub struct Confounded {
     pub advice: String,
 }
 
-/// Crashes at a request count rather than after a time (ANCHORS §4 patterns 7 and 11), from the
+/// Crashes at a request count rather than after a time (docs/failure-shapes.md, patterns P7 and P11), from the
 /// crash points: the trigger (with a known server_seq) that ended each server lifetime.
 #[derive(Serialize, Debug, Clone)]
 pub struct RequestCountPattern {

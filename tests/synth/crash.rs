@@ -3,7 +3,7 @@
 //! count with slow restarts, on the first request after a load; and failures at random, with and
 //! without the server dying. Every crash is followed by what a client really sees until the server
 //! answers again: refused connections while it is down, "503 Loading model" while it loads, LM
-//! Studio's "Model is unloaded" (FIELD-NOTES B3, B4, B7, C3; ANCHORS §4 patterns 1, 5, 7, 9, 11).
+//! Studio's "Model is unloaded" (failure shapes B3, B4, B7, C3; patterns P1, P5, P7, P9, P11).
 
 use super::{Case, CrashTruth, HOUR, Log, MIN, Req, Rng, SEC, T0};
 use std::cmp::Reverse;
@@ -110,7 +110,7 @@ fn spec(rng: &mut Rng, hours: (f64, f64), jobs: Vec<Job>, fail: FailModel, truth
     }
 }
 
-/// Crashes when more than K requests run at once (FIELD-NOTES B4): the failing job runs at a
+/// Crashes when more than K requests run at once (failure shapes B4): the failing job runs at a
 /// higher concurrency than the others; prompts are the same mix everywhere.
 fn concurrency(rng: &mut Rng) -> Spec {
     let high = *rng.pick(&[2u32, 4, 8]);
@@ -126,7 +126,7 @@ fn concurrency(rng: &mut Rng) -> Spec {
     spec(rng, (6.0, 48.0), jobs, Box::new(fail), truth)
 }
 
-/// Crashes on prompts above T tokens (FIELD-NOTES B3, ANCHORS §4 pattern 8), whatever the
+/// Crashes on prompts above T tokens (failure shapes B3, pattern P8), whatever the
 /// concurrency.
 fn prompt_size(rng: &mut Rng) -> Spec {
     let threshold = rng.range(4000.0, 8000.0) as u32;
@@ -187,7 +187,7 @@ fn rapid(rng: &mut Rng) -> Spec {
     spec(rng, (6.0, 48.0), vec![rapid, spaced], Box::new(fail), truth)
 }
 
-/// Dies at about its Nth request (±15 %), whatever the time (FIELD-NOTES B3, llama.cpp #26216),
+/// Dies at about its Nth request (±15 %), whatever the time (failure shapes B3, llama.cpp #26216),
 /// and takes 1–3 s to come back, answering 503 "Loading model" meanwhile.
 fn request_count(rng: &mut Rng) -> Spec {
     let n = rng.log_range(30.0, 3000.0);
@@ -212,7 +212,7 @@ fn request_count(rng: &mut Rng) -> Spec {
     s
 }
 
-/// The first request after each (re)load fails (ANCHORS §4 pattern 9; FIELD-NOTES C3): the
+/// The first request after each (re)load fails (pattern P9; failure shapes C3): the
 /// server is restarted from outside every 30–120 min.
 fn first_after_load(rng: &mut Rng) -> Spec {
     let p = rng.range(0.6, 1.0);

@@ -3,7 +3,7 @@
 //! size, visible only in the footprint) and the shapes that are not leaks (one step, warm-up then
 //! plateau, a bounded cache filling to its cap, a cache that fills and is flushed, restarts at other
 //! baselines, many short lives each warming up, lumpy autocorrelated noise, load spikes freed at
-//! idle, crash loops, too little data). FIELD-NOTES.md A1–A8, B3, B6, C1–C2.
+//! idle, crash loops, too little data). docs/failure-shapes.md A1–A8, B3, B6, C1–C2.
 
 use super::{Case, HOUR, Log, MB, MIN, MemTruth, Req, Rng, SEC, Sample, T0};
 
@@ -181,7 +181,7 @@ fn flat(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(move |_, _| both(b, mapped)), MemTruth::NoLeak)
 }
 
-/// FIELD-NOTES A-class MLX server: 16–20 GB, lumpy autocorrelated ±50 MB noise, no trend.
+/// An MLX server (docs/failure-shapes.md, the non-leaking shapes): 16–20 GB, lumpy autocorrelated ±50 MB noise, no trend.
 fn flat_lumpy(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (4.0, 24.0), 20.0);
     p.noise = Noise::Lumpy {
@@ -201,7 +201,7 @@ fn lone_step(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(move |c, _| both(b + if c.t_h >= at { size } else { 0.0 }, 0.0)), MemTruth::NoLeak)
 }
 
-/// LM Studio's JIT reload after the TTL loads a second copy (FIELD-NOTES C2): one or two steps of a
+/// LM Studio's JIT reload after the TTL loads a second copy (failure shapes C2): one or two steps of a
 /// model's size, then flat.
 fn model_copy_steps(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let p = plan(rng, (4.0, 24.0), 10.0);
@@ -228,7 +228,7 @@ fn warmup_plateau(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(shape), MemTruth::NoLeak)
 }
 
-/// llama-server's host-RAM prompt cache (FIELD-NOTES A4): +6–17 MB per unique prompt up to its
+/// llama-server's host-RAM prompt cache (failure shapes A4): +6–17 MB per unique prompt up to its
 /// cap, then flat; repeated prompts add nothing.
 fn bounded_cache(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (4.0, 24.0), 10.0);
@@ -243,7 +243,7 @@ fn bounded_cache(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(move |c, _| both(b + (per * c.unique_prompts as f64).min(cap), 0.0)), MemTruth::NoLeak)
 }
 
-/// Ollama's MLX runner (FIELD-NOTES A1): +0.147 GiB per request for the first 55–60 requests,
+/// Ollama's MLX runner (failure shapes A1): +0.147 GiB per request for the first 55–60 requests,
 /// then flat for the rest.
 fn first_requests_plateau(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (1.0, 1.0), 10.0);
@@ -256,7 +256,7 @@ fn first_requests_plateau(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(move |c, _| both(b + per * (c.served as f64).min(stop), 0.0)), MemTruth::NoLeak)
 }
 
-/// MLX's buffer cache keyed by input shape (FIELD-NOTES A5), with a bounded set of sizes: steps
+/// MLX's buffer cache keyed by input shape (failure shapes A5), with a bounded set of sizes: steps
 /// while new sizes appear early on, then flat.
 fn bounded_input_shapes(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (6.0, 24.0), 10.0);
@@ -310,7 +310,7 @@ fn short_lives_warmup(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(shape), MemTruth::NoLeak)
 }
 
-/// A crash-looping server (FIELD-NOTES B6): lives of 2–12 min, each loading its model (memory
+/// A crash-looping server (failure shapes B6): lives of 2–12 min, each loading its model (memory
 /// climbing to the full size over its first minute or two).
 fn crash_loop(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (2.0, 12.0), 5.0);
@@ -344,7 +344,7 @@ fn load_spikes(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(shape), MemTruth::NoLeak)
 }
 
-/// Ollama's keep-alive / LM Studio's TTL (FIELD-NOTES C1): after a long idle gap the model is
+/// Ollama's keep-alive / LM Studio's TTL (failure shapes C1): after a long idle gap the model is
 /// unloaded (memory back to the runner's baseline) and the next request loads it again; the root
 /// process stays the same.
 fn idle_unload(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
@@ -385,7 +385,7 @@ fn noise_sd(n: Noise) -> f64 {
     }
 }
 
-/// Steady growth in time (FIELD-NOTES A6, A7).
+/// Steady growth in time (failure shapes A6, A7).
 fn leak_linear(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let p = plan(rng, (2.0, 24.0), 10.0);
     let (b, slope) = (base(rng), clear_total(rng, p.noise, p.hours));
@@ -393,7 +393,7 @@ fn leak_linear(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(move |c, _| both(b + slope * c.t_h, 0.0)), truth)
 }
 
-/// A fixed amount held per finished request (FIELD-NOTES A1 before its plateau, A6, llama.cpp
+/// A fixed amount held per finished request (failure shapes A1 before its plateau, A6, llama.cpp
 /// #27725): growth follows the requests, in bursts or steadily.
 fn leak_per_request(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let p = plan(rng, (2.0, 24.0), 5.0);
@@ -414,7 +414,7 @@ pub fn requests_per_hour(w: &Workload) -> f64 {
     }
 }
 
-/// llama-server growing per generated token (FIELD-NOTES A2): two jobs at 64 and 512 max_tokens.
+/// llama-server growing per generated token (failure shapes A2): two jobs at 64 and 512 max_tokens.
 fn leak_per_token(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (3.0, 24.0), 5.0);
     let every_s = rng.range(10.0, 90.0);
@@ -448,7 +448,7 @@ fn leak_sawtooth(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(shape), truth)
 }
 
-/// Leaks only under load: each burst leaves the idle level higher (FIELD-NOTES A3's runner, the
+/// Leaks only under load: each burst leaves the idle level higher (failure shapes A3's runner, the
 /// seed's "memory after load").
 fn leak_under_load(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (6.0, 24.0), 5.0);
@@ -475,7 +475,7 @@ fn leak_after_warmup(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(shape), truth)
 }
 
-/// MLX's buffer cache keyed by input shape with a fresh random length every time (FIELD-NOTES
+/// MLX's buffer cache keyed by input shape with a fresh random length every time (docs/failure-shapes.md
 /// A5): it keeps stepping.
 fn leak_new_sizes(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (4.0, 24.0), 5.0);
@@ -488,7 +488,7 @@ fn leak_new_sizes(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     (p, Box::new(move |c, _| both(b + per * c.unique_prompts as f64, 0.0)), truth)
 }
 
-/// Ollama's runner leaking anonymous memory that is swapped out (FIELD-NOTES A3): RSS flat, the
+/// Ollama's runner leaking anonymous memory that is swapped out (failure shapes A3): RSS flat, the
 /// footprint (RssAnon + VmSwap) growing 3–12 MB per request.
 fn leak_footprint_only(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (3.0, 24.0), 3.0);

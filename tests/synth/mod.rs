@@ -1,5 +1,5 @@
 //! Synthetic soak logs in soakd's documented schema (db/README.md), shaped like what real LLM
-//! servers do (FIELD-NOTES.md Part 1, ANCHORS.md §4), each with the truth it was made from: does
+//! servers do (docs/failure-shapes.md), each with the truth it was made from: does
 //! memory leak (and how fast), which factor triggers the crashes (or none).
 //!
 //! Written apart from soakd's own writer: rows go in with plain SQL, as a user's script or another
