@@ -28,7 +28,7 @@
 mod protocol;
 
 use super::exchange::{Stop, race};
-use super::worker::{Backoff, Exit, Worker, describe_exit};
+use super::worker::{self, Backoff, Ended, Worker, describe_exit};
 use super::{Backend, BackendError, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::{Outcome, is_crash_text};
@@ -413,26 +413,11 @@ impl MlxLm {
     /// cause (`by_soakd` None) counts toward the backoff. Returns the exit in words.
     async fn bury_after(&self, slot: &mut Slot, by_soakd: Option<&str>, during: &str) -> String {
         let Some(mut live) = slot.live.take() else { return describe_exit(None) };
-        let status = live.worker.end(EXIT_GRACE).await;
-        let exit = describe_exit(status);
+        let Ended { exit, event } =
+            worker::end(&mut live.worker, &mut slot.backoff, by_soakd, during, live.served, EXIT_GRACE).await;
         if self.pid.get() == Some(live.worker.pid) {
             self.pid.set(None);
         }
-        let next_start_in = if by_soakd.is_none() { slot.backoff.died() } else { Duration::ZERO };
-        let stderr = live.worker.last_words();
-        let event = Exit {
-            pid: Some(live.worker.pid),
-            exit: &exit,
-            killed_by_soakd: by_soakd,
-            during,
-            requests_served: live.served,
-            lived: live.worker.started.elapsed(),
-            backoff: &slot.backoff,
-            next_start_in,
-            stderr: &stderr,
-        }
-        .event();
-        tracing::warn!(pid = live.worker.pid, %exit, killed_by_soakd = ?by_soakd, during, "the mlx-lm worker ended");
         let mut known = self.known();
         known.last_exit = Some(event.detail.clone());
         if known.events.len() == MAX_PENDING_EVENTS {

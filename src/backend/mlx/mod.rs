@@ -13,7 +13,7 @@
 mod process;
 
 use super::exchange::{Stop, race};
-use super::worker::{Backoff, Exit, Worker, describe_exit};
+use super::worker::{self, Backoff, Ended, Worker, describe_exit};
 use super::{Backend, ChatRequest, Exchange, Failure, Observation, ServerEvent, ServerInfo};
 use crate::config::{BackendConfig, ProcessSelector, WorkerPid};
 use crate::measure::outcome::Outcome;
@@ -129,25 +129,9 @@ impl Mlx {
     /// the backoff. Returns how it ended, in words, with its last stderr lines.
     async fn end(&self, st: &mut State, by_soakd: Option<&str>, during: &str) -> String {
         let Some(mut live) = st.worker.take() else { return describe_exit(None) };
-        if by_soakd.is_some() {
-            live.worker.kill();
-        }
-        let exit = describe_exit(live.worker.end(EXIT_GRACE).await);
-        let next_start_in = if by_soakd.is_none() { st.backoff.died() } else { Duration::ZERO };
+        let Ended { exit, event } =
+            worker::end(&mut live.worker, &mut st.backoff, by_soakd, during, live.served, EXIT_GRACE).await;
         let stderr = live.worker.last_words();
-        let event = Exit {
-            pid: Some(live.worker.pid),
-            exit: &exit,
-            killed_by_soakd: by_soakd,
-            during,
-            requests_served: live.served,
-            lived: live.worker.started.elapsed(),
-            backoff: &st.backoff,
-            next_start_in,
-            stderr: &stderr,
-        }
-        .event();
-        tracing::warn!(pid = live.worker.pid, %exit, killed_by_soakd = ?by_soakd, during, "the mlx worker ended");
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(event);
         if stderr.is_empty() { exit } else { format!("{exit}; its stderr ended with: {stderr}") }
     }

@@ -47,41 +47,47 @@ impl Backoff {
     }
 }
 
-/// How a worker's end is recorded: the `worker_exit` event's detail.
-pub struct Exit<'a> {
-    pub pid: Option<u32>,
-    /// `exit status 3`, `signal 9 (SIGKILL)`.
-    pub exit: &'a str,
-    /// Why soakd ended it (a timeout, a broken protocol, shutdown), or `None` when it died.
-    pub killed_by_soakd: Option<&'a str>,
-    /// What it was doing: `idle`, `starting`, `a request, after 12 tokens`, …
-    pub during: &'a str,
-    pub requests_served: u64,
-    pub lived: Duration,
-    pub backoff: &'a Backoff,
-    pub next_start_in: Duration,
-    /// Its last lines on stderr, bounded.
-    pub stderr: &'a str,
+/// How a worker ended: in words (`signal 9 (SIGKILL)`), and the `worker_exit` event that
+/// records it (with its last stderr lines).
+pub struct Ended {
+    pub exit: String,
+    pub event: super::ServerEvent,
 }
 
-impl Exit<'_> {
-    pub fn event(&self) -> super::ServerEvent {
-        super::ServerEvent {
-            kind: super::EventKind::WorkerExit,
-            detail: json!({
-                "pid": self.pid,
-                "exit": self.exit,
-                "killed_by_soakd": self.killed_by_soakd,
-                "during": self.during,
-                "requests_served": self.requests_served,
-                "lived_ms": self.lived.as_millis() as u64,
-                "deaths_in_a_row": self.backoff.deaths,
-                "next_start_in_ms": self.next_start_in.as_millis() as u64,
-                "stderr": self.stderr,
-                "at": now_ms(),
-            }),
-        }
+/// Ends `worker` — killed at once when soakd ends it (`by_soakd` says why), else given `grace`
+/// to exit by itself — and records how. A death soakd did not cause counts toward `backoff`.
+/// `during` says what it was doing (`idle`, `a request, after 12 tokens`, …).
+pub async fn end<D: Decode>(
+    worker: &mut Worker<D>,
+    backoff: &mut Backoff,
+    by_soakd: Option<&str>,
+    during: &str,
+    requests_served: u64,
+    grace: Duration,
+) -> Ended {
+    if by_soakd.is_some() {
+        worker.kill();
     }
+    let exit = describe_exit(worker.end(grace).await);
+    let next_start_in = if by_soakd.is_none() { backoff.died() } else { Duration::ZERO };
+    let stderr = worker.last_words();
+    let event = super::ServerEvent {
+        kind: super::EventKind::WorkerExit,
+        detail: json!({
+            "pid": worker.pid,
+            "exit": exit,
+            "killed_by_soakd": by_soakd,
+            "during": during,
+            "requests_served": requests_served,
+            "lived_ms": worker.started.elapsed().as_millis() as u64,
+            "deaths_in_a_row": backoff.deaths,
+            "next_start_in_ms": next_start_in.as_millis() as u64,
+            "stderr": stderr,
+            "at": now_ms(),
+        }),
+    };
+    tracing::warn!(pid = worker.pid, %exit, killed_by_soakd = ?by_soakd, during, "a worker ended");
+    Ended { exit, event }
 }
 
 /// How a process ended, in words: `exit status 1`, `signal 9 (SIGKILL)`.
