@@ -33,6 +33,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How `soakd export` writes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line, a key per column.
+    Jsonl,
+    /// A header line of column names, then one line per row.
+    Csv,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: fire every schedule until SIGINT/SIGTERM, then finish in-flight requests
@@ -154,8 +163,30 @@ pub enum Command {
         home: Option<PathBuf>,
     },
 
+    /// Write the log's rows out for DuckDB, pandas or a warehouse: every column of `requests`
+    /// (one row per finished request) or `memory_samples`, as JSON lines or CSV on stdout,
+    /// streamed (any size of log, constant memory), oldest first. All rows unless a window is
+    /// given. Read-only: the log is never changed.
+    Export {
+        /// The database (default: the config's `db`).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Which table.
+        #[arg(long, value_enum, default_value_t = crate::store::export::Table::Requests)]
+        table: crate::store::export::Table,
+        /// jsonl (one JSON object per line) or csv (a header line, then one line per row).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only rows from this time on: a duration back from now (24h, 7d), a date or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only rows before this time, in the same forms.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+    },
+
     /// Retention by hand: roll raw requests and memory samples older than `[retention]
-    /// raw_days` up into hourly aggregates and delete them (the daemon does this daily).
+    /// raw_days` up into hourly aggregates and delete them (the daemon does this every hour).
     Prune {
         /// The database (default: the config's `db`).
         #[arg(long, value_name = "PATH")]

@@ -14,7 +14,7 @@ fn now_ms() -> i64 {
 }
 
 /// Six hours of log ending an hour ago.
-fn write_log(path: &Path) -> i64 {
+pub(crate) fn write_log(path: &Path) -> i64 {
     let conn = Connection::open(path).unwrap();
     for m in ["0001_init.sql", "0002_findings.sql"] {
         conn.execute_batch(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("db").join(m)).unwrap())

@@ -19,6 +19,8 @@ mod daemon_life;
 mod demo;
 // `soakd digest`: snapshot, HTML escaping, the .eml, delivery through a real SMTP server.
 mod digest;
+// `soakd export`: every row as JSON lines or CSV, a window, a reader that leaves early.
+mod export;
 // Every outcome of the taxonomy produced for real and classified by `soakd once`.
 mod faults;
 // Kinds lmstudio and ollama against `soakd sim` in their documented shapes.

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod digest;
 mod discover;
+mod export;
 mod install;
 mod once;
 mod prune;
@@ -61,6 +62,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Uninstall { systemd, no_load, home } => install::uninstall(systemd, no_load, home.as_deref()),
             Command::Status { db, home } => status::run(cli.config.as_deref(), db, home.as_deref()),
             Command::Prune { db, raw_days } => prune::run(cli.config.as_deref(), db, raw_days),
+            Command::Export { db, table, format, since, until } => {
+                export::run(cli.config.as_deref(), export::Args { db, table, format, since, until })
+            }
             // Synchronous on purpose: the worker only computes and answers its pipe.
             Command::MlxWorker { model } => mlx_worker(&model),
         }
