@@ -112,6 +112,25 @@ pub enum Command {
         timeout_ms: u64,
     },
 
+    /// The first run in one command: find the LLM servers running here (as `discover` does),
+    /// write a commented config with them at the config path (`--config`, $SOAKD_CONFIG, or the
+    /// platform's config folder; an existing one is never overwritten without --force), copy the
+    /// shipped schedules beside it, check it as `check` does, and print what to run next.
+    Init {
+        /// Another port to look at (repeatable).
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<u16>,
+        /// The host to look on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// How long each endpoint may take to answer, in milliseconds.
+        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        timeout_ms: u64,
+        /// Write a new config (and the shipped schedules) over existing ones.
+        #[arg(long)]
+        force: bool,
+    },
+
     /// Install soakd as a launchd agent (macOS), or with --systemd as a systemd user unit (Linux).
     ///
     /// The launchd agent is `~/Library/LaunchAgents/org.soakd.agent.plist`, loaded with `launchctl

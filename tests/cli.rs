@@ -221,3 +221,33 @@ fn a_config_without_backends_is_refused_by_check_as_by_run() {
         assert!(err.contains("no [[backend]] entries"), "{cmd}: {err}");
     }
 }
+
+/// `soakd init`: finds a running server, writes a config with it and the shipped schedules, checks
+/// them (exit 0), never overwrites without --force, and says what to run next.
+#[test]
+fn init_writes_a_checked_config_for_the_servers_it_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::start_sim(&["--ttft-ms", "5"], dir.path());
+    let config = dir.path().join("conf").join("config.toml");
+    let c = config.to_str().unwrap();
+    let port = sim.port.to_string();
+    let (code, out, err) = soakd(&["--config", c, "init", "--port", &port, "--timeout-ms", "500"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    let schedules: Vec<_> = std::fs::read_dir(dir.path().join("conf/schedules")).unwrap().collect();
+    assert_eq!(schedules.len(), 7, "the shipped schedules are copied beside it");
+    assert!(out.contains("jobs ("), "check ran: {out}");
+    assert!(err.contains("soakd --config") && err.contains("once probe") && err.contains("install"), "{err}");
+    // Never over an existing config without --force.
+    std::fs::write(&config, format!("{text}\n# mine\n")).unwrap();
+    let (code, _, err) = soakd(&["--config", c, "init", "--port", &port, "--timeout-ms", "500"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    assert!(std::fs::read_to_string(&config).unwrap().ends_with("# mine\n"), "left as it was");
+    let (code, out, err) = soakd(&["--config", c, "init", "--force", "--port", &port, "--timeout-ms", "500"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!std::fs::read_to_string(&config).unwrap().contains("# mine"));
+    let (code, out, err) = soakd(&["--config", c, "check"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}

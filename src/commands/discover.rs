@@ -8,6 +8,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::Result<ExitCode> {
+    let hits = find(host, extra_ports, timeout).await;
+    if hits.is_empty() {
+        println!("# soakd discover: no LLM server answered on {host}");
+    } else {
+        println!("# soakd discover: {} server(s) on {host}\n\n{}", hits.len(), discover::entries(&hits).trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Looks at the well-known ports and `extra_ports` on `host`, tells a person on stderr what it
+/// found, and returns the servers that answered.
+pub async fn find(host: &str, extra_ports: &[u16], timeout: Duration) -> Vec<discover::Found> {
     let mut ports: Vec<(u16, &str)> = WELL_KNOWN.to_vec();
     for p in extra_ports {
         if !ports.iter().any(|(known, _)| known == p) {
@@ -45,12 +57,7 @@ pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::
         "\nThe mlx-lm kind (mlx_lm in a worker soakd starts, no server) cannot be discovered: \
          configure it with kind = \"mlx-lm\", python and model (README.md, \"Backends\")."
     );
-    if hits.is_empty() {
-        println!("# soakd discover: no LLM server answered on {host}");
-    } else {
-        println!("# soakd discover: {} server(s) on {host}\n\n{}", hits.len(), discover::entries(&hits).trim_end());
-    }
-    Ok(ExitCode::SUCCESS)
+    hits
 }
 
 fn port_list(ports: &[(u16, &str)]) -> String {

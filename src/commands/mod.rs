@@ -6,6 +6,7 @@ mod demo;
 mod digest;
 mod discover;
 mod export;
+mod init;
 mod install;
 mod once;
 mod prune;
@@ -41,6 +42,10 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.config.as_deref(),
                 report::Args { db, since: Some(since), until, backends, format, save: !no_save, include_contended },
             ),
+            Command::Init { ports, host, timeout_ms, force } => {
+                let timeout = std::time::Duration::from_millis(timeout_ms);
+                init::run(cli.config.as_deref(), init::Args { ports, host, timeout, force }).await
+            }
             Command::Discover { ports, host, timeout_ms } => {
                 discover::run(&host, &ports, std::time::Duration::from_millis(timeout_ms)).await
             }
