@@ -37,6 +37,10 @@ impl Session {
                 "an earlier soakd stopped mid-run; its unfinished requests are recorded as `interrupted`"
             );
         }
+        let machine_seen = store::host::seen(&conn, &crate::probe::host::this_machine(), now_ms());
+        if let Err(e) = machine_seen {
+            tracing::warn!("could not record this machine in the log's host table: {e}");
+        }
         let writer = Writer::start(conn, config.db.clone());
         let collectors: BTreeMap<String, Arc<Collector>> =
             config.backends.iter().map(|b| (b.name.clone(), Arc::new(Collector::new(b)))).collect();
@@ -91,7 +95,16 @@ impl Session {
         for (_, s) in self.samplers {
             s.join().await;
         }
-        let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.finish()).await.unwrap_or_default()
+        let (writer, db) = (self.writer, self.config.db.clone());
+        tokio::task::spawn_blocking(move || {
+            let stats = writer.finish();
+            // The machine was seen until now (a clean stop).
+            if let Ok(conn) = store::open_existing(&db) {
+                let _ = store::host::seen(&conn, &crate::probe::host::this_machine(), now_ms());
+            }
+            stats
+        })
+        .await
+        .unwrap_or_default()
     }
 }

@@ -250,4 +250,21 @@ fn init_writes_a_checked_config_for_the_servers_it_finds() {
     assert!(!std::fs::read_to_string(&config).unwrap().contains("# mine"));
     let (code, out, err) = soakd(&["--config", c, "check"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    // The next command init names works, and the log records the machine it ran on.
+    let (code, out, err) = soakd(&["--config", c, "once", "probe"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let conn = rusqlite::Connection::open(dir.path().join("conf/soakd.db")).unwrap();
+    let (hosts, name, version): (i64, String, String) = conn
+        .query_row("SELECT count(*), max(hostname), max(soakd_version) FROM host", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((hosts, version.as_str()), (1, env!("CARGO_PKG_VERSION")));
+    assert!(!name.is_empty());
+    let first_last: (i64, i64) =
+        conn.query_row("SELECT first_seen_at, last_seen_at FROM host", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!(first_last.1 >= first_last.0, "{first_last:?}");
+    let (code, out, err) = soakd(&["--config", c, "status"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("machine") && out.contains(&name), "{out}");
 }

@@ -91,6 +91,14 @@ fn database_lines(db: &Path, now: i64, config: Option<&config::Config>) -> Vec<(
         }
     };
     let state = queries::log_state(&conn);
+    // A log older than the host table (migration 0007) has none until soakd next opens it.
+    if let Some(h) =
+        queries::has_table(&conn, "host").then(|| crate::store::host::latest(&conn).ok().flatten()).flatten()
+    {
+        let parts: Vec<String> =
+            [h.model, h.chip, h.memory_bytes.map(|b| format!("{} GiB", b >> 30)), h.os].into_iter().flatten().collect();
+        out.push(("machine", format!("{} ({}), soakd {}", h.hostname, parts.join(", "), h.soakd_version)));
+    }
     out.push((
         "last request",
         match state.last_request {

@@ -2,6 +2,7 @@
 //! sampler that watches the backend's processes while it works.
 
 pub mod evidence;
+pub mod host;
 pub mod machine;
 pub mod process;
 pub mod runner;

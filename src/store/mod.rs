@@ -7,6 +7,7 @@
 
 pub mod export;
 pub mod findings;
+pub mod host;
 pub mod outbox;
 pub mod queries;
 mod recover;
@@ -32,6 +33,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0004_rollups.sql", include_str!("../../db/0004_rollups.sql")),
     ("0005_outbox.sql", include_str!("../../db/0005_outbox.sql")),
     ("0006_machine_in_flight.sql", include_str!("../../db/0006_machine_in_flight.sql")),
+    ("0007_host.sql", include_str!("../../db/0007_host.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
