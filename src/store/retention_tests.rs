@@ -17,7 +17,6 @@ fn run(conn: &Connection, id: i64, status: &str, at: i64) {
     .unwrap();
 }
 
-#[allow(clippy::too_many_arguments)]
 fn request(conn: &Connection, run_id: i64, backend: &str, at: i64, outcome: &str, ttft: Option<f64>, tps: Option<f64>) {
     conn.execute(
         "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome, stream,
