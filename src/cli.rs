@@ -71,9 +71,10 @@ pub enum Command {
     /// Analyse a window of the log: per-backend summary, the comparison table, leaks, crash
     /// patterns, drift, API overhead and findings (saved, to tell new from resolved).
     Report {
-        /// The database (default: the config's `db`).
+        /// The database (default: the config's `db`). Repeat it, or give a pattern such as
+        /// 'logs/*.db', for one report over several machines' logs (backend × host).
         #[arg(long, value_name = "PATH")]
-        db: Option<PathBuf>,
+        db: Vec<PathBuf>,
         /// Start of the window: a duration back from now (24h, 7d), a date or an RFC 3339 time.
         #[arg(long, value_name = "WHEN", default_value = "24h")]
         since: String,

@@ -281,3 +281,53 @@ fn real_processes_a_crash_only_above_a_concurrency_is_found() {
     );
     assert_eq!(top["rate_outside"], 0.0);
 }
+
+/// Two machines' logs in one report: every backend as `backend @ host`, with its `host`, the
+/// comparison over all four, each log's leak found on its own machine; a pattern names both.
+#[test]
+fn several_machines_logs_in_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for (file, host, chip) in [("m2.db", "m2-max", "Apple M2 Max"), ("m4.db", "m4-pro", "Apple M4 Pro")] {
+        let db = logs.join(file);
+        write_log(&db);
+        // Bring the log to the current schema, then say which machine wrote it.
+        let conn = soakd::store::open_existing(&db).unwrap();
+        let host = soakd::store::host::Host {
+            hostname: host.into(),
+            model: Some("Mac".into()),
+            chip: Some(chip.into()),
+            cpus: Some(12),
+            memory_bytes: Some(64 << 30),
+            os: Some("macOS 15.3".into()),
+            soakd_version: "0.1.0".into(),
+        };
+        soakd::store::host::seen(&conn, &host, now_ms()).unwrap();
+    }
+    let (m2, m4) = (logs.join("m2.db"), logs.join("m4.db"));
+    let both = report(&m2, &["--db", m4.to_str().unwrap(), "--format", "json", "--no-save"]);
+    let json: Value = serde_json::from_str(&both).unwrap();
+    let mut names: Vec<&str> =
+        json["backends"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["leaky @ m2-max", "leaky @ m4-pro", "steady @ m2-max", "steady @ m4-pro"]);
+    assert_eq!(backend(&json, "leaky @ m4-pro")["host"]["chip"], "Apple M4 Pro");
+    assert_eq!(backend(&json, "steady @ m2-max")["host"]["hostname"], "m2-max");
+    for name in ["leaky @ m2-max", "leaky @ m4-pro"] {
+        assert_eq!(backend(&json, name)["leak"]["verdict"], "leak", "each machine's leak, found in its own log");
+    }
+    for row in json["comparison"].as_array().unwrap() {
+        assert_eq!(row["values"].as_array().map(Vec::len), Some(4), "a value per backend and host: {row}");
+    }
+    assert!(json["findings"].as_array().unwrap().iter().any(|f| f["backend"] == "leaky @ m4-pro"));
+    // A pattern gives the same report; the table names backend and host.
+    let pattern = logs.join("*.db");
+    let by_pattern = report(&pattern, &["--format", "json", "--no-save"]);
+    let by_pattern: Value = serde_json::from_str(&by_pattern).unwrap();
+    assert_eq!(by_pattern["backends"], json["backends"]);
+    assert!(report(&pattern, &["--no-save"]).contains("leaky @ m4-pro"));
+    // One log alone keeps its plain names and says its machine.
+    let one: Value = serde_json::from_str(&report(&m2, &["--format", "json", "--no-save"])).unwrap();
+    assert_eq!(backend(&one, "steady")["host"]["hostname"], "m2-max");
+}

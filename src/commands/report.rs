@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub struct Args {
-    pub db: Option<PathBuf>,
+    /// The logs (none: the config's); a pattern with `*` or `?` names every file it matches.
+    pub db: Vec<PathBuf>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub backends: Vec<String>,
@@ -20,24 +21,55 @@ pub struct Args {
 }
 
 pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
-    let db = match args.db {
-        Some(db) => db,
-        None => config::load(flag).context("finding the database (or name one with --db PATH)")?.db,
+    let dbs = match args.db.is_empty() {
+        true => vec![config::load(flag).context("finding the database (or name one with --db PATH)")?.db],
+        false => expand(&args.db)?,
     };
     let window = Window::parse(args.since.as_deref(), args.until.as_deref(), chrono::Local::now())
         .map_err(anyhow::Error::msg)?;
-    let mut conn = store::open_existing(&db)?;
     let now = now_ms();
     let options = report::build::Options { include_contended: args.include_contended };
-    let mut report = report::build::build_with(&conn, window, &args.backends, now, options)
-        .with_context(|| format!("reading {}", db.display()))?;
-    if !args.backends.is_empty() && report.backends.is_empty() {
-        anyhow::bail!("no requests from {} in this window of {}", args.backends.join(", "), db.display());
+    let mut parts = Vec::new();
+    for db in &dbs {
+        let mut conn = store::open_existing(db)?;
+        let mut report = report::build::build_with(&conn, window, &args.backends, now, options)
+            .with_context(|| format!("reading {}", db.display()))?;
+        if args.save {
+            report::save_findings(&mut conn, &mut report, now)
+                .with_context(|| format!("saving findings to {}", db.display()))?;
+        }
+        let label = db.file_stem().map_or_else(|| db.display().to_string(), |s| s.to_string_lossy().into_owned());
+        parts.push((label, report));
     }
-    if args.save {
-        report::save_findings(&mut conn, &mut report, now)
-            .with_context(|| format!("saving findings to {}", db.display()))?;
+    let report = report::merge(parts).context("no database to report on")?;
+    if !args.backends.is_empty() && report.backends.is_empty() {
+        let names: Vec<String> = dbs.iter().map(|d| d.display().to_string()).collect();
+        anyhow::bail!("no requests from {} in this window of {}", args.backends.join(", "), names.join(", "));
     }
     print!("{}", report::render(&report, args.format));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The logs named: each path as given, a pattern (`logs/*.db`) as every file it matches, sorted.
+fn expand(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in given {
+        let text = path.to_string_lossy();
+        if !text.contains(['*', '?', '[']) {
+            out.push(path.clone());
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(&text)
+            .map_err(|e| anyhow::anyhow!("--db {text}: not a valid pattern ({e})"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if matched.is_empty() {
+            anyhow::bail!("--db {text}: no file matches");
+        }
+        matched.sort();
+        out.append(&mut matched);
+    }
+    out.dedup();
+    Ok(out)
 }

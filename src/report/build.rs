@@ -131,6 +131,7 @@ fn backend(
     let stuck = stuck(conn, name, w.to)?;
     let report = BackendReport {
         name: name.to_string(),
+        host: crate::store::host::latest(conn).ok().flatten(),
         requests,
         ok,
         success_rate: if requests > 0 { ok as f64 / requests as f64 } else { 0.0 },

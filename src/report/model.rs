@@ -77,6 +77,9 @@ impl From<Window> for WindowOut {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackendReport {
     pub name: String,
+    /// The machine the log was written on (its `host` table), `null` for a log older than it.
+    /// In a report over several logs, `name` is `backend @ hostname`.
+    pub host: Option<crate::store::host::Host>,
     pub requests: u64,
     pub ok: u64,
     pub success_rate: f64,
