@@ -99,3 +99,17 @@ fn a_missing_database_is_named() {
     assert!(err.contains("none.db") && err.contains("--db"), "{err}");
     assert!(!dir.path().join("none.db").exists(), "export creates nothing");
 }
+
+#[test]
+fn until_alone_exports_everything_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let start = write_log(&db);
+    let conn = Connection::open(&db).unwrap();
+    let cut = start + 3_600_000;
+    let until = chrono::DateTime::from_timestamp_millis(cut).unwrap().to_rfc3339();
+    let out = export(&db, &["--until", &until]);
+    let expected: i64 = common::one(&conn, &format!("SELECT count(*) FROM requests WHERE started_at < {cut}"));
+    assert!(expected > 0);
+    assert_eq!(out.lines().count() as i64, expected);
+}

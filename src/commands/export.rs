@@ -25,18 +25,9 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
         None => config::load(flag).context("finding the database (or name one with --db PATH)")?.db,
     };
     // All rows unless a window is given; --until alone exports everything before it.
-    let (from, to) = match (&args.since, &args.until) {
-        (None, None) => (i64::MIN, i64::MAX),
-        (since, until) => {
-            let w = crate::report::Window::parse(
-                Some(since.as_deref().unwrap_or("0")),
-                until.as_deref(),
-                chrono::Local::now(),
-            )
-            .map_err(anyhow::Error::msg)?;
-            (if since.is_some() { w.from } else { i64::MIN }, w.to)
-        }
-    };
+    let w = crate::report::Window::open_ended(args.since.as_deref(), args.until.as_deref(), chrono::Local::now())
+        .map_err(anyhow::Error::msg)?;
+    let (from, to) = (w.from, w.to);
     if !db.exists() {
         anyhow::bail!("{}: no such database (name one with --db PATH)", db.display());
     }

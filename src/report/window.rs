@@ -28,6 +28,18 @@ impl Window {
         Ok(Window { from, to })
     }
 
+    /// A window open at either end that is not given (`soakd export`: all rows by default);
+    /// the same forms and messages as `parse`.
+    pub fn open_ended(since: Option<&str>, until: Option<&str>, now: DateTime<Local>) -> Result<Window, String> {
+        let from = since.map(|s| instant(s, now).map_err(|e| format!("--since {s:?}: {e}"))).transpose()?;
+        let to = until.map(|u| instant(u, now).map_err(|e| format!("--until {u:?}: {e}"))).transpose()?;
+        let (from, to) = (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+        if from >= to {
+            return Err(format!("the window is empty: --since ({}) is not before --until ({})", utc(from), utc(to)));
+        }
+        Ok(Window { from, to })
+    }
+
     pub fn hours(&self) -> f64 {
         (self.to - self.from) as f64 / 3_600_000.0
     }
@@ -63,6 +75,17 @@ mod tests {
 
     fn now() -> DateTime<Local> {
         DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Local)
+    }
+
+    #[test]
+    fn an_open_ended_window_is_open_where_no_end_is_given() {
+        let all = Window::open_ended(None, None, now()).unwrap();
+        assert_eq!((all.from, all.to), (i64::MIN, i64::MAX));
+        let before = Window::open_ended(None, Some("2026-11-24T00:00:00Z"), now()).unwrap();
+        assert_eq!((before.from, before.to), (i64::MIN, 1_795_478_400_000));
+        let since = Window::open_ended(Some("1h"), None, now()).unwrap();
+        assert_eq!((since.from, since.to), (now().timestamp_millis() - 3_600_000, i64::MAX));
+        assert!(Window::open_ended(Some("1h"), Some("2h"), now()).unwrap_err().contains("empty"));
     }
 
     #[test]
