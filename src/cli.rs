@@ -33,6 +33,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where `discover` and `init` look for LLM servers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Search {
+    /// Another port to look at (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// The host to look on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// How long each endpoint may take to answer, in milliseconds.
+    #[arg(long = "timeout-ms", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub timeout_ms: u64,
+}
+
+impl Search {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
+}
+
 /// How `soakd export` writes rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -102,15 +122,8 @@ pub enum Command {
     /// `[[backend]]` entries as TOML on stdout (the summary on stderr), so
     /// `soakd discover >> config.toml` appends them.
     Discover {
-        /// Another port to look at (repeatable).
-        #[arg(long = "port", value_name = "PORT")]
-        ports: Vec<u16>,
-        /// The host to look on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// How long each endpoint may take to answer, in milliseconds.
-        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
-        timeout_ms: u64,
+        #[command(flatten)]
+        search: Search,
     },
 
     /// The first run in one command: find the LLM servers running here (as `discover` does),
@@ -118,15 +131,8 @@ pub enum Command {
     /// platform's config folder; an existing one is never overwritten without --force), copy the
     /// shipped schedules beside it, check it as `check` does, and print what to run next.
     Init {
-        /// Another port to look at (repeatable).
-        #[arg(long = "port", value_name = "PORT")]
-        ports: Vec<u16>,
-        /// The host to look on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// How long each endpoint may take to answer, in milliseconds.
-        #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
-        timeout_ms: u64,
+        #[command(flatten)]
+        search: Search,
         /// Write a new config (and the shipped schedules) over existing ones.
         #[arg(long)]
         force: bool,

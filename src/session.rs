@@ -22,6 +22,8 @@ pub struct Session {
     collectors: BTreeMap<String, Arc<Collector>>,
     adapters: Arc<Adapters>,
     machine: Arc<crate::probe::machine::Machine>,
+    /// This machine, described once when the session opened (the `host` table).
+    host: store::host::Host,
 }
 
 impl Session {
@@ -37,7 +39,8 @@ impl Session {
                 "an earlier soakd stopped mid-run; its unfinished requests are recorded as `interrupted`"
             );
         }
-        let machine_seen = store::host::seen(&conn, &crate::probe::host::this_machine(), now_ms());
+        let host = crate::probe::host::this_machine();
+        let machine_seen = store::host::seen(&conn, &host, now_ms());
         if let Err(e) = machine_seen {
             tracing::warn!("could not record this machine in the log's host table: {e}");
         }
@@ -61,7 +64,7 @@ impl Session {
             })
             .collect();
         let machine = Arc::new(crate::probe::machine::Machine::for_log(&config.db));
-        Ok(Session { config, shutdown, writer, samplers, collectors, adapters: Arc::default(), machine })
+        Ok(Session { config, shutdown, writer, samplers, collectors, adapters: Arc::default(), machine, host })
     }
 
     /// What a run at `backend` works with.
@@ -95,12 +98,12 @@ impl Session {
         for (_, s) in self.samplers {
             s.join().await;
         }
-        let (writer, db) = (self.writer, self.config.db.clone());
+        let (writer, db, host) = (self.writer, self.config.db.clone(), self.host);
         tokio::task::spawn_blocking(move || {
             let stats = writer.finish();
             // The machine was seen until now (a clean stop).
             if let Ok(conn) = store::open_existing(&db) {
-                let _ = store::host::seen(&conn, &crate::probe::host::this_machine(), now_ms());
+                let _ = store::host::seen(&conn, &host, now_ms());
             }
             stats
         })

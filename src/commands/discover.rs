@@ -2,13 +2,14 @@
 //! there. The `[[backend]]` entries go to stdout as TOML (its comments included) and the summary for
 //! a person to stderr, so `soakd discover >> config.toml` leaves a valid config.
 
+use crate::cli::Search;
 use crate::discover::{self, WELL_KNOWN};
 use futures_util::future::join_all;
 use std::process::ExitCode;
-use std::time::Duration;
 
-pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::Result<ExitCode> {
-    let hits = find(host, extra_ports, timeout).await;
+pub async fn run(search: &Search) -> anyhow::Result<ExitCode> {
+    let hits = find(search).await;
+    let host = &search.host;
     if hits.is_empty() {
         println!("# soakd discover: no LLM server answered on {host}");
     } else {
@@ -17,11 +18,12 @@ pub async fn run(host: &str, extra_ports: &[u16], timeout: Duration) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-/// Looks at the well-known ports and `extra_ports` on `host`, tells a person on stderr what it
-/// found, and returns the servers that answered.
-pub async fn find(host: &str, extra_ports: &[u16], timeout: Duration) -> Vec<discover::Found> {
+/// Looks at the well-known ports and the search's own on its host, tells a person on stderr what
+/// it found, and returns the servers that answered.
+pub async fn find(search: &Search) -> Vec<discover::Found> {
+    let (host, timeout) = (search.host.as_str(), search.timeout());
     let mut ports: Vec<(u16, &str)> = WELL_KNOWN.to_vec();
-    for p in extra_ports {
+    for p in &search.ports {
         if !ports.iter().any(|(known, _)| known == p) {
             ports.push((*p, "--port"));
         }

@@ -3,10 +3,10 @@
 //! `--force`), copies the shipped schedules beside it, checks the result as `soakd check` does,
 //! and says what to run next.
 
+use crate::cli::Search;
 use crate::config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// The shipped schedules (`schedules/` in the repository), built into the binary so an
 /// installed soakd can copy them.
@@ -20,32 +20,26 @@ const SCHEDULES: [(&str, &str); 7] = [
     ("tools.toml", include_str!("../../schedules/tools.toml")),
 ];
 
-pub struct Args {
-    pub ports: Vec<u16>,
-    pub host: String,
-    pub timeout: Duration,
-    pub force: bool,
-}
-
-pub async fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
+/// Writes the config (over an existing one only with `force`) for the servers `search` finds.
+pub async fn run(flag: Option<&Path>, search: &Search, force: bool) -> anyhow::Result<ExitCode> {
     let (path, from) = config::locate(flag)?;
-    if path.exists() && !args.force {
+    if path.exists() && !force {
         anyhow::bail!(
             "{} exists ({from}); soakd init never overwrites a config: edit it, or pass --force to write a new one",
             path.display()
         );
     }
-    let found = super::discover::find(&args.host, &args.ports, args.timeout).await;
+    let found = super::discover::find(search).await;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(&path, config_text(&found, &args.host))
+    std::fs::write(&path, config_text(&found, &search.host))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     let schedules = dir.join("schedules");
     std::fs::create_dir_all(&schedules).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", schedules.display()))?;
     let mut copied = Vec::new();
     for (name, text) in SCHEDULES {
         let file = schedules.join(name);
-        if file.exists() && !args.force {
+        if file.exists() && !force {
             continue; // the user's own edits stay
         }
         std::fs::write(&file, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;

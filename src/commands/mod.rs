@@ -42,13 +42,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.config.as_deref(),
                 report::Args { db, since: Some(since), until, backends, format, save: !no_save, include_contended },
             ),
-            Command::Init { ports, host, timeout_ms, force } => {
-                let timeout = std::time::Duration::from_millis(timeout_ms);
-                init::run(cli.config.as_deref(), init::Args { ports, host, timeout, force }).await
-            }
-            Command::Discover { ports, host, timeout_ms } => {
-                discover::run(&host, &ports, std::time::Duration::from_millis(timeout_ms)).await
-            }
+            Command::Init { search, force } => init::run(cli.config.as_deref(), &search, force).await,
+            Command::Discover { search } => discover::run(&search).await,
             Command::Digest { db, print, html, out, send, send_queued, since, until } => {
                 let action = match (print, html, out, send, send_queued) {
                     (true, ..) => digest::Action::Print,
