@@ -17,6 +17,8 @@ pub mod window;
 pub use model::Report;
 pub use window::Window;
 
+use std::collections::BTreeMap;
+
 /// How to print a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -41,39 +43,42 @@ pub fn save_findings(conn: &mut rusqlite::Connection, report: &mut Report, now: 
 /// and rankings over all of them. Leaks and crash patterns stay each log's own; so do the
 /// findings (their queries run against their own log); API overhead compares backends within a
 /// log only. The window is the first report's (all are built for the same one).
-pub fn merge(mut parts: Vec<(String, Report)>) -> Option<Report> {
-    if parts.len() <= 1 {
-        return parts.pop().map(|(_, r)| r);
+pub fn merge(parts: Vec<(String, Report)>) -> Option<Report> {
+    if parts.len() == 1 {
+        return parts.into_iter().next().map(|(_, r)| r);
     }
-    let (_, first) = &parts[0];
-    let mut merged = Report {
-        backends: Vec::new(),
-        comparison: Vec::new(),
-        api_overhead: Vec::new(),
-        findings: Vec::new(),
-        raw_horizon: None,
-        ..first.clone()
-    };
+    let mut merged: Option<Report> = None;
     for (label, mut report) in parts {
-        let host_name = |b: &model::BackendReport| b.host.as_ref().map_or(label.clone(), |h| h.hostname.clone());
-        let renames: Vec<(String, String)> =
-            report.backends.iter().map(|b| (b.name.clone(), format!("{} @ {}", b.name, host_name(b)))).collect();
-        for b in &mut report.backends {
-            let host = host_name(b);
-            b.name = format!("{} @ {host}", b.name);
-        }
-        for f in &mut report.findings {
-            if let Some(new) =
-                renames.iter().find(|(old, _)| f.backend.as_deref() == Some(old.as_str())).map(|(_, n)| n)
-            {
-                f.backend = Some(new.clone());
+        let renamed: BTreeMap<String, String> = report
+            .backends
+            .iter()
+            .map(|b| {
+                let host = b.host.as_ref().map_or(label.as_str(), |h| h.hostname.as_str());
+                (b.name.clone(), format!("{} @ {host}", b.name))
+            })
+            .collect();
+        let rename = |name: &mut String| {
+            if let Some(new) = renamed.get(name.as_str()) {
+                *name = new.clone();
+            }
+        };
+        report.backends.iter_mut().for_each(|b| rename(&mut b.name));
+        report.findings.iter_mut().filter_map(|f| f.backend.as_mut()).for_each(rename);
+        report.api_overhead.iter_mut().for_each(|o| {
+            rename(&mut o.a);
+            rename(&mut o.b);
+        });
+        match merged.as_mut() {
+            None => merged = Some(report),
+            Some(m) => {
+                m.backends.extend(report.backends);
+                m.findings.extend(report.findings);
+                m.api_overhead.extend(report.api_overhead);
+                m.raw_horizon = m.raw_horizon.take().or(report.raw_horizon);
             }
         }
-        merged.backends.extend(report.backends);
-        merged.findings.extend(report.findings);
-        merged.api_overhead.extend(report.api_overhead);
-        merged.raw_horizon = merged.raw_horizon.or(report.raw_horizon);
     }
+    let mut merged = merged?;
     merged.comparison = compare::table(&merged.backends);
     merged.rankings = compare::rankings(&merged.backends);
     Some(merged)
