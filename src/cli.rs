@@ -65,7 +65,8 @@ pub enum ExportFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: fire every schedule until SIGINT/SIGTERM, then finish in-flight requests
-    /// within the grace period, record the rest as `cancelled`, and exit 0.
+    /// within the grace period, record the rest as `cancelled`, and exit 0. With a `[metrics]`
+    /// table in the config it also serves Prometheus's /metrics.
     Run,
 
     /// Run one job now, with a progress bar, and print a per-backend summary. Exits 0 whatever

@@ -28,6 +28,8 @@
 //! analysis            pure functions over rows: leaks, crashes, episodes, drift, stuck, summary
 //! report              the comparison report (JSON, markdown, CSV, table) and its findings
 //! digest              the nightly mail: text, HTML, charts, alerts, outbox, SMTP
+//! metrics             Prometheus's /metrics: series folded from the log as the writer commits,
+//!                     the latest verdicts, served over HTTP
 //! daemon              the ticker (jobs on the wall clock) and everything periodic, until stopped
 //! agent               the launchd agent and systemd user unit `soakd install` writes
 //! cli                 the command line (clap)
@@ -69,6 +71,7 @@ pub mod discover;
 pub mod fields;
 pub mod logging;
 pub mod measure;
+pub mod metrics;
 #[cfg(feature = "mlx")]
 pub mod mlx;
 pub mod probe;

@@ -11,6 +11,7 @@
 
 use regex::{Captures, Regex};
 use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, RwLock};
 
 /// What a secret is replaced by.
@@ -69,6 +70,66 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
         out = Cow::Owned(replaced);
     }
     out
+}
+
+/// Where a secret comes from: never the config file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The name of an environment variable.
+    Env(String),
+    /// A file readable by its owner only (its first line is the secret).
+    File(PathBuf),
+}
+
+/// Why a secret could not be read; `what` names it ("SMTP password"), `field` the config field
+/// that points at it. The messages never hold the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("the {what} variable ${var} is not set or empty ({field} in the config names it)")]
+    EnvMissing { what: &'static str, field: &'static str, var: String },
+    #[error("cannot read the {what} file {path}: {err}")]
+    FileRead { what: &'static str, path: PathBuf, err: std::io::Error },
+    #[error(
+        "the {what} file {path} can be read by other users (mode {mode:03o}); soakd refuses to use it. Fix it with: chmod 600 {path}"
+    )]
+    FileOpen { what: &'static str, path: PathBuf, mode: u32 },
+    #[error("the {what} file {path} is empty")]
+    FileEmpty { what: &'static str, path: PathBuf },
+}
+
+/// Reads a secret and remembers it (from then on it is scrubbed from everything soakd writes).
+/// `what` names it in errors; `env_field` is the config field naming a variable.
+pub fn read(source: &Source, what: &'static str, env_field: &'static str) -> Result<String, SecretError> {
+    let secret = match source {
+        Source::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => v,
+            _ => return Err(SecretError::EnvMissing { what, field: env_field, var: var.clone() }),
+        },
+        Source::File(path) => read_file(path, what)?,
+    };
+    remember(&secret);
+    Ok(secret)
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<String, SecretError> {
+    let read_err = |err| SecretError::FileRead { what, path: path.to_path_buf(), err };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SecretError::FileOpen { what, path: path.to_path_buf(), mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r').to_string();
+    if line.is_empty() {
+        return Err(SecretError::FileEmpty { what, path: path.to_path_buf() });
+    }
+    Ok(line)
 }
 
 #[cfg(test)]

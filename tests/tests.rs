@@ -25,6 +25,8 @@ mod export;
 mod faults;
 // Kinds lmstudio and ollama against `soakd sim` in their documented shapes.
 mod lmstudio_ollama;
+// `/metrics` scraped by a real Prometheus; the Grafana dashboard's queries; the token rule.
+mod metrics;
 // Kind mlx (the `mlx` feature): the in-process decoder against mlx_lm, and its worker.
 #[cfg(feature = "mlx")]
 mod mlx;

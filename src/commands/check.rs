@@ -68,6 +68,14 @@ pub fn run(flag: Option<&Path>, next: usize) -> anyhow::Result<ExitCode> {
         }
     }
     crate::digest::run::check(&config, digest.as_ref(), now, next);
+    match &config.metrics {
+        Some(m) => println!(
+            "metrics: `soakd run` serves http://{}/metrics{}",
+            m.listen,
+            if m.token.is_some() { " (bearer token required)" } else { "" }
+        ),
+        None => println!("metrics: off (no [metrics] table)"),
+    }
     if problems.is_empty() {
         println!();
         println!("ok: {} backends, {} jobs", config.backends.len(), jobs.len());

@@ -137,6 +137,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         log: crate::config::LogConfig { dir: None, keep_days: 0 },
         retention: crate::config::RetentionConfig { raw_days: None },
         mail: Default::default(),
+        metrics: None,
     };
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     let schedules = schedule::parse_file(JOBS, Path::new("demo schedule"), Some(&names))?;

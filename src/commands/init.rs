@@ -103,6 +103,11 @@ schedules = "schedules"          # the shipped schedules, copied beside this fil
 # from = "soakd <me@example.com>"
 # to = ["me@example.com"]
 
+# Prometheus's /metrics from `soakd run` (README.md, "Monitoring and fleets"):
+# [metrics]
+# listen = "127.0.0.1:9464"
+# bearer_token_env = "SOAKD_METRICS_TOKEN"   # required off loopback
+
 {backends}"#
     )
 }

@@ -170,6 +170,13 @@ async fn run_daemon(config: Config, schedules: Schedules) -> anyhow::Result<Exit
     let shutdown = Shutdown::new();
     stop_on_signals(&shutdown, config.shutdown_grace);
     let session = Session::open(config, shutdown)?;
+    if let Some(metrics) = &session.config.metrics
+        && let Err(e) = crate::metrics::start(metrics, &session.writer(), &session.config.db, &session.shutdown).await
+    {
+        session.shutdown.stop();
+        session.close().await;
+        return Err(e);
+    }
     crate::daemon::run(&session, schedules, crate::measure::Trigger::Cron).await;
     let stats = session.close().await;
     tracing::info!(rows = stats.operations, transactions = stats.transactions, "stopped");

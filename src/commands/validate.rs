@@ -44,6 +44,16 @@ pub fn environment(config: &Config) -> Vec<Problem> {
         };
         problems.push(Place::entry(&config.path, "[smtp]".into()).problem(Some(field), e.to_string()));
     }
+    if let Some(metrics) = &config.metrics
+        && let Some(token) = &metrics.token
+        && let Err(e) = crate::secrets::read(token, "metrics bearer token", "[metrics] bearer_token_env")
+    {
+        let field = match token {
+            crate::secrets::Source::File(_) => "bearer_token_file",
+            crate::secrets::Source::Env(_) => "bearer_token_env",
+        };
+        problems.push(Place::entry(&config.path, "[metrics]".into()).problem(Some(field), e.to_string()));
+    }
     problems
 }
 

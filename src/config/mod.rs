@@ -7,6 +7,7 @@
 
 mod backend;
 pub mod mail;
+pub mod metrics;
 mod upkeep;
 
 pub use backend::{BackendConfig, BackendKind, ProcessSelector, WorkerPid};
@@ -31,6 +32,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[smtp]`, `[digest]`, `[alerts]`: the digest and alert mails.
     pub mail: crate::config::mail::MailConfig,
+    /// `[metrics]`: Prometheus's `/metrics` from the daemon; `None`: off.
+    pub metrics: Option<metrics::MetricsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,10 +115,12 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     let log = f.take::<toml::Table>("log");
     let retention = f.take::<toml::Table>("retention");
     let (smtp, digest, alerts) = (f.take("smtp"), f.take("digest"), f.take("alerts"));
+    let metrics = f.take::<toml::Table>("metrics");
     f.finish();
     let log = log.map(|t| upkeep::parse_log(t, path, &base, &mut problems)).unwrap_or_default();
     let retention = retention.map(|t| upkeep::parse_retention(t, path, &mut problems)).unwrap_or_default();
     let mail = crate::config::mail::parse(smtp, digest, alerts, path, &mut problems);
+    let metrics = metrics.and_then(|t| metrics::parse(t, path, &base, &mut problems));
 
     let sampler = sampler.map(|t| parse_sampler(t, path, &mut problems)).unwrap_or_default();
     let mut parsed: Vec<BackendConfig> = Vec::new();
@@ -146,6 +151,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         log,
         retention,
         mail,
+        metrics,
     })
 }
 

@@ -4,25 +4,18 @@
 //! readable by its owner only — and never logged or stored.
 
 use crate::config::mail::{PasswordSource, SmtpConfig, Tls};
+use crate::secrets::{SecretError, Source};
 use crate::store::outbox;
 use lettre::address::{Address, Envelope};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rusqlite::Connection;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("the SMTP password variable ${0} is not set or empty ([smtp] password_env in the config names it)")]
-    EnvMissing(String),
-    #[error("cannot read the SMTP password file {path}: {err}")]
-    FileRead { path: PathBuf, err: std::io::Error },
-    #[error(
-        "the SMTP password file {path} can be read by other users (mode {mode:03o}); soakd refuses to use it. Fix it with: chmod 600 {path}"
-    )]
-    FileOpen { path: PathBuf, mode: u32 },
-    #[error("the SMTP password file {0} is empty")]
-    FileEmpty(PathBuf),
+    #[error(transparent)]
+    Password(#[from] SecretError),
     #[error(
         "the SMTP server {server} refused the login as \"{user}\": {detail}. Check [smtp] username and the password"
     )]
@@ -42,35 +35,12 @@ impl SendError {
 
 /// The SMTP password, if one is configured.
 pub fn password(source: &PasswordSource) -> Result<Option<String>, SendError> {
-    match source {
-        PasswordSource::None => Ok(None),
-        PasswordSource::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(SendError::EnvMissing(var.clone())),
-        },
-        PasswordSource::File(path) => read_password_file(path).map(Some),
-    }
-    .inspect(|p| p.iter().for_each(|p| crate::secrets::remember(p)))
-}
-
-fn read_password_file(path: &Path) -> Result<String, SendError> {
-    let meta = std::fs::metadata(path).map_err(|err| SendError::FileRead { path: path.to_path_buf(), err })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(SendError::FileOpen { path: path.to_path_buf(), mode });
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    let text = std::fs::read_to_string(path).map_err(|err| SendError::FileRead { path: path.to_path_buf(), err })?;
-    let line = text.lines().next().unwrap_or("").trim_end_matches('\r').to_string();
-    if line.is_empty() {
-        return Err(SendError::FileEmpty(path.to_path_buf()));
-    }
-    Ok(line)
+    let source = match source {
+        PasswordSource::None => return Ok(None),
+        PasswordSource::Env(var) => Source::Env(var.clone()),
+        PasswordSource::File(path) => Source::File(path.clone()),
+    };
+    Ok(Some(crate::secrets::read(&source, "SMTP password", "[smtp] password_env")?))
 }
 
 /// A connected-on-demand SMTP client for the `[smtp]` table.

@@ -15,6 +15,7 @@ pub mod retention;
 pub mod rows;
 pub mod shown;
 mod signals;
+pub mod tally;
 pub mod writer;
 
 pub use writer::{Writer, WriterHandle};

@@ -61,8 +61,30 @@ enum Op {
     ServerSample(Box<ServerSample>),
     Evidence(Box<Evidence>),
     Flush(oneshot::Sender<()>),
+    /// Follow the log from here: the tap reads it as it stands once what came before is
+    /// committed, then sees every batch committed after.
+    Tap(Box<dyn Tap>),
     /// Commit what came before, then stop.
     Close,
+}
+
+/// Something that follows what the writer commits (the daemon's `/metrics`). Both calls run on
+/// the writer thread between transactions, so `start`'s reading of the log and the batches
+/// `committed` reports after it neither overlap nor leave a gap. Both should be quick: rows
+/// queue while they run.
+pub trait Tap: Send {
+    /// The log as it stands (everything sent before the tap is committed).
+    fn start(&mut self, conn: &Connection);
+    /// A batch just committed.
+    fn committed(&mut self, conn: &Connection, batch: &Committed<'_>);
+}
+
+/// What one committed transaction held, for a `Tap`.
+pub struct Committed<'a> {
+    /// Row ids of the requests that finished (their `requests` rows hold the outcome now).
+    pub finished: &'a [i64],
+    pub samples: Vec<&'a MemorySample>,
+    pub events: Vec<&'a Event>,
 }
 
 /// What the writer did, for benchmarks and the closing log line.
@@ -182,6 +204,11 @@ impl WriterHandle {
         let _ = self.send(Op::Evidence(Box::new(e)));
     }
 
+    /// Starts `tap` following the log (see `Tap`).
+    pub fn tap(&self, tap: Box<dyn Tap>) -> Result<(), StoreError> {
+        self.send(Op::Tap(tap))
+    }
+
     /// Waits until everything sent before is committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
@@ -230,6 +257,7 @@ fn run(
 ) -> WriterStats {
     let mut stats = WriterStats::default();
     let mut rows = Rows::default();
+    let mut taps: Vec<Box<dyn Tap>> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -243,7 +271,23 @@ fn run(
         let (mut attempt, mut last_error) = (0, None);
         loop {
             match apply(&mut conn, &batch, &mut rows, owner) {
-                Ok(()) => break,
+                Ok(finished) => {
+                    if !taps.is_empty() {
+                        let committed = Committed {
+                            finished: &finished,
+                            samples: batch
+                                .iter()
+                                .filter_map(|op| if let Op::Sample(s) = op { Some(&**s) } else { None })
+                                .collect(),
+                            events: batch
+                                .iter()
+                                .filter_map(|op| if let Op::Event(e) = op { Some(&**e) } else { None })
+                                .collect(),
+                        };
+                        taps.iter_mut().for_each(|t| t.committed(&conn, &committed));
+                    }
+                    break;
+                }
                 Err(e) => {
                     stats.failed_transactions += 1;
                     attempt += 1;
@@ -271,9 +315,14 @@ fn run(
         }
         stats.transactions += 1;
         let closing = batch.iter().any(|op| matches!(op, Op::Close));
-        stats.operations += batch.iter().filter(|op| !matches!(op, Op::Close | Op::RunId(..))).count() as u64;
+        stats.operations +=
+            batch.iter().filter(|op| !matches!(op, Op::Close | Op::RunId(..) | Op::Tap(_))).count() as u64;
         for op in batch {
             match op {
+                Op::Tap(mut tap) => {
+                    tap.start(&conn);
+                    taps.push(tap);
+                }
                 Op::RunId(key, reply) => {
                     let _ = reply.send(rows.run(key));
                 }
@@ -354,9 +403,9 @@ impl Rows {
     }
 }
 
-/// Applies a batch in one transaction. `rows` (request and run keys → row ids) changes only
-/// once the transaction has committed.
-fn apply(conn: &mut Connection, batch: &[Op], rows: &mut Rows, owner: (u32, u64)) -> rusqlite::Result<()> {
+/// Applies a batch in one transaction and returns the row ids of the requests it finished.
+/// `rows` (request and run keys → row ids) changes only once the transaction has committed.
+fn apply(conn: &mut Connection, batch: &[Op], rows: &mut Rows, owner: (u32, u64)) -> rusqlite::Result<Vec<i64>> {
     let tx = conn.transaction()?;
     let mut started: HashMap<u64, i64> = HashMap::new();
     let mut begun: HashMap<RunKey, i64> = HashMap::new();
@@ -384,7 +433,7 @@ fn apply(conn: &mut Connection, batch: &[Op], rows: &mut Rows, owner: (u32, u64)
                 match started.get(&r.key).copied().or_else(|| rows.in_flight.get(&r.key).copied()) {
                     Some(row) => {
                         update_request(&tx, row, r)?;
-                        finished.push(r.key);
+                        finished.push((r.key, row));
                     }
                     None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
                 }
@@ -404,19 +453,19 @@ fn apply(conn: &mut Connection, batch: &[Op], rows: &mut Rows, owner: (u32, u64)
                 let request = e.request_key.and_then(|k| started.get(&k).copied().or_else(|| rows.get(k)));
                 signals::insert_evidence(&tx, e, request)?;
             }
-            Op::RunId(..) | Op::Flush(_) | Op::Close => {}
+            Op::RunId(..) | Op::Flush(_) | Op::Tap(_) | Op::Close => {}
         }
     }
     tx.commit()?;
     rows.in_flight.extend(started);
     rows.runs.extend(begun);
-    for key in finished {
+    for &(key, _) in &finished {
         rows.finish(key);
     }
     for run in ended {
         rows.end_run(run);
     }
-    Ok(())
+    Ok(finished.into_iter().map(|(_, row)| row).collect())
 }
 
 fn insert_run(tx: &Transaction<'_>, r: &RunStart, owner: (u32, u64)) -> rusqlite::Result<i64> {
