@@ -229,9 +229,11 @@ pub enum Command {
     /// outbox.
     #[command(group(clap::ArgGroup::new("action").required(true).args(["print", "html", "out", "send", "send_queued"])))]
     Digest {
-        /// The database (default: the config's `db`).
+        /// The database (default: the config's `db`). Repeat it, or give a pattern such as
+        /// 'logs/*.db', for one digest over several machines' logs (with --send it goes into the
+        /// outbox of the config's database).
         #[arg(long, value_name = "PATH")]
-        db: Option<PathBuf>,
+        db: Vec<PathBuf>,
         /// Print the plain-text part (nothing is saved or sent).
         #[arg(long)]
         print: bool,

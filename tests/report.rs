@@ -330,4 +330,28 @@ fn several_machines_logs_in_one_report() {
     // One log alone keeps its plain names and says its machine.
     let one: Value = serde_json::from_str(&report(&m2, &["--format", "json", "--no-save"])).unwrap();
     assert_eq!(backend(&one, "steady")["host"]["hostname"], "m2-max");
+
+    // The lab's one morning mail: a digest over both logs names every backend with its host,
+    // and each machine's leak is a new finding in it.
+    let (code, text, err) = common::soakd(&["digest", "--db", pattern.to_str().unwrap(), "--print", "--since", "8h"]);
+    assert_eq!(code, 0, "{err}");
+    for name in ["leaky @ m2-max", "leaky @ m4-pro", "steady @ m2-max", "steady @ m4-pro"] {
+        assert!(text.contains(name), "{name} missing from the digest:\n{text}");
+    }
+    assert!(text.contains("soakd: 4 backends · leaky @ m2-max leaking"), "the subject counts all four: {text}");
+    let eml = dir.path().join("lab.eml");
+    let (code, _, err) = common::soakd(&[
+        "digest",
+        "--db",
+        m2.to_str().unwrap(),
+        "--db",
+        m4.to_str().unwrap(),
+        "--out",
+        eml.to_str().unwrap(),
+        "--since",
+        "8h",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mail = std::fs::read_to_string(&eml).unwrap();
+    assert!(mail.contains("leaky @ m4-pro") && mail.contains("Content-Type: image/png"), "a mail with charts");
 }

@@ -19,25 +19,35 @@ pub enum Action {
 
 pub async fn run(
     flag: Option<&Path>,
-    db: Option<PathBuf>,
+    db: Vec<PathBuf>,
     action: Action,
     since: Option<String>,
     until: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let sending = matches!(action, Action::Send | Action::SendQueued);
     // Printing needs only a database; sending needs the config's [smtp].
-    let config = match (&db, sending) {
-        (Some(_), false) => config::load(flag).ok(),
+    let config = match (db.is_empty(), sending) {
+        (false, false) => config::load(flag).ok(),
         _ => Some(
             super::load_config(flag)
                 .context("reading the config (for the database and [smtp]; or name a database with --db PATH)")?,
         ),
     };
     let mail_cfg = config.as_ref().map(|c| c.mail.clone()).unwrap_or_default();
-    let db = match db {
-        Some(db) => db,
-        None => config.as_ref().map(|c| c.db.clone()).context("no database: pass --db PATH")?,
+    let logs = match db.is_empty() {
+        true => vec![config.as_ref().map(|c| c.db.clone()).context("no database: pass --db PATH")?],
+        false => super::expand_dbs(&db)?,
     };
+    // The outbox (and the previous digest the window starts from): the one log's own; with
+    // several, the config's database when sending, else the first log's.
+    let db = match (&logs[..], &config) {
+        ([one], _) => one.clone(),
+        (_, Some(c)) if sending => c.db.clone(),
+        _ => logs[0].clone(),
+    };
+    if matches!(action, Action::SendQueued) && logs.len() > 1 {
+        anyhow::bail!("--send-queued sends one database's outbox: give one --db, or none for the config's");
+    }
     let now = now_ms();
     let window = match since {
         Some(s) => Some(Window::parse(Some(&s), until.as_deref(), chrono::Local::now()).map_err(anyhow::Error::msg)?),
@@ -45,8 +55,8 @@ pub async fn run(
     };
     match action {
         Action::Print | Action::Html | Action::Out(_) => {
-            let db2 = db.clone();
-            let made = tokio::task::spawn_blocking(move || run::make(&db2, &mail_cfg, window, now, false)).await??;
+            let made =
+                tokio::task::spawn_blocking(move || run::make(&db, &logs, &mail_cfg, window, now, false)).await??;
             match action {
                 Action::Print => print!("{}", made.digest.text),
                 Action::Html => print!("{}", made.digest.html),
@@ -71,7 +81,7 @@ pub async fn run(
             )?;
             if matches!(action, Action::Send) {
                 let (db2, cfg2) = (db.clone(), mail_cfg.clone());
-                let (id, made) = tokio::task::spawn_blocking(move || run::queue(&db2, &cfg2, now)).await??;
+                let (id, made) = tokio::task::spawn_blocking(move || run::queue(&db2, &logs, &cfg2, now)).await??;
                 eprintln!("soakd: digest stored in the outbox (id {id}): \"{}\"", made.digest.subject);
             }
             let done = send::flush(&db, &smtp, false).await?;

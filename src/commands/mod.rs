@@ -182,3 +182,27 @@ async fn run_daemon(config: Config, schedules: Schedules) -> anyhow::Result<Exit
     tracing::info!(rows = stats.operations, transactions = stats.transactions, "stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// The logs named: each path as given, a pattern (`logs/*.db`) as every file it matches, sorted.
+pub fn expand_dbs(given: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for path in given {
+        let text = path.to_string_lossy();
+        if !text.contains(['*', '?', '[']) {
+            out.push(path.clone());
+            continue;
+        }
+        let mut matched: Vec<std::path::PathBuf> = glob::glob(&text)
+            .map_err(|e| anyhow::anyhow!("--db {text}: not a valid pattern ({e})"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if matched.is_empty() {
+            anyhow::bail!("--db {text}: no file matches");
+        }
+        matched.sort();
+        out.append(&mut matched);
+    }
+    out.dedup();
+    Ok(out)
+}

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     let dbs = match args.db.is_empty() {
         true => vec![config::load(flag).context("finding the database (or name one with --db PATH)")?.db],
-        false => expand(&args.db)?,
+        false => super::expand_dbs(&args.db)?,
     };
     let window = Window::parse(args.since.as_deref(), args.until.as_deref(), chrono::Local::now())
         .map_err(anyhow::Error::msg)?;
@@ -38,8 +38,7 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
             report::save_findings(&mut conn, &mut report, now)
                 .with_context(|| format!("saving findings to {}", db.display()))?;
         }
-        let label = db.file_stem().map_or_else(|| db.display().to_string(), |s| s.to_string_lossy().into_owned());
-        parts.push((label, report));
+        parts.push((report::log_label(db), report));
     }
     let report = report::merge(parts).context("no database to report on")?;
     if !args.backends.is_empty() && report.backends.is_empty() {
@@ -48,28 +47,4 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     }
     print!("{}", report::render(&report, args.format));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The logs named: each path as given, a pattern (`logs/*.db`) as every file it matches, sorted.
-fn expand(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for path in given {
-        let text = path.to_string_lossy();
-        if !text.contains(['*', '?', '[']) {
-            out.push(path.clone());
-            continue;
-        }
-        let mut matched: Vec<PathBuf> = glob::glob(&text)
-            .map_err(|e| anyhow::anyhow!("--db {text}: not a valid pattern ({e})"))?
-            .filter_map(Result::ok)
-            .filter(|p| p.is_file())
-            .collect();
-        if matched.is_empty() {
-            anyhow::bail!("--db {text}: no file matches");
-        }
-        matched.sort();
-        out.append(&mut matched);
-    }
-    out.dedup();
-    Ok(out)
 }

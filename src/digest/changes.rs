@@ -19,6 +19,35 @@ pub struct Changes {
     pub regressions: Vec<String>,
 }
 
+impl Changes {
+    /// Renames backends (a fleet digest's `backend @ host`): in the findings, and at the start
+    /// of the regression sentences, which begin with the backend's name.
+    pub fn rename(&mut self, names: &std::collections::BTreeMap<String, String>) {
+        for f in self.new.iter_mut().chain(self.resolved.iter_mut()) {
+            if let Some(new) = f.backend.as_ref().and_then(|b| names.get(b)) {
+                f.backend = Some(new.clone());
+            }
+        }
+        for sentence in &mut self.regressions {
+            if let Some((old, new)) = names.iter().find(|(old, _)| sentence.starts_with(&format!("{old}:"))) {
+                *sentence = format!("{new}{}", &sentence[old.len()..]);
+            }
+        }
+    }
+
+    /// Adds another log's changes (a fleet digest): the earliest previous digest, all findings.
+    pub fn absorb(&mut self, other: Changes) {
+        self.previous_at = match (self.previous_at, other.previous_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.new.extend(other.new);
+        self.resolved.extend(other.resolved);
+        self.ongoing += other.ongoing;
+        self.regressions.extend(other.regressions);
+    }
+}
+
 type Identity = (String, Option<String>, String);
 
 fn identity(f: &Finding) -> Identity {

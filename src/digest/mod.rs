@@ -51,6 +51,34 @@ pub fn window(conn: &Connection, cfg: &crate::config::mail::DigestConfig, now: i
     Ok(Window { from, to: now })
 }
 
+/// Builds one digest over several logs (a lab's machines): each log's report, changes (against
+/// that log's own previous digest) and chart series, then side by side with every backend named
+/// `backend @ host` as `report::merge` names them. With `save`, each log's findings are saved in
+/// it. One log: `build`.
+pub fn build_fleet(logs: &mut [(String, Connection)], window: Window, now: i64, save: bool) -> anyhow::Result<Digest> {
+    if let [(_, conn)] = logs {
+        return Ok(build(conn, window, now, save)?);
+    }
+    let (mut parts, mut changes, mut series) = (Vec::new(), changes::Changes::default(), series::Series::default());
+    for (label, conn) in logs.iter_mut() {
+        let mut report = report::build::build(conn, window, &[], now)?;
+        let mut mine = changes::since_previous_digest(conn, &report.findings)?;
+        if save {
+            report::save_findings(conn, &mut report, now)?;
+        }
+        let loaded = series::load(conn, &report)?;
+        let names = report::fleet_names(label, &report);
+        mine.rename(&names);
+        changes.absorb(mine);
+        series.bucket_ms = loaded.bucket_ms;
+        series.ttft_bucket_ms = loaded.ttft_bucket_ms;
+        series.backends.extend(loaded.backends);
+        parts.push((label.clone(), report));
+    }
+    let report = report::merge(parts).ok_or_else(|| anyhow::anyhow!("no log to make a digest from"))?;
+    Ok(compose_digest(report, changes, &series))
+}
+
 /// Builds the digest for `window`. With `save`, the report's findings are saved (as `soakd
 /// report` does), so the next digest can say what changed.
 pub fn build(conn: &mut Connection, window: Window, now: i64, save: bool) -> rusqlite::Result<Digest> {
@@ -60,9 +88,13 @@ pub fn build(conn: &mut Connection, window: Window, now: i64, save: bool) -> rus
         report::save_findings(conn, &mut report, now)?;
     }
     let series = series::load(conn, &report)?;
-    let charts = charts::draw(&report, &series);
+    Ok(compose_digest(report, changes, &series))
+}
+
+fn compose_digest(report: Report, changes: changes::Changes, series: &series::Series) -> Digest {
+    let charts = charts::draw(&report, series);
     let subject = compose::subject(&report);
     let text = compose::text(&report, &changes, &charts);
     let html = html::render(&report, &changes, &charts);
-    Ok(Digest { report, changes, subject, text, html, charts })
+    Digest { report, changes, subject, text, html, charts }
 }

@@ -21,25 +21,37 @@ pub struct Made {
     pub message: lettre::Message,
 }
 
-/// Composes the digest for the window since the previous one (or `window` when given).
-/// `save`: save the report's findings (what the next digest compares against).
-pub fn make(db: &Path, mail_cfg: &MailConfig, window: Option<Window>, now: i64, save: bool) -> anyhow::Result<Made> {
-    let mut conn = crate::store::open_existing(db)?;
+/// Composes the digest of `logs` (one, or a lab's several) for the window since the previous
+/// digest in `outbox_db`'s outbox (or `window` when given). `save`: save the report's findings
+/// in each log (what the next digest compares against).
+pub fn make(
+    outbox_db: &Path,
+    logs: &[PathBuf],
+    mail_cfg: &MailConfig,
+    window: Option<Window>,
+    now: i64,
+    save: bool,
+) -> anyhow::Result<Made> {
     let window = match window {
         Some(w) => w,
-        None => super::window(&conn, &mail_cfg.digest, now)?,
+        None => super::window(&crate::store::open_existing(outbox_db)?, &mail_cfg.digest, now)?,
     };
-    let digest = super::build(&mut conn, window, now, save)?;
+    let mut conns = Vec::new();
+    for db in logs {
+        conns.push((crate::report::log_label(db), crate::store::open_existing(db)?));
+    }
+    let digest = super::build_fleet(&mut conns, window, now, save)?;
     let message_id = mail::message_id("digest", now, "");
     let date = SystemTime::UNIX_EPOCH + Duration::from_millis(now.max(0) as u64);
     let message = mail::digest_message(&digest, &Addresses::of(mail_cfg.smtp.as_ref()), &message_id, date)?;
     Ok(Made { digest, window, message_id, message })
 }
 
-/// Makes the digest, saves its findings and stores it in the outbox. Returns the outbox id.
-pub fn queue(db: &Path, mail_cfg: &MailConfig, now: i64) -> anyhow::Result<(i64, Made)> {
-    let made = make(db, mail_cfg, None, now, true)?;
-    let conn = crate::store::open(db)?;
+/// Makes the digest of `logs`, saves their findings and stores it in `outbox_db`'s outbox.
+/// Returns the outbox id.
+pub fn queue(outbox_db: &Path, logs: &[PathBuf], mail_cfg: &MailConfig, now: i64) -> anyhow::Result<(i64, Made)> {
+    let made = make(outbox_db, logs, mail_cfg, None, now, true)?;
+    let conn = crate::store::open(outbox_db)?;
     let row = mail::outbox_row(
         "digest",
         Some((made.window.from, made.window.to)),
@@ -83,7 +95,8 @@ pub async fn mail_round(db: PathBuf, cfg: MailConfig, last_check: &std::sync::Mu
 pub async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
     let Some(smtp) = cfg.smtp.clone() else { return };
     let db2 = db.clone();
-    let queued = tokio::task::spawn_blocking(move || queue(&db2, &cfg, crate::time::now_ms())).await;
+    let queued =
+        tokio::task::spawn_blocking(move || queue(&db2, std::slice::from_ref(&db2), &cfg, crate::time::now_ms())).await;
     match queued {
         Ok(Ok((id, made))) => tracing::info!(id, subject = %made.digest.subject, "digest queued"),
         Ok(Err(e)) => {

@@ -49,14 +49,7 @@ pub fn merge(parts: Vec<(String, Report)>) -> Option<Report> {
     }
     let mut merged: Option<Report> = None;
     for (label, mut report) in parts {
-        let renamed: BTreeMap<String, String> = report
-            .backends
-            .iter()
-            .map(|b| {
-                let host = b.host.as_ref().map_or(label.as_str(), |h| h.hostname.as_str());
-                (b.name.clone(), format!("{} @ {host}", b.name))
-            })
-            .collect();
+        let renamed = fleet_names(&label, &report);
         let rename = |name: &mut String| {
             if let Some(new) = renamed.get(name.as_str()) {
                 *name = new.clone();
@@ -82,6 +75,24 @@ pub fn merge(parts: Vec<(String, Report)>) -> Option<Report> {
     merged.comparison = compare::table(&merged.backends);
     merged.rankings = compare::rankings(&merged.backends);
     Some(merged)
+}
+
+/// What `merge` calls each of a log's backends: `backend @ hostname` (the log's `label` when it
+/// has no `host` row).
+pub fn fleet_names(label: &str, report: &Report) -> BTreeMap<String, String> {
+    report
+        .backends
+        .iter()
+        .map(|b| {
+            let host = b.host.as_ref().map_or(label, |h| h.hostname.as_str());
+            (b.name.clone(), format!("{} @ {host}", b.name))
+        })
+        .collect()
+}
+
+/// A log's label in a fleet report when it has no `host` row: its file name without `.db`.
+pub fn log_label(db: &std::path::Path) -> String {
+    db.file_stem().map_or_else(|| db.display().to_string(), |s| s.to_string_lossy().into_owned())
 }
 
 pub fn render(report: &Report, format: Format) -> String {
