@@ -327,6 +327,8 @@ fn several_machines_logs_in_one_report() {
     let by_pattern: Value = serde_json::from_str(&by_pattern).unwrap();
     assert_eq!(by_pattern["backends"], json["backends"]);
     assert!(report(&pattern, &["--no-save"]).contains("leaky @ m4-pro"));
+    let markdown = report(&pattern, &["--format", "markdown", "--no-save"]);
+    assert!(markdown.contains("leaky @ m2-max") && markdown.contains("steady @ m4-pro"), "{markdown}");
     // One log alone keeps its plain names and says its machine.
     let one: Value = serde_json::from_str(&report(&m2, &["--format", "json", "--no-save"])).unwrap();
     assert_eq!(backend(&one, "steady")["host"]["hostname"], "m2-max");
@@ -354,4 +356,48 @@ fn several_machines_logs_in_one_report() {
     assert_eq!(code, 0, "{err}");
     let mail = std::fs::read_to_string(&eml).unwrap();
     assert!(mail.contains("leaky @ m4-pro") && mail.contains("Content-Type: image/png"), "a mail with charts");
+}
+
+/// Two soakd instances, each with its own log (`m2.db`, `m4.db`) on this one machine: both logs
+/// record the machine from sysinfo, and since the hostnames are the same, the fleet report tells
+/// the backends apart by log (`sim @ m2`, `sim @ m4`) in JSON, the table and Markdown.
+#[test]
+fn two_instances_logs_side_by_side_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = common::start_sim(&["--tokens-per-s", "400", "--ttft-ms", "10"], dir.path());
+    let mut dbs = Vec::new();
+    for (name, requests) in [("m2", 4), ("m4", 6)] {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(home.join("schedules")).unwrap();
+        std::fs::write(
+            home.join("schedules/jobs.toml"),
+            format!("[[job]]\nname = \"probe\"\ncron = \"@hourly\"\nrequests = {requests}\nmax_tokens = 4\n"),
+        )
+        .unwrap();
+        let config = home.join("config.toml");
+        std::fs::write(&config, format!("db = \"{name}.db\"\n{}", common::backend("sim", sim.port))).unwrap();
+        let (code, out, err) = common::soakd(&["once", "probe", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        dbs.push(home.join(format!("{name}.db")));
+    }
+    let (m2, m4) = (dbs[0].to_str().unwrap(), dbs[1].to_str().unwrap());
+    let run = |format: &str| {
+        let (code, out, err) = common::soakd(&["report", "--db", m2, "--db", m4, "--format", format, "--no-save"]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    let names: Vec<&str> = json["backends"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sim @ m2", "sim @ m4"]);
+    let hostname = json["backends"][0]["host"]["hostname"].as_str().expect("the machine, from sysinfo");
+    assert!(!hostname.is_empty());
+    assert_eq!(json["backends"][1]["host"]["hostname"], hostname, "one machine wrote both");
+    assert_eq!(
+        (json["backends"][0]["requests"].as_u64(), json["backends"][1]["requests"].as_u64()),
+        (Some(4), Some(6))
+    );
+    for format in ["table", "markdown"] {
+        let text = run(format);
+        assert!(text.contains("sim @ m2") && text.contains("sim @ m4"), "{format}:\n{text}");
+    }
 }

@@ -59,21 +59,25 @@ pub fn build_fleet(logs: &mut [(String, Connection)], window: Window, now: i64, 
     if let [(_, conn)] = logs {
         return Ok(build(conn, window, now, save)?);
     }
-    let (mut parts, mut changes, mut series) = (Vec::new(), changes::Changes::default(), series::Series::default());
+    let mut built = Vec::new();
     for (label, conn) in logs.iter_mut() {
         let mut report = report::build::build(conn, window, &[], now)?;
-        let mut mine = changes::since_previous_digest(conn, &report.findings)?;
+        let changes = changes::since_previous_digest(conn, &report.findings)?;
         if save {
             report::save_findings(conn, &mut report, now)?;
         }
-        let loaded = series::load(conn, &report)?;
-        let names = report::fleet_names(label, &report);
+        let series = series::load(conn, &report)?;
+        built.push((label.clone(), report, changes, series));
+    }
+    let names = report::fleet_names(&built.iter().map(|(label, r, ..)| (label.as_str(), r)).collect::<Vec<_>>());
+    let (mut parts, mut changes, mut series) = (Vec::new(), changes::Changes::default(), series::Series::default());
+    for ((label, report, mut mine, loaded), names) in built.into_iter().zip(names) {
         mine.rename(&names);
         changes.absorb(mine);
         series.bucket_ms = loaded.bucket_ms;
         series.ttft_bucket_ms = loaded.ttft_bucket_ms;
         series.backends.extend(loaded.backends);
-        parts.push((label.clone(), report));
+        parts.push((label, report));
     }
     let report = report::merge(parts).ok_or_else(|| anyhow::anyhow!("no log to make a digest from"))?;
     Ok(compose_digest(report, changes, &series))

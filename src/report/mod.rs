@@ -47,9 +47,9 @@ pub fn merge(parts: Vec<(String, Report)>) -> Option<Report> {
     if parts.len() == 1 {
         return parts.into_iter().next().map(|(_, r)| r);
     }
+    let names = fleet_names(&parts.iter().map(|(label, r)| (label.as_str(), r)).collect::<Vec<_>>());
     let mut merged: Option<Report> = None;
-    for (label, mut report) in parts {
-        let renamed = fleet_names(&label, &report);
+    for ((_, mut report), renamed) in parts.into_iter().zip(names) {
         let rename = |name: &mut String| {
             if let Some(new) = renamed.get(name.as_str()) {
                 *name = new.clone();
@@ -77,15 +77,22 @@ pub fn merge(parts: Vec<(String, Report)>) -> Option<Report> {
     Some(merged)
 }
 
-/// What `merge` calls each of a log's backends: `backend @ hostname` (the log's `label` when it
-/// has no `host` row).
-pub fn fleet_names(label: &str, report: &Report) -> BTreeMap<String, String> {
-    report
-        .backends
+/// What `merge` calls each log's backends: `backend @ hostname`, or `backend @ label` (the log's
+/// file name) when the log has no `host` row or shares its hostname with another log given (two
+/// periods of one machine, two Macs both called "MacBook-Pro"), so no two backends share a name.
+pub fn fleet_names(parts: &[(&str, &Report)]) -> Vec<BTreeMap<String, String>> {
+    let host = |r: &Report| r.backends.iter().find_map(|b| b.host.as_ref()).map(|h| h.hostname.clone());
+    let hosts: Vec<Option<String>> = parts.iter().map(|(_, r)| host(r)).collect();
+    parts
         .iter()
-        .map(|b| {
-            let host = b.host.as_ref().map_or(label, |h| h.hostname.as_str());
-            (b.name.clone(), format!("{} @ {host}", b.name))
+        .zip(&hosts)
+        .map(|((label, report), own)| {
+            let shared = own.is_some() && hosts.iter().filter(|h| *h == own).count() > 1;
+            let place = match own {
+                Some(h) if !shared => h.as_str(),
+                _ => label,
+            };
+            report.backends.iter().map(|b| (b.name.clone(), format!("{} @ {place}", b.name))).collect()
         })
         .collect()
 }
