@@ -5,6 +5,12 @@
 //! misses — on macOS the physical footprint (`proc_pid_rusage`, no root needed for one's own
 //! processes; it includes compressed and Metal-wired memory), on Linux RssAnon + VmSwap from
 //! `/proc/PID/status` (Ollama #18106: growth invisible in RSS).
+//!
+//! Cost: a sample reads only the known members of the tree. On Linux that is two small files
+//! (`/proc/PID/stat` of the root, to tell it is the same live process, and `/proc/PID/status` of
+//! each member, which holds RSS, RssAnon and VmSwap) instead of sysinfo's full refresh; the whole
+//! process table is walked only by `resolve` and a rescan (the sampler's cadence, for new
+//! children). The machine's memory is read at most once a second.
 
 use crate::config::ProcessSelector;
 use std::collections::HashSet;
@@ -38,14 +44,22 @@ pub struct Processes {
     selector: ProcessSelector,
     sys: System,
     root: Option<Identity>,
+    /// Linux: the root's start time in clock ticks since boot, from `/proc/PID/stat` (exact,
+    /// where sysinfo's `started_at` is rounded to seconds).
+    root_ticks: Option<u64>,
     tree: Vec<Pid>,
+    /// The machine's memory and when it was read.
+    system: Option<(std::time::Instant, SystemMemory)>,
 }
+
+/// The machine's memory is read again after this long.
+const SYSTEM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Processes {
     pub fn new(selector: ProcessSelector) -> Self {
         // `System::new` only fails where sysinfo has no support; then nothing can be sampled.
         let sys = System::new().unwrap_or_else(|_| System::new_with_specifics(Default::default()).expect("sysinfo"));
-        Processes { selector, sys, root: None, tree: Vec::new() }
+        Processes { selector, sys, root: None, root_ticks: None, tree: Vec::new(), system: None }
     }
 
     pub fn selector(&self) -> &ProcessSelector {
@@ -78,6 +92,7 @@ impl Processes {
                 .map(|(pid, _)| *pid),
         };
         self.root = pid.and_then(|pid| self.identity(pid));
+        self.root_ticks = self.root.and_then(|r| proc_fs::stat(r.pid)).map(|s| s.start_ticks);
         self.tree = match self.root {
             Some(root) => descendants(&self.sys, Pid::from_u32(root.pid)),
             None => Vec::new(),
@@ -121,6 +136,9 @@ impl Processes {
     /// `None` when the root is gone (or was never found).
     pub fn measure(&mut self, rescan: bool) -> Option<TreeMemory> {
         let root = self.root?;
+        if !rescan && let Some(ticks) = self.root_ticks {
+            return self.measure_known(root, ticks);
+        }
         let kind = ProcessRefreshKind::nothing().with_memory();
         if rescan {
             self.sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
@@ -139,13 +157,108 @@ impl Processes {
         Some(TreeMemory { root, processes: members.len() as u32, rss_bytes, footprint_bytes })
     }
 
+    /// Linux, between rescans: the root's `stat` (alive, and the same process) and each known
+    /// member's `status`, nothing else. Members that exited are left out (a rescan drops them).
+    fn measure_known(&mut self, root: Identity, ticks: u64) -> Option<TreeMemory> {
+        match proc_fs::stat(root.pid) {
+            Some(s) if s.start_ticks == ticks && s.alive => {}
+            _ => {
+                self.root = None;
+                return None;
+            }
+        }
+        let (mut processes, mut rss_bytes, mut footprint_bytes) = (0u32, 0u64, Some(0u64));
+        for pid in &self.tree {
+            let Some(status) = proc_fs::status(pid.as_u32()) else { continue };
+            processes += 1;
+            rss_bytes += status.rss_bytes;
+            footprint_bytes = footprint_bytes.zip(status.footprint_bytes).map(|(a, b)| a + b);
+        }
+        Some(TreeMemory { root, processes, rss_bytes, footprint_bytes })
+    }
+
+    /// The machine's memory, read again when the last reading is over a second old.
     pub fn system(&mut self) -> SystemMemory {
+        if let Some((at, memory)) = self.system
+            && at.elapsed() < SYSTEM_EVERY
+        {
+            return memory;
+        }
         self.sys.refresh_memory();
-        SystemMemory {
+        let memory = SystemMemory {
             used_bytes: self.sys.used_memory(),
             available_bytes: self.sys.available_memory(),
             swap_used_bytes: self.sys.used_swap(),
+        };
+        self.system = Some((std::time::Instant::now(), memory));
+        memory
+    }
+}
+
+/// Linux's `/proc/PID` files, read directly (elsewhere: nothing, and sysinfo measures).
+mod proc_fs {
+    pub struct Stat {
+        /// Not a zombie or dead.
+        pub alive: bool,
+        /// Start time, clock ticks after boot (field 22).
+        pub start_ticks: u64,
+    }
+
+    pub struct Status {
+        pub rss_bytes: u64,
+        /// RssAnon + VmSwap (the footprint, see the module docs).
+        pub footprint_bytes: Option<u64>,
+    }
+
+    /// A small /proc file: plain reads into a fixed buffer (no size probe: /proc reports 0).
+    #[cfg(target_os = "linux")]
+    fn read_small(path: &str) -> Option<String> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut buf = [0u8; 8192];
+        let mut len = 0;
+        while len < buf.len() {
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
         }
+        String::from_utf8(buf[..len].to_vec()).ok()
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn stat(pid: u32) -> Option<Stat> {
+        let text = read_small(&format!("/proc/{pid}/stat"))?;
+        // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+        let mut rest = text[text.rfind(')')? + 1..].split_whitespace();
+        let state = rest.next()?;
+        let start_ticks = rest.nth(18)?.parse().ok()?;
+        Some(Stat { alive: !matches!(state, "Z" | "X" | "x"), start_ticks })
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn status(pid: u32) -> Option<Status> {
+        let text = read_small(&format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> Option<u64> {
+            let line = text.lines().find(|l| l.starts_with(name))?;
+            line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)
+        };
+        Some(Status {
+            rss_bytes: field("VmRSS:").unwrap_or(0),
+            footprint_bytes: field("RssAnon:").map(|anon| anon + field("VmSwap:").unwrap_or(0)),
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn stat(_pid: u32) -> Option<Stat> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn status(_pid: u32) -> Option<Status> {
+        None
     }
 }
 
@@ -170,12 +283,7 @@ fn descendants(sys: &System, root: Pid) -> Vec<Pid> {
 /// The memory RSS misses, in bytes (see the module docs).
 #[cfg(target_os = "linux")]
 pub fn footprint(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)
-    };
-    Some(field("RssAnon:")? + field("VmSwap:").unwrap_or(0))
+    proc_fs::status(pid)?.footprint_bytes
 }
 
 #[cfg(target_os = "macos")]
@@ -223,6 +331,22 @@ mod tests {
         assert!(p.measure(false).is_none(), "a killed process is gone even before it is reaped");
         child.wait().ok();
         assert!(p.measure(false).is_none(), "a dead process is gone");
+    }
+
+    /// Between rescans (Linux: two /proc files) a sample reads what sysinfo's full refresh reads.
+    #[test]
+    fn a_known_tree_is_measured_as_a_full_refresh_measures_it() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let mut p = Processes::new(ProcessSelector::Pid(child.id()));
+        p.resolve().expect("found");
+        let full = p.measure(true).expect("measured with a rescan");
+        let known = p.measure(false).expect("measured from what is known");
+        assert_eq!((known.root, known.processes), (full.root, full.processes));
+        let pages = |a: u64, b: u64| a.abs_diff(b) <= 4 * 4096;
+        assert!(pages(known.rss_bytes, full.rss_bytes), "{known:?} vs {full:?}");
+        assert_eq!(known.footprint_bytes.is_some(), full.footprint_bytes.is_some());
+        child.kill().ok();
+        child.wait().ok();
     }
 
     #[test]

@@ -26,6 +26,13 @@ use tokio::sync::{mpsc, oneshot};
 /// The most operations applied in one transaction.
 const MAX_BATCH: usize = 2048;
 
+/// Transactions start at most this often: what arrives meanwhile is committed together, so a
+/// busy burst costs a few pages per 50 ms instead of a few per request. A flush, a run id, a tap
+/// or the close is applied at once (with whatever came before it). A row committed is never
+/// lost; a soakd killed within the window loses what it had not committed, and a request whose
+/// start was committed is marked `interrupted` at the next start.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+
 /// Finished requests whose row ids are remembered, so evidence gathered after a request
 /// ended can still point at it.
 const RECENT_FINISHED: usize = 4096;
@@ -258,14 +265,20 @@ fn run(
     let mut stats = WriterStats::default();
     let mut rows = Rows::default();
     let mut taps: Vec<Box<dyn Tap>> = Vec::new();
+    let mut last_commit: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut batch);
+        // Wait out the rest of the window for more, unless someone waits for this batch.
+        if let Some(at) = last_commit
+            && !batch.iter().any(Op::is_urgent)
+            && batch.len() < MAX_BATCH
+            && let Some(rest) = BATCH_WINDOW.checked_sub(at.elapsed())
+        {
+            std::thread::sleep(rest);
+            drain(&mut rx, &mut batch);
         }
+        last_commit = Some(Instant::now());
         counters.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let began = Instant::now();
         let (mut attempt, mut last_error) = (0, None);
@@ -337,6 +350,23 @@ fn run(
         }
     }
     stats
+}
+
+/// Moves what is queued into `batch`, up to `MAX_BATCH`.
+fn drain(rx: &mut mpsc::UnboundedReceiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
+impl Op {
+    /// Someone waits on this operation: its batch is committed without waiting out the window.
+    fn is_urgent(&self) -> bool {
+        matches!(self, Op::RunId(..) | Op::Flush(_) | Op::Tap(_) | Op::Close)
+    }
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
