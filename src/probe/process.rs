@@ -157,6 +157,12 @@ impl Processes {
         Some(TreeMemory { root, processes: members.len() as u32, rss_bytes, footprint_bytes })
     }
 
+    /// Whether `measure(false)` is a few small file reads (Linux, a known root), cheap enough to
+    /// take on an async task.
+    pub fn measures_cheaply(&self) -> bool {
+        self.root.is_some() && self.root_ticks.is_some()
+    }
+
     /// Linux, between rescans: the root's `stat` (alive, and the same process) and each known
     /// member's `status`, nothing else. Members that exited are left out (a rescan drops them).
     fn measure_known(&mut self, root: Identity, ticks: u64) -> Option<TreeMemory> {

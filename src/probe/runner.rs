@@ -137,6 +137,7 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
         begin: Instant::now(),
     };
     join_all((0..w.concurrency).map(|i| ctx.work(i))).await;
+    sampler.run_ended();
     let done = ctx.done.load(Ordering::SeqCst);
     let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
     if !shutdown.is_stopping() {

@@ -18,7 +18,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,6 +28,11 @@ const RESCAN_EVERY: Duration = Duration::from_secs(10);
 const RESOLVE_EVERY: Duration = Duration::from_millis(500);
 /// Recent request ends remembered, to count what a restarted server received before it was seen.
 const RECENT: usize = 4096;
+/// `before` and `after` samples are taken at most this often: a request that starts (or ends)
+/// with nothing else in flight within this long of the last such sample is not sampled again —
+/// at 300 requests a second back to back, the samples would describe the same instant hundreds
+/// of times over and delay every request. The start and end of a run are always sampled.
+const QUIET_SAMPLE_GAP_MS: i64 = 100;
 
 /// What the runner and the sampler share about one backend's server.
 #[derive(Debug)]
@@ -40,6 +45,8 @@ struct Shared {
     recent: Mutex<std::collections::VecDeque<(i64, bool)>>,
     /// The run whose requests are in flight (for `memory_samples.run_id`): its key, 0 when none.
     run: AtomicU64,
+    /// When the last `before`, `after` or `idle` sample was taken (unix ms; 0: none yet).
+    last_quiet_ms: AtomicI64,
     server: Mutex<ServerCount>,
 }
 
@@ -86,6 +93,7 @@ impl Sampler {
             in_flight: AtomicU32::new(0),
             recent: Mutex::default(),
             run: AtomicU64::new(0),
+            last_quiet_ms: AtomicI64::new(0),
             server: Mutex::default(),
         });
         if matches!(selector, ProcessSelector::None) {
@@ -132,10 +140,11 @@ pub struct ServerPosition {
 
 impl SamplerHandle {
     /// A request is about to start: takes a `before` sample first when nothing else is in
-    /// flight, and returns the server's pid and this request's position in its life.
+    /// flight (and no such sample was taken in the last `QUIET_SAMPLE_GAP_MS`), and returns the server's pid and this request's position in its life.
     pub async fn request_starting(&self, run: RunKey) -> ServerPosition {
-        if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.shared.run.store(run.0, Ordering::Relaxed);
+        let first = self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
+        let new_run = first && self.shared.run.swap(run.0, Ordering::Relaxed) != run.0;
+        if first && (new_run || self.quiet_sample_due()) {
             self.sample_and_wait(Phase::Before).await;
         } else if self.tx.is_some() {
             // Concurrent starters wait for the first look at the process, so they know its pid.
@@ -170,9 +179,20 @@ impl SamplerHandle {
                 }
             }
         }
-        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.quiet_sample_due() {
             self.send(Cmd::Sample(Phase::After, None));
         }
+    }
+
+    /// A run ended: an `after` sample, however recent the last one.
+    pub fn run_ended(&self) {
+        if self.shared.in_flight.load(Ordering::SeqCst) == 0 {
+            self.send(Cmd::Sample(Phase::After, None));
+        }
+    }
+
+    fn quiet_sample_due(&self) -> bool {
+        now_ms() - self.shared.last_quiet_ms.load(Ordering::Relaxed) >= QUIET_SAMPLE_GAP_MS
     }
 
     /// The server's pid as last sampled, once the sampler has had its first look.
@@ -251,7 +271,8 @@ impl State {
         let rescan = self.last_rescan.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY);
         let resolve = self.last_resolve.is_none_or(|t| now.duration_since(t) >= RESOLVE_EVERY);
         let known = self.last_known.is_some() && !self.missing_reported;
-        let (processes, tree, system, resolved) = tokio::task::spawn_blocking(move || {
+        let cheap = known && !rescan && processes.measures_cheaply();
+        let take = move || {
             let mut tree = if known { processes.measure(rescan) } else { None };
             // A process that just vanished is looked for again at once; a missing one, at most
             // every RESOLVE_EVERY (a full scan of the machine's processes and sockets).
@@ -261,9 +282,14 @@ impl State {
             }
             let system = processes.system();
             (processes, tree, system, resolving)
-        })
-        .await
-        .expect("the sampling thread does not panic");
+        };
+        // A known tree between rescans is a few small /proc reads: taken here, with no hand-off
+        // to a blocking thread (the `before` sample delays the request it precedes).
+        let (processes, tree, system, resolved) = if cheap {
+            take()
+        } else {
+            tokio::task::spawn_blocking(take).await.expect("the sampling thread does not panic")
+        };
         self.processes = Some(processes);
         if rescan || resolved {
             self.last_rescan = Some(now);
@@ -276,6 +302,9 @@ impl State {
         self.shared.ready.send_replace(true);
         let run = self.shared.run.load(Ordering::Relaxed);
         let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
+        if phase != Phase::During {
+            self.shared.last_quiet_ms.store(now_ms(), Ordering::Relaxed);
+        }
         self.writer.sample(MemorySample {
             backend: self.backend.clone(),
             pid: identity.map(|i| i.pid),
