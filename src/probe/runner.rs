@@ -137,7 +137,6 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
         begin: Instant::now(),
     };
     join_all((0..w.concurrency).map(|i| ctx.work(i))).await;
-    sampler.run_ended();
     let done = ctx.done.load(Ordering::SeqCst);
     let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
     if !shutdown.is_stopping() {
@@ -245,9 +244,13 @@ impl Worker<'_> {
             if intended >= deadline {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(intended) => {}
-                _ = self.shutdown.stopping() => return,
+            // Only a wait still ahead goes through the timer: even an elapsed one waits for the
+            // timer's next tick (about a millisecond) before it fires.
+            if intended > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(intended) => {}
+                    _ = self.shutdown.stopping() => return,
+                }
             }
             let end = self.one(worker, seq, intended, previous_end).await;
             self.done.fetch_add(1, Ordering::SeqCst);

@@ -18,7 +18,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -28,11 +28,6 @@ const RESCAN_EVERY: Duration = Duration::from_secs(10);
 const RESOLVE_EVERY: Duration = Duration::from_millis(500);
 /// Recent request ends remembered, to count what a restarted server received before it was seen.
 const RECENT: usize = 4096;
-/// `before` and `after` samples are taken at most this often: a request that starts (or ends)
-/// with nothing else in flight within this long of the last such sample is not sampled again —
-/// at 300 requests a second back to back, the samples would describe the same instant hundreds
-/// of times over and delay every request. The start and end of a run are always sampled.
-const QUIET_SAMPLE_GAP_MS: i64 = 100;
 
 /// What the runner and the sampler share about one backend's server.
 #[derive(Debug)]
@@ -45,8 +40,6 @@ struct Shared {
     recent: Mutex<std::collections::VecDeque<(i64, bool)>>,
     /// The run whose requests are in flight (for `memory_samples.run_id`): its key, 0 when none.
     run: AtomicU64,
-    /// When the last `before`, `after` or `idle` sample was taken (unix ms; 0: none yet).
-    last_quiet_ms: AtomicI64,
     server: Mutex<ServerCount>,
 }
 
@@ -93,7 +86,6 @@ impl Sampler {
             in_flight: AtomicU32::new(0),
             recent: Mutex::default(),
             run: AtomicU64::new(0),
-            last_quiet_ms: AtomicI64::new(0),
             server: Mutex::default(),
         });
         if matches!(selector, ProcessSelector::None) {
@@ -140,11 +132,10 @@ pub struct ServerPosition {
 
 impl SamplerHandle {
     /// A request is about to start: takes a `before` sample first when nothing else is in
-    /// flight (and no such sample was taken in the last `QUIET_SAMPLE_GAP_MS`), and returns the server's pid and this request's position in its life.
+    /// flight, and returns the server's pid and this request's position in its life.
     pub async fn request_starting(&self, run: RunKey) -> ServerPosition {
-        let first = self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
-        let new_run = first && self.shared.run.swap(run.0, Ordering::Relaxed) != run.0;
-        if first && (new_run || self.quiet_sample_due()) {
+        if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.shared.run.store(run.0, Ordering::Relaxed);
             self.sample_and_wait(Phase::Before).await;
         } else if self.tx.is_some() {
             // Concurrent starters wait for the first look at the process, so they know its pid.
@@ -179,20 +170,9 @@ impl SamplerHandle {
                 }
             }
         }
-        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.quiet_sample_due() {
+        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.send(Cmd::Sample(Phase::After, None));
         }
-    }
-
-    /// A run ended: an `after` sample, however recent the last one.
-    pub fn run_ended(&self) {
-        if self.shared.in_flight.load(Ordering::SeqCst) == 0 {
-            self.send(Cmd::Sample(Phase::After, None));
-        }
-    }
-
-    fn quiet_sample_due(&self) -> bool {
-        now_ms() - self.shared.last_quiet_ms.load(Ordering::Relaxed) >= QUIET_SAMPLE_GAP_MS
     }
 
     /// The server's pid as last sampled, once the sampler has had its first look.
@@ -302,9 +282,6 @@ impl State {
         self.shared.ready.send_replace(true);
         let run = self.shared.run.load(Ordering::Relaxed);
         let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
-        if phase != Phase::During {
-            self.shared.last_quiet_ms.store(now_ms(), Ordering::Relaxed);
-        }
         self.writer.sample(MemorySample {
             backend: self.backend.clone(),
             pid: identity.map(|i| i.pid),
