@@ -5,9 +5,9 @@
 //!
 //! It only looks: nothing is created, opened for writing or sent.
 
-use crate::config::mail::PasswordSource;
 use crate::config::{BackendConfig, BackendKind, Config};
 use crate::fields::{Place, Problem};
+use crate::secrets::Source;
 use std::path::{Path, PathBuf};
 
 /// For the daemon (and `check`, which says what the daemon would do): a config with no backend
@@ -36,10 +36,10 @@ pub fn environment(config: &Config) -> Vec<Problem> {
         problems.push(Place::entry(&config.path, "[log]".into()).problem(Some("dir"), message));
     }
     if let Some(smtp) = &config.mail.smtp
-        && let Err(e) = crate::digest::send::password(&smtp.password)
+        && let Err(e) = crate::digest::send::password(smtp.password.as_ref())
     {
         let field = match smtp.password {
-            PasswordSource::File(_) => "password_file",
+            Some(Source::File(_)) => "password_file",
             _ => "password_env",
         };
         problems.push(Place::entry(&config.path, "[smtp]".into()).problem(Some(field), e.to_string()));
@@ -49,8 +49,8 @@ pub fn environment(config: &Config) -> Vec<Problem> {
         && let Err(e) = crate::secrets::read(token, "metrics bearer token", "[metrics] bearer_token_env")
     {
         let field = match token {
-            crate::secrets::Source::File(_) => "bearer_token_file",
-            crate::secrets::Source::Env(_) => "bearer_token_env",
+            Source::File(_) => "bearer_token_file",
+            Source::Env(_) => "bearer_token_env",
         };
         problems.push(Place::entry(&config.path, "[metrics]".into()).problem(Some(field), e.to_string()));
     }

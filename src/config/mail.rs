@@ -4,7 +4,7 @@
 
 use crate::fields::{Fields, Place, Problem};
 use lettre::message::Mailbox;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// What the config says about mail. `smtp: None`: no mail is sent (digests can still be printed).
@@ -35,23 +35,14 @@ impl Tls {
     }
 }
 
-/// Where the SMTP password comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PasswordSource {
-    None,
-    /// The name of an environment variable.
-    Env(String),
-    /// A file readable by its owner only (its first line is the password).
-    File(PathBuf),
-}
-
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: Tls,
     pub username: Option<String>,
-    pub password: PasswordSource,
+    /// Where the password comes from (`None`: no login password).
+    pub password: Option<crate::secrets::Source>,
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
     /// For connecting and for each SMTP command.
@@ -126,14 +117,11 @@ fn parse_smtp(table: toml::Table, path: &Path, base: &Path, problems: &mut Vec<P
         f.problem("port", "0 is not a port; give 1–65535 (587 for starttls, 465 for tls), or leave it out");
     }
     let username: Option<String> = f.take("username");
-    let password_env: Option<String> = f.take("password_env");
-    let password_file: Option<String> = f.take("password_file");
-    if f.take_value("password").is_some() {
-        f.problem(
-            "password",
-            "the password never goes in the config file: set password_env = \"NAME\" (an environment variable) or password_file = \"PATH\" (chmod 600)",
-        );
-    }
+    let password = super::secret_source(
+        &mut f,
+        base,
+        &super::SecretFields { env: "password_env", file: "password_file", inline: "password", noun: "password" },
+    );
     let from = f.require::<String>("from", "the sender, e.g. from = \"soakd <soakd@example.com>\"").and_then(|s| {
         s.parse::<Mailbox>().map_err(|e| f.problem("from", format!("\"{s}\" is not a mail address ({e})"))).ok()
     });
@@ -153,26 +141,7 @@ fn parse_smtp(table: toml::Table, path: &Path, base: &Path, problems: &mut Vec<P
             Err(e) => f.problem("to", format!("\"{s}\" is not a mail address ({e})")),
         }
     }
-    let password = match (password_env, password_file) {
-        (Some(_), Some(_)) => {
-            f.problem("password_file", "give password_env or password_file, not both");
-            PasswordSource::None
-        }
-        (Some(var), None) => {
-            if var.is_empty() || var.contains('=') || var.contains('\0') {
-                f.problem(
-                    "password_env",
-                    "must be the NAME of an environment variable (the password itself never goes in the file)",
-                );
-            }
-            PasswordSource::Env(var)
-        }
-        (None, Some(file)) => {
-            PasswordSource::File(if Path::new(&file).is_absolute() { file.into() } else { base.join(file) })
-        }
-        (None, None) => PasswordSource::None,
-    };
-    if username.is_none() && password != PasswordSource::None {
+    if username.is_none() && password.is_some() {
         f.problem("username", "a password is set but no username to log in with");
     }
     if let (Some(host), Some(Tls::None)) = (&host, tls)
@@ -293,7 +262,7 @@ mod tests {
         assert!(p.is_empty(), "{p:?}");
         let s = c.smtp.unwrap();
         assert_eq!((s.port, s.tls), (587, Tls::StartTls));
-        assert_eq!(s.password, PasswordSource::File("/etc/soakd/smtp-password".into()));
+        assert_eq!(s.password, Some(crate::secrets::Source::File("/etc/soakd/smtp-password".into())));
         assert_eq!(s.to.len(), 2);
         assert_eq!(c.digest.max_window, Duration::from_secs(48 * 3600));
     }

@@ -37,33 +37,16 @@ pub fn parse(table: toml::Table, path: &Path, base: &Path, problems: &mut Vec<Pr
             )
         })
         .ok();
-    let env: Option<String> = f.take("bearer_token_env");
-    let file: Option<String> = f.take("bearer_token_file");
-    if f.take_value("bearer_token").is_some() {
-        f.problem(
-            "bearer_token",
-            "the token never goes in the config file: set bearer_token_env = \"NAME\" (an environment variable) or bearer_token_file = \"PATH\" (chmod 600)",
-        );
-    }
-    let token = match (env, file) {
-        (Some(_), Some(_)) => {
-            f.problem("bearer_token_file", "give bearer_token_env or bearer_token_file, not both");
-            None
-        }
-        (Some(var), None) => {
-            if var.is_empty() || var.contains('=') || var.contains('\0') {
-                f.problem(
-                    "bearer_token_env",
-                    "must be the NAME of an environment variable (the token itself never goes in the file)",
-                );
-            }
-            Some(Source::Env(var))
-        }
-        (None, Some(file)) => {
-            Some(Source::File(if Path::new(&file).is_absolute() { file.into() } else { base.join(file) }))
-        }
-        (None, None) => None,
-    };
+    let token = super::secret_source(
+        &mut f,
+        base,
+        &super::SecretFields {
+            env: "bearer_token_env",
+            file: "bearer_token_file",
+            inline: "bearer_token",
+            noun: "token",
+        },
+    );
     let every: f64 = f.take("analysis_every_s").unwrap_or(300.0);
     if !(10.0..=86_400.0).contains(&every) {
         f.problem("analysis_every_s", format!("must be between 10 and 86400 seconds, not {every}"));

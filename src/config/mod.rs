@@ -155,6 +155,55 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     })
 }
 
+/// The field names of a secret's source: `env` names a variable, `file` a file only its owner
+/// may read, `inline` the value itself (always refused: secrets never go in the config file).
+pub(crate) struct SecretFields {
+    pub env: &'static str,
+    pub file: &'static str,
+    pub inline: &'static str,
+    /// What it is, for messages: "password", "token".
+    pub noun: &'static str,
+}
+
+/// Where a secret comes from, from `names`' fields of `f`; a relative file resolves against
+/// `base`. Every mistake is a problem on its field; `None` when no source is given (or both).
+pub(crate) fn secret_source(f: &mut Fields, base: &Path, names: &SecretFields) -> Option<crate::secrets::Source> {
+    use crate::secrets::Source;
+    let env: Option<String> = f.take(names.env);
+    let file: Option<String> = f.take(names.file);
+    if f.take_value(names.inline).is_some() {
+        f.problem(
+            names.inline,
+            format!(
+                "the {} never goes in the config file: set {} = \"NAME\" (an environment variable) or {} = \"PATH\" (chmod 600)",
+                names.noun, names.env, names.file
+            ),
+        );
+    }
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            f.problem(names.file, format!("give {} or {}, not both", names.env, names.file));
+            None
+        }
+        (Some(var), None) => {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                f.problem(
+                    names.env,
+                    format!(
+                        "must be the NAME of an environment variable (the {} itself never goes in the file)",
+                        names.noun
+                    ),
+                );
+            }
+            Some(Source::Env(var))
+        }
+        (None, Some(file)) => {
+            Some(Source::File(if Path::new(&file).is_absolute() { file.into() } else { base.join(file) }))
+        }
+        (None, None) => None,
+    }
+}
+
 fn parse_sampler(table: toml::Table, path: &Path, problems: &mut Vec<Problem>) -> SamplerConfig {
     let mut f = Fields::new(table, Place::entry(path, "[sampler]".into()), problems);
     let mut s = SamplerConfig::default();

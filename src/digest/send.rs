@@ -3,7 +3,7 @@
 //! mail is sent — from the variable `password_env` names, or from `password_file`, which must be
 //! readable by its owner only — and never logged or stored.
 
-use crate::config::mail::{PasswordSource, SmtpConfig, Tls};
+use crate::config::mail::{SmtpConfig, Tls};
 use crate::secrets::{SecretError, Source};
 use crate::store::outbox;
 use lettre::address::{Address, Envelope};
@@ -34,13 +34,9 @@ impl SendError {
 }
 
 /// The SMTP password, if one is configured.
-pub fn password(source: &PasswordSource) -> Result<Option<String>, SendError> {
-    let source = match source {
-        PasswordSource::None => return Ok(None),
-        PasswordSource::Env(var) => Source::Env(var.clone()),
-        PasswordSource::File(path) => Source::File(path.clone()),
-    };
-    Ok(Some(crate::secrets::read(&source, "SMTP password", "[smtp] password_env")?))
+pub fn password(source: Option<&Source>) -> Result<Option<String>, SendError> {
+    let Some(source) = source else { return Ok(None) };
+    Ok(Some(crate::secrets::read(source, "SMTP password", "[smtp] password_env")?))
 }
 
 /// A connected-on-demand SMTP client for the `[smtp]` table.
@@ -61,7 +57,7 @@ impl Sender {
             Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
         };
         let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout));
-        if let (Some(user), Some(pass)) = (&cfg.username, password(&cfg.password)?) {
+        if let (Some(user), Some(pass)) = (&cfg.username, password(cfg.password.as_ref())?) {
             builder = builder.credentials(Credentials::new(user.clone(), pass));
         }
         Ok(Sender { transport: builder.build(), server, user: cfg.username.clone() })
@@ -162,19 +158,19 @@ mod tests {
         let path = dir.path().join("smtp-password");
         std::fs::write(&path, "s3cret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = password(&PasswordSource::File(path.clone())).unwrap_err().to_string();
+        let e = password(Some(&Source::File(path.clone()))).unwrap_err().to_string();
         assert!(e.contains("mode 644") && e.contains(&format!("chmod 600 {}", path.display())), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(password(&PasswordSource::File(path.clone())).is_err(), "group-readable is refused too");
+        assert!(password(Some(&Source::File(path.clone()))).is_err(), "group-readable is refused too");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(password(&PasswordSource::File(path)).unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(password(Some(&Source::File(path))).unwrap().as_deref(), Some("s3cret"));
     }
 
     #[test]
     fn a_missing_variable_names_itself_not_a_value() {
-        let e = password(&PasswordSource::Env("SOAKD_TEST_SURELY_UNSET_VAR".into())).unwrap_err().to_string();
+        let e = password(Some(&Source::Env("SOAKD_TEST_SURELY_UNSET_VAR".into()))).unwrap_err().to_string();
         assert!(e.contains("$SOAKD_TEST_SURELY_UNSET_VAR is not set"), "{e}");
-        assert_eq!(password(&PasswordSource::None).unwrap(), None);
+        assert_eq!(password(None).unwrap(), None);
     }
 }
