@@ -251,24 +251,28 @@ impl State {
         let rescan = self.last_rescan.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY);
         let resolve = self.last_resolve.is_none_or(|t| now.duration_since(t) >= RESOLVE_EVERY);
         let known = self.last_known.is_some() && !self.missing_reported;
-        let cheap = known && !rescan && processes.measures_cheaply();
-        let take = move || {
-            let mut tree = if known { processes.measure(rescan) } else { None };
-            // A process that just vanished is looked for again at once; a missing one, at most
-            // every RESOLVE_EVERY (a full scan of the machine's processes and sockets).
-            let resolving = tree.is_none() && (resolve || known);
-            if resolving && processes.resolve().is_some() {
-                tree = processes.measure(false);
+        // A known tree between rescans is a few small /proc reads: measured here, with no
+        // hand-off to a blocking thread (the `before` sample delays the request it precedes).
+        // Anything else — a rescan, a root found gone, a full scan to find it — goes to one.
+        let inline = if known && !rescan && processes.measures_cheaply() { processes.measure(false) } else { None };
+        let (processes, tree, system, resolved) = match inline {
+            Some(tree) => {
+                let system = processes.system();
+                (processes, Some(tree), system, false)
             }
-            let system = processes.system();
-            (processes, tree, system, resolving)
-        };
-        // A known tree between rescans is a few small /proc reads: taken here, with no hand-off
-        // to a blocking thread (the `before` sample delays the request it precedes).
-        let (processes, tree, system, resolved) = if cheap {
-            take()
-        } else {
-            tokio::task::spawn_blocking(take).await.expect("the sampling thread does not panic")
+            None => tokio::task::spawn_blocking(move || {
+                let mut tree = if known { processes.measure(rescan) } else { None };
+                // A process that just vanished is looked for again at once; a missing one, at
+                // most every RESOLVE_EVERY (a full scan of the machine's processes and sockets).
+                let resolving = tree.is_none() && (resolve || known);
+                if resolving && processes.resolve().is_some() {
+                    tree = processes.measure(false);
+                }
+                let system = processes.system();
+                (processes, tree, system, resolving)
+            })
+            .await
+            .expect("the sampling thread does not panic"),
         };
         self.processes = Some(processes);
         if rescan || resolved {
