@@ -11,12 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn tool(var: &str, name: &str) -> PathBuf {
-    let cache = std::env::var_os("SOAKD_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("soakd-test")
-    });
     std::env::var_os(var)
         .map(PathBuf::from)
-        .or_else(|| Some(cache.join("prometheus").join(name)))
+        .or_else(|| Some(common::cache_dir().join("prometheus").join(name)))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| panic!("{var} is not set and {name} is not in the test cache: run `scripts/test` (it unpacks Debian's prometheus package)"))
 }

@@ -22,14 +22,20 @@ pub struct Deps {
     pub models: PathBuf,
 }
 
-/// The dependencies from `SOAKD_TEST_*` (set by `scripts/test`), else from the default cache.
-pub fn deps() -> Deps {
-    let cache = std::env::var_os("SOAKD_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+/// The test cache scripts/test-deps fills: `$SOAKD_TEST_CACHE`, else
+/// `${XDG_CACHE_HOME:-~/.cache}/soakd-test`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("SOAKD_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| {
         let base = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
         base.join("soakd-test")
-    });
+    })
+}
+
+/// The dependencies from `SOAKD_TEST_*` (set by `scripts/test`), else from the default cache.
+pub fn deps() -> Deps {
+    let cache = cache_dir();
     let newest = |prefix: &str, inner: &str| -> Option<PathBuf> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(&cache)
             .ok()?
