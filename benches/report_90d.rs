@@ -36,6 +36,19 @@ fn main() {
         rendered / 1024,
         peak_rss_mib()
     );
+    let mut conn = conn;
+    for (label, hours) in [("24 h", 24), ("90-day", DAYS * 24)] {
+        let window = soakd::report::Window { from: to - hours * 3_600_000, to };
+        let t = Instant::now();
+        let digest = soakd::digest::build(&mut conn, window, to, false).expect("digest");
+        println!(
+            "digest_{}: built in {:.2} s ({} KiB of HTML), peak RSS so far {} MiB",
+            label.replace(' ', ""),
+            t.elapsed().as_secs_f64(),
+            digest.html.len() / 1024,
+            peak_rss_mib()
+        );
+    }
     for b in &report.backends {
         println!(
             "  {:<13} {:>8} requests, {:.2} % ok, leak {}, {} crash patterns",

@@ -30,6 +30,8 @@ pub struct Factor {
     pub levels: Vec<String>,
     /// Each request's level, an index into `levels`.
     pub of: Vec<u16>,
+    /// Requests per level.
+    pub counts: Vec<u64>,
 }
 
 /// The levels of every factor for `rows` (the requests the attribution looks at);
@@ -65,9 +67,8 @@ pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
                 }
             };
             let keys: Vec<u64> = rows.iter().zip(first_after_load).map(key).collect();
-            let mut distinct = keys.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
+            let distinct: Vec<u64> =
+                keys.iter().copied().collect::<std::collections::BTreeSet<u64>>().into_iter().collect();
             let name = |k: u64| -> String {
                 let k = k as usize;
                 match f {
@@ -84,7 +85,12 @@ pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
                 .iter()
                 .map(|k| u16::try_from(distinct.binary_search(k).unwrap_or(0)).unwrap_or(u16::MAX))
                 .collect();
-            merge_small(Factor { name: FACTORS[f], levels: distinct.into_iter().map(name).collect(), of })
+            merge_small(Factor {
+                name: FACTORS[f],
+                levels: distinct.into_iter().map(name).collect(),
+                of,
+                counts: Vec::new(),
+            })
         })
         .collect()
 }
@@ -97,10 +103,10 @@ fn merge_small(mut f: Factor) -> Factor {
         f.of.iter().for_each(|&l| counts[usize::from(l)] += 1);
         let Some((small, _)) = counts.iter().enumerate().filter(|(_, c)| **c < MIN_LEVEL).min_by_key(|(_, c)| **c)
         else {
-            return f;
+            return Factor { counts, ..f };
         };
         if f.levels.len() < 2 {
-            return f;
+            return Factor { counts, ..f };
         }
         let into = match (small.checked_sub(1), (small + 1 < f.levels.len()).then_some(small + 1)) {
             (Some(a), Some(b)) => {
@@ -112,7 +118,7 @@ fn merge_small(mut f: Factor) -> Factor {
             }
             (Some(a), None) => a,
             (None, Some(b)) => b,
-            (None, None) => return f,
+            (None, None) => return Factor { counts, ..f },
         };
         let (lo, hi) = (small.min(into), small.max(into));
         // A handful of requests join under their neighbour's name; comparable ones under both.
@@ -217,9 +223,8 @@ fn model(factors: &[Factor], include: &[usize], t: &Table, family: usize) -> Mod
     let (keys, n, k) = t.grouped(include, family);
     let mut columns = Vec::new();
     for &f in include {
-        let mut counts = vec![0u64; factors[f].levels.len()];
-        factors[f].of.iter().for_each(|&l| counts[usize::from(l)] += 1);
-        let reference = counts.iter().enumerate().max_by_key(|(_, c)| **c).map_or(0, |(i, _)| i);
+        let counts = &factors[f].counts;
+        let reference = reference(&factors[f]);
         columns.extend((0..counts.len()).filter(|l| *l != reference && counts[*l] > 0).map(|l| (f, l)));
     }
     let x = keys
@@ -256,9 +261,7 @@ impl Model {
 }
 
 fn reference(f: &Factor) -> usize {
-    let mut counts = vec![0u64; f.levels.len()];
-    f.of.iter().for_each(|&l| counts[usize::from(l)] += 1);
-    counts.iter().enumerate().max_by_key(|(_, c)| **c).map_or(0, |(i, _)| i)
+    f.counts.iter().enumerate().max_by_key(|(_, c)| **c).map_or(0, |(i, _)| i)
 }
 
 /// Tests every factor with two levels or more: mechanisms adjusted for the other mechanisms,

@@ -31,7 +31,6 @@ pub struct Series {
 pub fn load(conn: &Connection, report: &Report) -> rusqlite::Result<Series> {
     let (from, to) = (report.window.from, report.window.to);
     let bucket_ms = ((to - from) / BUCKETS).max(1_000);
-    let failures = queries::failures_per_bucket(conn, from, to, bucket_ms)?;
     // Under six hours, hourly points say little: 30 buckets over the window instead.
     let fine = to - from < 6 * 3_600_000;
     let ttft_bucket_ms = if fine { ((to - from) / 30).max(1_000) } else { 3_600_000 };
@@ -55,7 +54,8 @@ pub fn load(conn: &Connection, report: &Report) -> rusqlite::Result<Series> {
         } else {
             b.hourly.iter().filter_map(|h| Some((h.hour_start_ms, h.ttft_p50?, h.ttft_p95?))).collect()
         };
-        backends.push(BackendSeries { memory, failures: failures.get(&b.name).cloned().unwrap_or_default(), ttft });
+        let failures = queries::failures_per_bucket(conn, &b.name, from, to, bucket_ms)?;
+        backends.push(BackendSeries { memory, failures, ttft });
     }
     Ok(Series { bucket_ms, ttft_bucket_ms, backends })
 }

@@ -124,10 +124,15 @@ fn backend(
         ok_rows.iter().map(|r| Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps }).collect();
     let hours = hourly(&observations);
     let drift = detect_drift(&hours, &DriftParams::default());
-    let ttft: Vec<f64> = ok_rows.iter().filter_map(|r| r.ttft_ms).collect();
-    let tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
+    // Sorted once here: the overhead comparison sorts them again for every pair of backends.
+    let mut ttft: Vec<f64> = ok_rows.iter().filter_map(|r| r.ttft_ms).collect();
+    let mut tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
+    let tps_mean = mean(tps.iter().copied());
+    ttft.sort_unstable_by(f64::total_cmp);
+    tps.sort_unstable_by(f64::total_cmp);
     let tps_p50 = median(tps.iter().copied());
-    let (load_ms, versions) = queries::server_signals(conn, name, w.from, w.to)?;
+    let load_ms = rows.iter().filter_map(|r| r.server_load_ms).reduce(f64::max);
+    let versions = queries::server_versions(conn, name, w.from, w.to)?;
     let stuck = stuck(conn, name, w.to)?;
     let report = BackendReport {
         name: name.to_string(),
@@ -144,7 +149,7 @@ fn backend(
         ttft_ms: pct(|r| r.ttft_ms, &ok_rows),
         first_content_ms: pct(|r| r.first_content_ms, &ok_rows),
         e2e_ms: pct(|r| r.e2e_ms, &ok_rows),
-        decode_tps: Rate { mean: mean(tps.iter().copied()), p50: tps_p50 },
+        decode_tps: Rate { mean: tps_mean, p50: tps_p50 },
         streamed: mode(true),
         non_streamed: mode(false),
         load_time_s: load_ms.map(|ms| ms / 1000.0),

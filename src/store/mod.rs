@@ -35,6 +35,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0005_outbox.sql", include_str!("../../db/0005_outbox.sql")),
     ("0006_machine_in_flight.sql", include_str!("../../db/0006_machine_in_flight.sql")),
     ("0007_host.sql", include_str!("../../db/0007_host.sql")),
+    ("0008_memory_hours.sql", include_str!("../../db/0008_memory_hours.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

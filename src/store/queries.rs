@@ -103,26 +103,15 @@ pub fn peak_rss(conn: &Connection, backends: &[String], from: i64, to: i64) -> r
 /// A server version and when a run first saw it (unix ms).
 pub type VersionSeen = (String, i64);
 
-/// The longest model load a backend's server reported within `[from, to]` (ms), and the
-/// server versions its runs saw, in order of first sight.
-pub fn server_signals(
-    conn: &Connection,
-    backend: &str,
-    from: i64,
-    to: i64,
-) -> rusqlite::Result<(Option<f64>, Vec<VersionSeen>)> {
-    let load: Option<f64> = conn.query_row(
-        "SELECT max(server_load_ms) FROM requests WHERE backend = ?1 AND started_at BETWEEN ?2 AND ?3",
-        rusqlite::params![backend, from, to],
-        |r| r.get(0),
-    )?;
+/// The server versions a backend's runs saw within `[from, to]`, in order of first sight.
+pub fn server_versions(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<Vec<VersionSeen>> {
     let mut stmt = conn.prepare(
         "SELECT server_version, min(started_at) FROM runs
          WHERE backend = ?1 AND started_at BETWEEN ?2 AND ?3 AND server_version IS NOT NULL
          GROUP BY server_version ORDER BY 2 LIMIT 20",
     )?;
     let versions = stmt.query_map(rusqlite::params![backend, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok((load, versions.collect::<rusqlite::Result<_>>()?))
+    versions.collect()
 }
 
 /// Restart events per backend within `[from, to]`.
@@ -177,6 +166,8 @@ pub struct RequestRow {
     pub http_status: Option<u16>,
     /// soakd's requests to other backends in flight when this one started (`None`: not recorded).
     pub machine_in_flight: Option<u32>,
+    /// How long the server said its model took to load, when this request made it load.
+    pub server_load_ms: Option<f64>,
 }
 
 /// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
@@ -191,47 +182,56 @@ pub fn each_request(
     let mut stmt = conn.prepare(
         "SELECT started_at, outcome, stream, ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps,
                 error_signature, CASE WHEN outcome <> 'ok' THEN error END, concurrency, prompt_chars, gap_ms,
-                server_pid, server_seq, job, completion_tokens, http_status, machine_in_flight
+                server_pid, server_seq, job, completion_tokens, http_status, machine_in_flight, server_load_ms
          FROM requests
          WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
          ORDER BY started_at, id",
     )?;
     let mut strings: std::collections::HashMap<String, std::sync::Arc<str>> = std::collections::HashMap::new();
-    let mut share = |s: String| -> std::sync::Arc<str> {
-        if let Some(a) = strings.get(&s) {
+    // Outcomes, signatures and jobs repeat: one allocation each, looked up without allocating.
+    let mut share = |s: &str| -> std::sync::Arc<str> {
+        if let Some(a) = strings.get(s) {
             return a.clone();
         }
-        let a: std::sync::Arc<str> = s.clone().into();
+        let a: std::sync::Arc<str> = s.into();
         if strings.len() < 100_000 {
-            strings.insert(s, a.clone());
+            strings.insert(s.to_string(), a.clone());
         }
         a
     };
+
     let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
     while let Some(r) = rows.next()? {
         each(RequestRow {
             at_ms: r.get(0)?,
-            outcome: share(r.get(1)?),
+            outcome: share(text(r, 1)?.unwrap_or_default()),
             stream: r.get(2)?,
             ttft_ms: r.get(3)?,
             first_content_ms: r.get(4)?,
             e2e_ms: r.get(5)?,
             decode_tps: r.get(6)?,
             output_tps: r.get(7)?,
-            signature: r.get::<_, Option<String>>(8)?.map(&mut share),
+            signature: text(r, 8)?.map(&mut share),
             error: r.get::<_, Option<String>>(9)?.map(Into::into),
             concurrency: r.get(10)?,
             prompt_chars: r.get(11)?,
             gap_ms: r.get(12)?,
             server_pid: r.get(13)?,
             server_seq: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
-            job: share(r.get(15)?),
+            job: share(text(r, 15)?.unwrap_or_default()),
             completion_tokens: r.get::<_, Option<i64>>(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
             http_status: r.get::<_, Option<i64>>(17)?.and_then(|n| u16::try_from(n).ok()),
             machine_in_flight: r.get::<_, Option<i64>>(18)?.and_then(|n| u32::try_from(n).ok()),
+            server_load_ms: r.get(19)?,
         });
     }
     Ok(())
+}
+
+/// Column `i` of `r` as text (NULL: `None`), borrowed from the row.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    let value = r.get_ref(i)?;
+    value.as_str_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e)))
 }
 
 /// One memory sample taken with nothing in flight.
@@ -255,16 +255,36 @@ pub struct IdleLife {
     pub last_ms: i64,
 }
 
-/// The process lives of `backend` with idle samples in `[from, to)`, in order of their first one.
+/// `[from, to)` split into its whole UTC hours `[a, b)` (empty when there are none) and the
+/// edges before and after, which only raw rows can answer: `from ≤ a ≤ b ≤ to`.
+fn whole_hours(from: i64, to: i64) -> (i64, i64) {
+    const HOUR: i64 = 3_600_000;
+    let a = (from.div_euclid(HOUR) + i64::from(from.rem_euclid(HOUR) != 0)) * HOUR;
+    let a = a.clamp(from, to.max(from));
+    let b = (to.div_euclid(HOUR) * HOUR).max(a);
+    (a, b)
+}
+
+/// The process lives of `backend` with idle samples in `[from, to)`, in order of their first one:
+/// the whole hours from `memory_hours` (migration 0008), the edges from the samples.
 pub fn idle_lives(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<Vec<IdleLife>> {
-    conn.prepare(
-        "SELECT pid, coalesce(proc_started_at, 0), count(*), count(footprint_bytes), min(taken_at), max(taken_at)
-         FROM memory_samples
-         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
-           AND pid IS NOT NULL AND rss_bytes IS NOT NULL
+    let (a, b) = whole_hours(from, to);
+    conn.prepare_cached(
+        "SELECT pid, proc_started_at, sum(n), sum(fp), min(first), max(last) FROM (
+             SELECT pid, proc_started_at, idle_samples AS n, idle_footprint AS fp, idle_first_at AS first,
+                    idle_last_at AS last
+             FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5 AND idle_samples > 0
+             UNION ALL
+             SELECT pid, coalesce(proc_started_at, 0), 1, footprint_bytes IS NOT NULL, taken_at, taken_at
+             FROM memory_samples WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?4
+               AND in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL
+             UNION ALL
+             SELECT pid, coalesce(proc_started_at, 0), 1, footprint_bytes IS NOT NULL, taken_at, taken_at
+             FROM memory_samples WHERE backend = ?1 AND taken_at >= ?5 AND taken_at < ?3
+               AND in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL)
          GROUP BY 1, 2 ORDER BY 5",
     )?
-    .query_map(rusqlite::params![backend, from, to], |r| {
+    .query_map(rusqlite::params![backend, from, to, a, b], |r| {
         Ok(IdleLife {
             pid: r.get(0)?,
             proc_started_at: r.get(1)?,
@@ -353,9 +373,15 @@ pub fn memory_extremes(
     from: i64,
     to: i64,
 ) -> rusqlite::Result<(Option<u64>, Option<u64>, Option<u64>)> {
+    let (a, b) = whole_hours(from, to);
     let peak: Option<i64> = conn.query_row(
-        "SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3",
-        rusqlite::params![backend, from, to],
+        "SELECT max(m) FROM (
+             SELECT max(rss_max_bytes) AS m FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5
+             UNION ALL
+             SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?4
+             UNION ALL
+             SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1 AND taken_at >= ?5 AND taken_at < ?3)",
+        rusqlite::params![backend, from, to, a, b],
         |r| r.get(0),
     )?;
     let last = conn
@@ -364,17 +390,29 @@ pub fn memory_extremes(
              WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND rss_bytes IS NOT NULL
              ORDER BY taken_at DESC LIMIT 1",
             rusqlite::params![backend, from, to],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
         )
         .optional()?;
-    Ok((peak.map(|v| v as u64), last.map(|l| l.0 as u64), last.map(|l| l.1 as u64)))
+    Ok((peak.map(|v| v as u64), last.map(|l| l.0 as u64), last.and_then(|l| l.1).map(|a| a as u64)))
 }
 
 /// Backends with requests or memory samples in the window, by name.
+/// The log's backends are few and its rows many: each table's backends are found by hopping
+/// along its `(backend, time)` index, then each is asked for a row in the window.
 pub fn backends_in(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<String>> {
     conn.prepare(
-        "SELECT DISTINCT backend FROM requests WHERE started_at >= ?1 AND started_at < ?2
-         UNION SELECT DISTINCT backend FROM memory_samples WHERE taken_at >= ?1 AND taken_at < ?2
+        "WITH RECURSIVE
+             r(name) AS (SELECT min(backend) FROM requests
+                         UNION ALL SELECT (SELECT min(backend) FROM requests WHERE backend > r.name)
+                         FROM r WHERE r.name IS NOT NULL),
+             m(name) AS (SELECT min(backend) FROM memory_samples
+                         UNION ALL SELECT (SELECT min(backend) FROM memory_samples WHERE backend > m.name)
+                         FROM m WHERE m.name IS NOT NULL)
+         SELECT name FROM r WHERE name IS NOT NULL AND EXISTS
+             (SELECT 1 FROM requests WHERE backend = r.name AND started_at >= ?1 AND started_at < ?2)
+         UNION
+         SELECT name FROM m WHERE name IS NOT NULL AND EXISTS
+             (SELECT 1 FROM memory_samples WHERE backend = m.name AND taken_at >= ?1 AND taken_at < ?2)
          ORDER BY 1",
     )?
     .query_map(rusqlite::params![from, to], |r| r.get(0))?
@@ -501,27 +539,26 @@ pub fn failed_in_a_row(conn: &Connection, backend: &str, limit: u64) -> rusqlite
     Ok(outcomes.iter().take_while(|o| stored_counts_as_failure(o)).count() as u64)
 }
 
-/// Failed requests per backend and bucket of `bucket_ms` from `from`: (bucket start, count),
+/// Failed requests of `backend` per bucket of `bucket_ms` from `from`: (bucket start, count),
 /// only buckets with failures.
 pub fn failures_per_bucket(
     conn: &Connection,
+    backend: &str,
     from: i64,
     to: i64,
     bucket_ms: i64,
-) -> rusqlite::Result<BTreeMap<String, Vec<(i64, u64)>>> {
-    let mut out: BTreeMap<String, Vec<(i64, u64)>> = BTreeMap::new();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT backend, (started_at - ?1) / ?3, count(*) FROM requests
-         WHERE started_at >= ?1 AND started_at < ?2 AND {}
-         GROUP BY 1, 2 ORDER BY 1, 2",
+) -> rusqlite::Result<Vec<(i64, u64)>> {
+    // `outcome <> 'ok'` lets the failures' partial index serve it: a month of successes is not read.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT (started_at - ?2) / ?4, count(*) FROM requests
+         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'ok' AND {}
+         GROUP BY 1 ORDER BY 1",
         failure_sql()
     ))?;
-    let mut rows = stmt.query(rusqlite::params![from, to, bucket_ms])?;
-    while let Some(r) = rows.next()? {
-        let (name, bucket, n): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        out.entry(name).or_default().push((from + bucket * bucket_ms, n as u64));
-    }
-    Ok(out)
+    stmt.query_map(rusqlite::params![backend, from, to, bucket_ms], |r| {
+        Ok((from + r.get::<_, i64>(0)? * bucket_ms, r.get::<_, i64>(1)? as u64))
+    })?
+    .collect()
 }
 
 /// The TTFTs of the backend's successful requests in the window, by bucket of `bucket_ms` from
@@ -595,6 +632,10 @@ pub fn has_table(conn: &Connection, name: &str) -> bool {
     })
     .unwrap_or(false)
 }
+
+#[cfg(test)]
+#[path = "queries_tests.rs"]
+mod hours_tests;
 
 #[cfg(test)]
 mod tests {

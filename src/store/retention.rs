@@ -277,6 +277,8 @@ fn roll_samples(tx: &Transaction<'_>, hour: i64, backend: &str) -> rusqlite::Res
         "DELETE FROM memory_samples WHERE backend = ?3 AND taken_at >= ?1 AND taken_at < ?2",
         params![hour, hour + HOUR_MS, backend],
     )?;
+    // The hour's running sums (migration 0008) go with its samples: the rollup holds it now.
+    tx.execute("DELETE FROM memory_hours WHERE backend = ?2 AND hour_at = ?1", params![hour, backend])?;
     Ok(deleted as u64)
 }
 
