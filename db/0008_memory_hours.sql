@@ -12,13 +12,18 @@ CREATE TABLE memory_hours (
     idle_footprint   INTEGER NOT NULL,              -- of those, with a footprint
     idle_first_at    INTEGER,
     idle_last_at     INTEGER,
+    idle_at_sum      INTEGER NOT NULL,              -- sums over the idle samples, for means
+    idle_rss_sum     INTEGER NOT NULL,
+    idle_footprint_sum INTEGER NOT NULL,            -- over those with a footprint
     PRIMARY KEY (backend, hour_at, pid, proc_started_at)
 ) WITHOUT ROWID;
 
 INSERT INTO memory_hours
 SELECT backend, (taken_at / 3600000) * 3600000, coalesce(pid, 0), coalesce(proc_started_at, 0), count(*),
        max(rss_bytes), sum(idle), sum(idle AND footprint_bytes IS NOT NULL),
-       min(CASE WHEN idle THEN taken_at END), max(CASE WHEN idle THEN taken_at END)
+       min(CASE WHEN idle THEN taken_at END), max(CASE WHEN idle THEN taken_at END),
+       coalesce(sum(CASE WHEN idle THEN taken_at END), 0), coalesce(sum(CASE WHEN idle THEN rss_bytes END), 0),
+       coalesce(sum(CASE WHEN idle THEN footprint_bytes END), 0)
 FROM (SELECT *, (in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL) AS idle FROM memory_samples)
 GROUP BY 1, 2, 3, 4;
 
@@ -30,7 +35,11 @@ BEGIN
             NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL,
             NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL AND NEW.footprint_bytes IS NOT NULL,
             CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at END,
-            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at END)
+            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at END,
+            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at ELSE 0 END,
+            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.rss_bytes ELSE 0 END,
+            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL
+                 THEN coalesce(NEW.footprint_bytes, 0) ELSE 0 END)
     ON CONFLICT (backend, hour_at, pid, proc_started_at) DO UPDATE SET
         samples = samples + 1,
         rss_max_bytes = CASE WHEN rss_max_bytes IS NULL OR excluded.rss_max_bytes > rss_max_bytes
@@ -40,7 +49,10 @@ BEGIN
         idle_first_at = CASE WHEN idle_first_at IS NULL OR excluded.idle_first_at < idle_first_at
                              THEN coalesce(excluded.idle_first_at, idle_first_at) ELSE idle_first_at END,
         idle_last_at = CASE WHEN idle_last_at IS NULL OR excluded.idle_last_at > idle_last_at
-                            THEN coalesce(excluded.idle_last_at, idle_last_at) ELSE idle_last_at END;
+                            THEN coalesce(excluded.idle_last_at, idle_last_at) ELSE idle_last_at END,
+        idle_at_sum = idle_at_sum + excluded.idle_at_sum,
+        idle_rss_sum = idle_rss_sum + excluded.idle_rss_sum,
+        idle_footprint_sum = idle_footprint_sum + excluded.idle_footprint_sum;
 END;
 
 -- The leak analysis and the digest's memory chart read the idle samples in time order: only

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 
 /// Points per chart line at most.
 pub const BUCKETS: i64 = 240;
+const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct BackendSeries {
@@ -30,7 +31,11 @@ pub struct Series {
 
 pub fn load(conn: &Connection, report: &Report) -> rusqlite::Result<Series> {
     let (from, to) = (report.window.from, report.window.to);
-    let bucket_ms = ((to - from) / BUCKETS).max(1_000);
+    // Buckets of an hour or more are whole hours: the log keeps idle memory summed per hour.
+    let bucket_ms = match ((to - from) / BUCKETS).max(1_000) {
+        b if b >= HOUR_MS => (b + HOUR_MS - 1) / HOUR_MS * HOUR_MS,
+        b => b,
+    };
     // Under six hours, hourly points say little: 30 buckets over the window instead.
     let fine = to - from < 6 * 3_600_000;
     let ttft_bucket_ms = if fine { ((to - from) / 30).max(1_000) } else { 3_600_000 };

@@ -338,6 +338,8 @@ pub struct MemoryBucket {
 }
 
 /// Samples taken with nothing in flight, averaged per `(process, bucket_ms)` in SQL, in time order.
+/// With buckets of whole hours, the window's whole hours come from `memory_hours`' sums (each
+/// hour lies in one bucket) and only its partial edges from the samples.
 pub fn idle_memory(
     conn: &Connection,
     backend: &str,
@@ -345,16 +347,30 @@ pub fn idle_memory(
     to: i64,
     bucket_ms: i64,
 ) -> rusqlite::Result<Vec<MemoryBucket>> {
-    conn.prepare(
-        "SELECT pid, coalesce(proc_started_at, 0), CAST(avg(taken_at) AS INTEGER), avg(rss_bytes),
-                CASE WHEN count(footprint_bytes) = count(*) THEN avg(footprint_bytes) END
-         FROM memory_samples
-         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
-           AND pid IS NOT NULL AND rss_bytes IS NOT NULL
-         GROUP BY pid, proc_started_at, taken_at / ?4
-         ORDER BY min(taken_at)",
-    )?
-    .query_map(rusqlite::params![backend, from, to, bucket_ms.max(1)], |r| {
+    const IDLE: &str = "in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL";
+    let bucket_ms = bucket_ms.max(1);
+    let (a, b) = if bucket_ms % 3_600_000 == 0 { whole_hours(from, to) } else { (to, to) };
+    let raw = |range: &str| {
+        format!(
+            "SELECT pid, coalesce(proc_started_at, 0) AS started, taken_at AS first, 1 AS n, taken_at AS at_sum,
+                    rss_bytes AS rss_sum, footprint_bytes IS NOT NULL AS fp_n, coalesce(footprint_bytes, 0) AS fp_sum,
+                    taken_at AS t
+             FROM memory_samples WHERE backend = ?1 AND {range} AND {IDLE}"
+        )
+    };
+    conn.prepare_cached(&format!(
+        "SELECT pid, started, CAST(sum(at_sum) / sum(n) AS INTEGER), 1.0 * sum(rss_sum) / sum(n),
+                CASE WHEN sum(fp_n) = sum(n) THEN 1.0 * sum(fp_sum) / sum(n) END
+         FROM ({} UNION ALL {} UNION ALL
+               SELECT pid, proc_started_at, idle_first_at, idle_samples, idle_at_sum, idle_rss_sum, idle_footprint,
+                      idle_footprint_sum, hour_at
+               FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5 AND idle_samples > 0)
+         GROUP BY pid, started, t / ?6
+         ORDER BY min(first)",
+        raw("taken_at >= ?2 AND taken_at < ?4"),
+        raw("taken_at >= ?5 AND taken_at < ?3"),
+    ))?
+    .query_map(rusqlite::params![backend, from, to, a, b, bucket_ms], |r| {
         Ok(MemoryBucket {
             pid: r.get(0)?,
             proc_started_at: r.get(1)?,

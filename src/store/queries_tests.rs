@@ -144,3 +144,51 @@ fn retention_takes_an_hours_sums_with_its_samples() {
         assert_eq!(memory_extremes(&conn, backend, T0, T0 + 8 * HOUR).unwrap().0, peak.map(|p| p as u64));
     }
 }
+
+#[test]
+fn idle_memory_from_the_hour_sums_equals_the_samples_averaged() {
+    let conn = log();
+    let mut rng = Rng(11);
+    let mut buckets = 0;
+    for _ in 0..40 {
+        let from = T0 - HOUR + rng.below(9 * HOUR as u64) as i64;
+        let to = from + rng.below(9 * HOUR as u64) as i64;
+        for bucket_ms in [HOUR, 2 * HOUR, 5 * 60_000] {
+            let expected: Vec<MemoryBucket> = conn
+                .prepare(
+                    "SELECT pid, coalesce(proc_started_at, 0), CAST(avg(taken_at) AS INTEGER), avg(rss_bytes),
+                            CASE WHEN count(footprint_bytes) = count(*) THEN avg(footprint_bytes) END
+                     FROM memory_samples
+                     WHERE backend = 'a' AND taken_at >= ?1 AND taken_at < ?2 AND in_flight = 0
+                       AND pid IS NOT NULL AND rss_bytes IS NOT NULL
+                     GROUP BY pid, proc_started_at, taken_at / ?3
+                     ORDER BY min(taken_at)",
+                )
+                .unwrap()
+                .query_map(params![from, to, bucket_ms], |r| {
+                    Ok(MemoryBucket {
+                        pid: r.get(0)?,
+                        proc_started_at: r.get(1)?,
+                        at_ms: r.get(2)?,
+                        rss_bytes: r.get(3)?,
+                        footprint_bytes: r.get(4)?,
+                    })
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let got = idle_memory(&conn, "a", from, to, bucket_ms).unwrap();
+            assert_eq!(got.len(), expected.len(), "[{from}, {to}) by {bucket_ms}");
+            for (g, e) in got.iter().zip(&expected) {
+                assert_eq!((g.pid, g.proc_started_at, g.at_ms), (e.pid, e.proc_started_at, e.at_ms));
+                assert!((g.rss_bytes - e.rss_bytes).abs() < 1e-6 * e.rss_bytes);
+                assert_eq!(g.footprint_bytes.is_some(), e.footprint_bytes.is_some());
+                if let (Some(g), Some(e)) = (g.footprint_bytes, e.footprint_bytes) {
+                    assert!((g - e).abs() < 1e-6 * e);
+                }
+            }
+            buckets += got.len();
+        }
+    }
+    assert!(buckets > 200, "the windows held buckets to compare ({buckets})");
+}
