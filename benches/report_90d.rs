@@ -1,7 +1,8 @@
 //! `soakd report` over 90 days of a busy log: 3 backends, ~4.5 M requests, ~10 M memory samples
 //! (`cargo bench --bench report_90d`). The log is generated once (about a minute) and kept in
-//! `target/bench-data/`; the figure is the wall time of building the report for the whole
-//! window, and the process's peak RSS.
+//! `target/bench-data/`; the figures are the wall times of building the report for the whole
+//! window, a digest of its last 24 hours and a digest of the whole window (neither saved), and the
+//! process's peak RSS.
 
 use rusqlite::params;
 use std::path::{Path, PathBuf};

@@ -1,18 +1,18 @@
-//! Building a report: read each backend's rows for the window from the store, hand them to the
-//! pure analysis functions, and assemble the model. The only module of `report` that reads the
-//! database.
+//! Building a report: read each backend's rows for the window from the store (`pass` streams the
+//! requests), hand them to the pure analysis functions, and assemble the model. With `pass`, the
+//! only module of `report` that reads the database. Backends are built side by side, one per
+//! core.
 
 use super::model::{BackendReport, CrashPattern, Mode, Overhead, Percentiles, Rate, Report, ServerVersion, WindowOut};
+use super::pass::Served;
 use super::window::Window;
 use crate::analysis::crashes::{Attempt, crash_patterns};
-use crate::analysis::drift::{DriftParams, Observation, detect_drift, hourly};
+use crate::analysis::drift::{DriftParams, detect_drift};
 use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
 use crate::analysis::overhead::median_ratio;
 use crate::analysis::summary::wilson;
-use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
 use crate::measure::stats::{mean, median, percentiles};
-use crate::store::queries::{self, RequestRow};
-use chrono::{Local, TimeZone, Timelike};
+use crate::store::queries;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 
@@ -45,8 +45,8 @@ pub fn build_with(
     }
     let mut backends = Vec::new();
     let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for name in &names {
-        let (report, ttft, tps) = backend(conn, name, window, options)?;
+    for (name, built) in names.iter().zip(each_backend(conn, &names, |c, n| backend(c, n, window, options))?) {
+        let (report, ttft, tps) = built;
         samples.insert(name.clone(), (ttft, tps));
         backends.push(report);
     }
@@ -69,6 +69,48 @@ pub fn build_with(
     Ok(report)
 }
 
+/// Backends built at once, at most: each holds its window's values while it is built.
+const MAX_THREADS: usize = 4;
+
+/// `f` for every name, in the names' order, on up to as many threads as the machine has cores
+/// (each thread reads through its own connection to the same file). A log with no file (in
+/// memory) is read on this thread alone; so are the names a thread could not open the file for.
+fn each_backend<T: Send>(
+    conn: &Connection,
+    names: &[String],
+    f: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Sync,
+) -> rusqlite::Result<Vec<T>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(names.len()).min(MAX_THREADS);
+    let path = conn.path().filter(|p| !p.is_empty() && threads > 1).map(std::path::PathBuf::from);
+    let Some(path) = path else { return names.iter().map(|n| f(conn, n)).collect() };
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<rusqlite::Result<T>>>> = Mutex::new(names.iter().map(|_| None).collect());
+    let work = |conn: &Connection| {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(name) = names.get(i) else { break };
+            let built = f(conn, name);
+            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(built);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(|| {
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                if let Ok(reader) = Connection::open_with_flags(&path, flags) {
+                    let _ = reader.busy_timeout(std::time::Duration::from_secs(10));
+                    work(&reader);
+                }
+            });
+        }
+        work(conn);
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.into_iter().map(|r| r.unwrap_or(Err(rusqlite::Error::InvalidQuery))).collect()
+}
+
 /// The rollups' part of a window that reaches before the raw-retention horizon.
 fn raw_horizon(conn: &Connection, w: Window, only: &[String]) -> rusqlite::Result<Option<super::model::RawHorizon>> {
     use crate::store::retention;
@@ -85,53 +127,35 @@ fn backend(
     w: Window,
     options: Options,
 ) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
-    let mut rows: Vec<RequestRow> = Vec::new();
-    queries::each_request(conn, name, w.from, w.to, |r| rows.push(r))?;
-    let counted: Vec<&RequestRow> = rows.iter().filter(|r| stored_is_counted(&r.outcome)).collect();
-    let requests = counted.len() as u64;
-    let ok = counted.iter().filter(|r| &*r.outcome == "ok").count() as u64;
-    // Latency and throughput only from requests measured alone on the machine (unless asked).
-    let contended = |r: &&RequestRow| !options.include_contended && r.machine_in_flight.is_some_and(|n| n > 0);
-    let contended_left_out = counted.iter().filter(|r| contended(r)).count() as u64;
-    let timed: Vec<&RequestRow> = counted.iter().copied().filter(|r| !contended(r)).collect();
-    let ok_rows: Vec<&RequestRow> = timed.iter().copied().filter(|r| &*r.outcome == "ok").collect();
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    for r in counted.iter().filter(|r| stored_counts_as_failure(&r.outcome)) {
-        *failures.entry(r.outcome.to_string()).or_default() += 1;
-    }
-    let pct = |f: fn(&RequestRow) -> Option<f64>, rows: &[&RequestRow]| {
-        let [p50, p95, p99] = percentiles(rows.iter().filter_map(|r| f(r)), [50.0, 95.0, 99.0]);
+    let g = super::pass::gather(conn, name, w.from, w.to, options.include_contended)?;
+    let pct = |values: &[f64]| {
+        let [p50, p95, p99] = percentiles(values.iter().copied(), [50.0, 95.0, 99.0]);
         Percentiles { p50, p95, p99 }
     };
-    let mode = |stream: bool| {
-        let all: Vec<&RequestRow> = timed.iter().copied().filter(|r| r.stream == stream).collect();
-        let good: Vec<&RequestRow> = all.iter().copied().filter(|r| &*r.outcome == "ok").collect();
-        let p50 = |f: fn(&RequestRow) -> Option<f64>| median(good.iter().filter_map(|r| f(r)));
-        Mode {
-            requests: all.len() as u64,
-            ok: good.len() as u64,
-            ttft_p50_ms: p50(|r| r.ttft_ms),
-            e2e_p50_ms: p50(|r| r.e2e_ms),
-            tps_p50: if stream { p50(|r| r.decode_tps) } else { p50(|r| r.output_tps) },
-        }
+    let mode = |m: &super::pass::ModeValues| Mode {
+        requests: m.requests,
+        ok: m.ok,
+        ttft_p50_ms: median(m.ttft_ms.iter().copied()),
+        e2e_p50_ms: median(m.e2e_ms.iter().copied()),
+        tps_p50: median(m.tps.iter().copied()),
     };
-
-    let (crash, crash_patterns) = crashes(&counted);
+    let (streamed, non_streamed) = (mode(&g.modes[1]), mode(&g.modes[0]));
+    let (ttft_ms, first_content_ms, e2e_ms) = (pct(&g.ttft_ms), pct(&g.first_content_ms), pct(&g.e2e_ms));
+    let (requests, ok, not_counted) = (g.requests, g.ok, g.rows - g.requests);
+    let (crash, crash_patterns) = crashes(&g.attempts);
+    drop(g.attempts);
     let (peak, last, available) = queries::memory_extremes(conn, name, w.from, w.to)?;
-    let (leak, memory_metric) = leak(conn, name, w, &rows, available)?;
+    let (leak, memory_metric) = leak(conn, name, w, &g.served, available)?;
+    drop(g.served);
     let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
-    let observations: Vec<Observation> =
-        ok_rows.iter().map(|r| Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps }).collect();
-    let hours = hourly(&observations);
-    let drift = detect_drift(&hours, &DriftParams::default());
+    let drift = detect_drift(&g.hours, &DriftParams::default());
     // Sorted once here: the overhead comparison sorts them again for every pair of backends.
-    let mut ttft: Vec<f64> = ok_rows.iter().filter_map(|r| r.ttft_ms).collect();
-    let mut tps: Vec<f64> = ok_rows.iter().filter_map(|r| r.decode_tps).collect();
+    let (mut ttft, mut tps) = (g.ttft_ms, g.decode_tps);
     let tps_mean = mean(tps.iter().copied());
     ttft.sort_unstable_by(f64::total_cmp);
     tps.sort_unstable_by(f64::total_cmp);
     let tps_p50 = median(tps.iter().copied());
-    let load_ms = rows.iter().filter_map(|r| r.server_load_ms).reduce(f64::max);
+    let load_ms = g.load_ms;
     let versions = queries::server_versions(conn, name, w.from, w.to)?;
     let stuck = stuck(conn, name, w.to)?;
     let report = BackendReport {
@@ -144,14 +168,14 @@ fn backend(
             let (lo, hi) = wilson(ok, requests);
             [lo, hi]
         },
-        failures,
-        not_counted: (rows.len() - counted.len()) as u64,
-        ttft_ms: pct(|r| r.ttft_ms, &ok_rows),
-        first_content_ms: pct(|r| r.first_content_ms, &ok_rows),
-        e2e_ms: pct(|r| r.e2e_ms, &ok_rows),
+        failures: g.failures,
+        not_counted,
+        ttft_ms,
+        first_content_ms,
+        e2e_ms,
         decode_tps: Rate { mean: tps_mean, p50: tps_p50 },
-        streamed: mode(true),
-        non_streamed: mode(false),
+        streamed,
+        non_streamed,
         load_time_s: load_ms.map(|ms| ms / 1000.0),
         server_versions: versions
             .into_iter()
@@ -172,9 +196,9 @@ fn backend(
         crash_episodes: crash.episodes,
         crash_confounded: crash.confounded,
         drift,
-        hourly: hours,
+        hourly: g.hours,
         stuck,
-        contended_left_out,
+        contended_left_out: g.contended_left_out,
     };
     Ok((report, ttft, tps))
 }
@@ -192,28 +216,8 @@ fn stuck(conn: &Connection, name: &str, to: i64) -> rusqlite::Result<Option<crat
 
 /// Crash analysis: all failures together and the commonest signatures on their own, under one
 /// correction (`analysis::crashes`).
-fn crashes(rows: &[&RequestRow]) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
-    let mut local_hour = LocalHour::default();
-    let attempts: Vec<Attempt> = rows
-        .iter()
-        .map(|r| Attempt {
-            at_ms: r.at_ms,
-            failed: stored_counts_as_failure(&r.outcome),
-            outcome: r.outcome.clone(),
-            http_status: r.http_status,
-            e2e_ms: r.e2e_ms,
-            signature: r.signature.clone(),
-            error: r.error.clone(),
-            concurrency: r.concurrency,
-            prompt_chars: r.prompt_chars,
-            gap_ms: r.gap_ms,
-            server_pid: r.server_pid,
-            server_seq: r.server_seq,
-            hour_local: local_hour.of(r.at_ms),
-            job: r.job.clone(),
-        })
-        .collect();
-    let report = crash_patterns(&attempts, ALPHA);
+fn crashes(attempts: &[Attempt]) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
+    let report = crash_patterns(attempts, ALPHA);
     let patterns = report.patterns.iter().map(CrashPattern::from_analysis).collect();
     (report, patterns)
 }
@@ -248,14 +252,13 @@ fn leak(
     conn: &Connection,
     name: &str,
     w: Window,
-    rows: &[RequestRow],
+    served: &Served,
     available: Option<u64>,
 ) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
     use crate::analysis::leaks::POINTS_PER_LIFE;
     let lives = queries::idle_lives(conn, name, w.from, w.to)?;
     let (samples, with_footprint) = lives.iter().fold((0, 0), |a, l| (a.0 + l.samples, a.1 + l.with_footprint));
     let footprint = samples > 0 && with_footprint * 10 >= samples * 9;
-    let served = Served::new(rows);
     // Per life: its index in `lifetimes`, its first sample and bucket width (0: every sample kept).
     let mut index: BTreeMap<(u32, i64), (usize, i64, i64)> = BTreeMap::new();
     let mut lifetimes: Vec<Lifetime> = Vec::new();
@@ -298,36 +301,6 @@ fn leak(
     Ok((report, if footprint { "footprint" } else { "rss" }))
 }
 
-/// What each server process had served by a given time: its requests (the latest `server_seq`
-/// sent to it, or a count of its rows where the log has no `server_seq`) and the completion
-/// tokens of its finished requests.
-struct Served {
-    by_pid: BTreeMap<u32, Vec<(i64, u64, u64)>>,
-}
-
-impl Served {
-    fn new(rows: &[RequestRow]) -> Served {
-        let mut by_pid: BTreeMap<u32, Vec<(i64, u64, u64)>> = BTreeMap::new();
-        for r in rows {
-            let Some(pid) = r.server_pid else { continue };
-            let list = by_pid.entry(pid).or_default();
-            let (count, tokens) = list.last().map_or((0, 0), |l| (l.1, l.2));
-            let seq = r.server_seq.unwrap_or(count + 1).max(count);
-            list.push((r.at_ms, seq, tokens + u64::from(r.completion_tokens.unwrap_or(0))));
-        }
-        Served { by_pid }
-    }
-
-    fn by(&self, pid: u32, at_ms: i64) -> (Option<u64>, Option<u64>) {
-        let Some(list) = self.by_pid.get(&pid) else { return (None, None) };
-        let i = list.partition_point(|(at, _, _)| *at <= at_ms);
-        if i == 0 {
-            return (Some(0), Some(0));
-        }
-        (Some(list[i - 1].1), Some(list[i - 1].2))
-    }
-}
-
 /// The same configured model on two backends: the first one's numbers relative to the other's.
 fn overhead(models: &BTreeMap<String, String>, samples: &BTreeMap<String, (Vec<f64>, Vec<f64>)>) -> Vec<Overhead> {
     let mut by_model: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -352,24 +325,4 @@ fn overhead(models: &BTreeMap<String, String>, samples: &BTreeMap<String, (Vec<f
         }
     }
     out
-}
-
-/// Local hour of day for unix ms, remembering the last hour looked up (rows come in time order).
-#[derive(Default)]
-struct LocalHour {
-    last: Option<(i64, u8)>,
-}
-
-impl LocalHour {
-    fn of(&mut self, at_ms: i64) -> u8 {
-        let hour = at_ms.div_euclid(3_600_000);
-        if let Some((h, local)) = self.last
-            && h == hour
-        {
-            return local;
-        }
-        let local = Local.timestamp_millis_opt(at_ms).single().map(|t| t.hour() as u8).unwrap_or(0);
-        self.last = Some((hour, local));
-        local
-    }
 }

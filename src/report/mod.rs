@@ -10,6 +10,7 @@ mod csv_out;
 pub mod findings;
 mod markdown;
 pub mod model;
+mod pass;
 pub mod table;
 mod terminal;
 pub mod window;

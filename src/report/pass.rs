@@ -1,0 +1,174 @@
+//! One pass over a backend's finished requests in a window: everything the report needs from the
+//! rows, gathered as they stream past. No row is kept whole: only the values each analysis reads
+//! (successful requests' latencies, the attempts for crash analysis, what each server process
+//! had served by when), and the drift's hours are closed as the pass leaves them.
+
+use crate::analysis::crashes::Attempt;
+use crate::analysis::drift::{HourStats, Observation, hourly};
+use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
+use crate::store::queries::{self, RequestRow};
+use chrono::{Local, TimeZone, Timelike};
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The values of one streaming mode's successful, uncontended requests.
+#[derive(Debug, Default)]
+pub struct ModeValues {
+    /// Counted, uncontended requests in this mode, and the `ok` ones.
+    pub requests: u64,
+    pub ok: u64,
+    pub ttft_ms: Vec<f64>,
+    pub e2e_ms: Vec<f64>,
+    /// Decode rate when streamed, output rate when not.
+    pub tps: Vec<f64>,
+}
+
+/// What the report takes from a backend's rows.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Finished rows, counted or not.
+    pub rows: u64,
+    /// Counted requests (not soakd's own cancellations or interruptions), and the `ok` ones.
+    pub requests: u64,
+    pub ok: u64,
+    /// Counted requests left out of the latency figures because others were in flight.
+    pub contended_left_out: u64,
+    pub failures: BTreeMap<String, u64>,
+    /// Of successful, uncontended requests, in time order.
+    pub ttft_ms: Vec<f64>,
+    pub first_content_ms: Vec<f64>,
+    pub e2e_ms: Vec<f64>,
+    pub decode_tps: Vec<f64>,
+    /// `[non-streamed, streamed]`.
+    pub modes: [ModeValues; 2],
+    /// Successful, uncontended requests per UTC hour.
+    pub hours: Vec<HourStats>,
+    /// Every counted request, for crash analysis.
+    pub attempts: Vec<Attempt>,
+    pub served: Served,
+    /// The longest model load the server reported.
+    pub load_ms: Option<f64>,
+}
+
+/// Reads `name`'s finished requests in `[from, to)` once. With `include_contended`, requests that
+/// ran while soakd measured another backend count in the latency figures too.
+pub fn gather(
+    conn: &Connection,
+    name: &str,
+    from: i64,
+    to: i64,
+    include_contended: bool,
+) -> rusqlite::Result<Gathered> {
+    let mut g = Gathered::default();
+    let mut local_hour = LocalHour::default();
+    // The hour being filled for the drift analysis, closed when a row of a later hour arrives.
+    let mut hour: (i64, Vec<Observation>) = (i64::MIN, Vec::new());
+    queries::each_request(conn, name, from, to, |r: RequestRow| {
+        g.rows += 1;
+        g.served.push(&r);
+        g.load_ms = match (g.load_ms, r.server_load_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if !stored_is_counted(&r.outcome) {
+            return;
+        }
+        g.requests += 1;
+        let ok = &*r.outcome == "ok";
+        g.ok += u64::from(ok);
+        if stored_counts_as_failure(&r.outcome) {
+            *g.failures.entry(r.outcome.to_string()).or_default() += 1;
+        }
+        let contended = !include_contended && r.machine_in_flight.is_some_and(|n| n > 0);
+        g.contended_left_out += u64::from(contended);
+        if !contended {
+            let mode = &mut g.modes[usize::from(r.stream)];
+            mode.requests += 1;
+            if ok {
+                mode.ok += 1;
+                mode.ttft_ms.extend(r.ttft_ms);
+                mode.e2e_ms.extend(r.e2e_ms);
+                mode.tps.extend(if r.stream { r.decode_tps } else { r.output_tps });
+                g.ttft_ms.extend(r.ttft_ms);
+                g.first_content_ms.extend(r.first_content_ms);
+                g.e2e_ms.extend(r.e2e_ms);
+                g.decode_tps.extend(r.decode_tps);
+                let start = r.at_ms.div_euclid(HOUR_MS);
+                if start != hour.0 {
+                    g.hours.extend(hourly(&hour.1));
+                    hour = (start, Vec::new());
+                }
+                hour.1.push(Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps });
+            }
+        }
+        g.attempts.push(Attempt {
+            at_ms: r.at_ms,
+            failed: stored_counts_as_failure(&r.outcome),
+            http_status: r.http_status,
+            e2e_ms: r.e2e_ms,
+            signature: r.signature,
+            error: r.error,
+            concurrency: r.concurrency,
+            prompt_chars: r.prompt_chars,
+            gap_ms: r.gap_ms,
+            server_pid: r.server_pid,
+            server_seq: r.server_seq,
+            hour_local: local_hour.of(r.at_ms),
+            job: r.job,
+            outcome: r.outcome,
+        });
+    })?;
+    g.hours.extend(hourly(&hour.1));
+    Ok(g)
+}
+
+/// What each server process had served by a given time: its requests (the latest `server_seq`
+/// sent to it, or a count of its rows where the log has no `server_seq`) and the completion
+/// tokens of its finished requests.
+#[derive(Debug, Default)]
+pub struct Served {
+    by_pid: BTreeMap<u32, Vec<(i64, u64, u64)>>,
+}
+
+impl Served {
+    /// Adds a row; rows come in time order.
+    fn push(&mut self, r: &RequestRow) {
+        let Some(pid) = r.server_pid else { return };
+        let list = self.by_pid.entry(pid).or_default();
+        let (count, tokens) = list.last().map_or((0, 0), |l| (l.1, l.2));
+        let seq = r.server_seq.unwrap_or(count + 1).max(count);
+        list.push((r.at_ms, seq, tokens + u64::from(r.completion_tokens.unwrap_or(0))));
+    }
+
+    /// (requests, completion tokens) process `pid` had served by `at_ms`.
+    pub fn by(&self, pid: u32, at_ms: i64) -> (Option<u64>, Option<u64>) {
+        let Some(list) = self.by_pid.get(&pid) else { return (None, None) };
+        let i = list.partition_point(|(at, _, _)| *at <= at_ms);
+        if i == 0 {
+            return (Some(0), Some(0));
+        }
+        (Some(list[i - 1].1), Some(list[i - 1].2))
+    }
+}
+
+/// Local hour of day for unix ms, remembering the last hour looked up (rows come in time order).
+#[derive(Default)]
+struct LocalHour {
+    last: Option<(i64, u8)>,
+}
+
+impl LocalHour {
+    fn of(&mut self, at_ms: i64) -> u8 {
+        let hour = at_ms.div_euclid(HOUR_MS);
+        if let Some((h, local)) = self.last
+            && h == hour
+        {
+            return local;
+        }
+        let local = Local.timestamp_millis_opt(at_ms).single().map(|t| t.hour() as u8).unwrap_or(0);
+        self.last = Some((hour, local));
+        local
+    }
+}
