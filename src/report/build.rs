@@ -11,7 +11,7 @@ use crate::analysis::drift::{DriftParams, detect_drift};
 use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
 use crate::analysis::overhead::median_ratio;
 use crate::analysis::summary::wilson;
-use crate::measure::stats::{mean, median, percentiles};
+use crate::measure::stats::{mean, percentile};
 use crate::store::queries;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
@@ -127,17 +127,24 @@ fn backend(
     w: Window,
     options: Options,
 ) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
-    let g = super::pass::gather(conn, name, w.from, w.to, options.include_contended)?;
-    let pct = |values: &[f64]| {
-        let [p50, p95, p99] = percentiles(values.iter().copied(), [50.0, 95.0, 99.0]);
-        Percentiles { p50, p95, p99 }
+    let mut g = super::pass::gather(conn, name, w.from, w.to, options.include_contended)?;
+    let tps_mean = mean(g.decode_tps.iter().copied());
+    // Each list sorted once, in place (the log holds no NaN): percentiles are read off it, and
+    // the overhead comparison's own sort finds it sorted.
+    let sort = |v: &mut Vec<f64>| v.sort_by(f64::total_cmp);
+    [&mut g.ttft_ms, &mut g.first_content_ms, &mut g.e2e_ms, &mut g.decode_tps].into_iter().for_each(sort);
+    g.modes.iter_mut().for_each(|m| [&mut m.ttft_ms, &mut m.e2e_ms, &mut m.tps].into_iter().for_each(sort));
+    let pct = |sorted: &[f64]| Percentiles {
+        p50: percentile(sorted, 50.0),
+        p95: percentile(sorted, 95.0),
+        p99: percentile(sorted, 99.0),
     };
     let mode = |m: &super::pass::ModeValues| Mode {
         requests: m.requests,
         ok: m.ok,
-        ttft_p50_ms: median(m.ttft_ms.iter().copied()),
-        e2e_p50_ms: median(m.e2e_ms.iter().copied()),
-        tps_p50: median(m.tps.iter().copied()),
+        ttft_p50_ms: percentile(&m.ttft_ms, 50.0),
+        e2e_p50_ms: percentile(&m.e2e_ms, 50.0),
+        tps_p50: percentile(&m.tps, 50.0),
     };
     let (streamed, non_streamed) = (mode(&g.modes[1]), mode(&g.modes[0]));
     let (ttft_ms, first_content_ms, e2e_ms) = (pct(&g.ttft_ms), pct(&g.first_content_ms), pct(&g.e2e_ms));
@@ -149,12 +156,8 @@ fn backend(
     drop(g.served);
     let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
     let drift = detect_drift(&g.hours, &DriftParams::default());
-    // Sorted once here: the overhead comparison sorts them again for every pair of backends.
-    let (mut ttft, mut tps) = (g.ttft_ms, g.decode_tps);
-    let tps_mean = mean(tps.iter().copied());
-    ttft.sort_unstable_by(f64::total_cmp);
-    tps.sort_unstable_by(f64::total_cmp);
-    let tps_p50 = median(tps.iter().copied());
+    let (ttft, tps) = (g.ttft_ms, g.decode_tps);
+    let tps_p50 = percentile(&tps, 50.0);
     let load_ms = g.load_ms;
     let versions = queries::server_versions(conn, name, w.from, w.to)?;
     let stuck = stuck(conn, name, w.to)?;
