@@ -3,7 +3,9 @@
 //! - runner: requests/s `soakd once` sustains against `soakd sim` (instant tokens), and the
 //!   wall time per request soakd adds (runner + sampler + writer);
 //! - accuracy: soakd's TTFT and decode tokens/s against the sim's known delay and rate;
-//! - writer: request rows/s the single writer thread commits.
+//! - writer: request rows/s the single writer thread commits;
+//! - samples: memory samples/s it commits, with the hour sums' trigger and the idle index
+//!   (migration 0008) and, in the same run, on a log with both dropped.
 //!
 //! Both processes share this machine, so absolute numbers are the machine's; ratios and
 //! errors are what to compare.
@@ -29,6 +31,61 @@ fn main() {
     if run("writer") {
         writer();
     }
+    if run("samples") {
+        samples();
+    }
+}
+
+/// Memory samples/s the writer commits (two in three idle), on a log as migrated and on one
+/// without migration 0008's trigger and index: what keeping the hour sums costs a sample.
+fn samples() {
+    use soakd::measure::Phase;
+    use soakd::store::rows::MemorySample;
+    let n: u64 = 300_000;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut rates = Vec::new();
+    for with_sums in [true, false, true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let conn = soakd::store::open(&path).unwrap();
+        if !with_sums {
+            conn.execute_batch("DROP TRIGGER memory_hours_insert; DROP INDEX memory_idle;").unwrap();
+        }
+        let took = rt.block_on(async {
+            let writer = soakd::store::Writer::start(conn, path.clone());
+            let h = writer.handle();
+            let start = Instant::now();
+            for i in 0..n {
+                h.sample(MemorySample {
+                    backend: "b".into(),
+                    pid: Some(100 + (i / 50_000) as u32),
+                    proc_started_at: Some(1_000 + i / 50_000),
+                    taken_at: 1_790_000_000_000 + i as i64 * 250,
+                    phase: if i % 3 == 0 { Phase::During } else { Phase::Idle },
+                    in_flight: u32::from(i % 3 == 0),
+                    processes: Some(2),
+                    rss_bytes: Some(2_000_000_000 + (i % 977) * 4096),
+                    footprint_bytes: Some(1_500_000_000 + (i % 911) * 4096),
+                    sys_used_bytes: 9_000_000_000,
+                    sys_available_bytes: 15_000_000_000,
+                    swap_used_bytes: 0,
+                    run: None,
+                });
+            }
+            h.flush().await.unwrap();
+            let took = start.elapsed();
+            writer.finish();
+            took
+        });
+        rates.push((with_sums, n as f64 / took.as_secs_f64()));
+    }
+    let best = |sums: bool| rates.iter().filter(|r| r.0 == sums).map(|r| r.1).fold(0.0, f64::max);
+    println!(
+        "samples: {n} memory samples committed at {:.0}/s with the hour sums and idle index, {:.0}/s without ({:.2}×)",
+        best(true),
+        best(false),
+        best(true) / best(false)
+    );
 }
 
 /// Runs one job with `soakd once` against `port`; returns the database.
