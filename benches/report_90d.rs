@@ -1,8 +1,9 @@
 //! `soakd report` over 90 days of a busy log: 3 backends, ~4.5 M requests, ~10 M memory samples
 //! (`cargo bench --bench report_90d`). The log is generated once (about a minute) and kept in
 //! `target/bench-data/`; the figures are the wall times of building the report for the whole
-//! window, a digest of its last 24 hours and a digest of the whole window (neither saved), and the
-//! process's peak RSS.
+//! window (as `soakd report` does, backends side by side, and as the daemon does, one at a time),
+//! a digest of its last 24 hours and a digest of the whole window (neither saved, one backend at
+//! a time), and the process's peak RSS.
 
 use rusqlite::params;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,14 @@ fn main() {
     let (requests, samples) = (count("SELECT count(*) FROM requests"), count("SELECT count(*) FROM memory_samples"));
     let to: i64 = count("SELECT max(started_at) FROM requests") + 1;
     let window = soakd::report::Window { from: to - DAYS * 86_400_000, to };
+    // As `soakd report` builds it (backends side by side), then as the daemon does (one at a time).
+    let parallel = soakd::report::build::Options { parallel: true, ..Default::default() };
     let t = Instant::now();
-    let report = soakd::report::build::build(&conn, window, &[], to).expect("report");
+    let report = soakd::report::build::build_with(&conn, window, &[], to, parallel).expect("report");
     let took = t.elapsed();
+    let t = Instant::now();
+    drop(soakd::report::build::build(&conn, window, &[], to).expect("report"));
+    println!("report_90d, one backend at a time (the daemon's way): {:.2} s", t.elapsed().as_secs_f64());
     let rendered = soakd::report::render(&report, soakd::report::Format::Json).len();
     println!(
         "report_90d: {requests} requests, {samples} memory samples, {} backends → report built in {:.2} s (JSON {} KiB), peak RSS {} MiB",

@@ -170,7 +170,7 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
         window,
         &[],
         now,
-        crate::report::build::Options { include_contended: true },
+        crate::report::build::Options { include_contended: true, ..Default::default() },
     )?;
     crate::report::save_findings(&mut conn, &mut report, now)?;
     println!();

@@ -28,7 +28,7 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     let window = Window::parse(args.since.as_deref(), args.until.as_deref(), chrono::Local::now())
         .map_err(anyhow::Error::msg)?;
     let now = now_ms();
-    let options = report::build::Options { include_contended: args.include_contended };
+    let options = report::build::Options { include_contended: args.include_contended, parallel: true };
     let mut parts = Vec::new();
     for db in &dbs {
         let mut conn = store::open_existing(db)?;

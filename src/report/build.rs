@@ -30,6 +30,10 @@ pub struct Options {
     /// Keep requests that ran while soakd measured another backend (`machine_in_flight > 0`) in
     /// the latency and throughput figures; by default they are left out and counted.
     pub include_contended: bool,
+    /// Build backends side by side, one per core: for a person waiting on `soakd report`. Off
+    /// by default, so a daemon's digest or /metrics analysis takes one core from the machine it
+    /// is measuring, not all of them.
+    pub parallel: bool,
 }
 
 pub fn build_with(
@@ -45,7 +49,9 @@ pub fn build_with(
     }
     let mut backends = Vec::new();
     let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for (name, built) in names.iter().zip(each_backend(conn, &names, |c, n| backend(c, n, window, options))?) {
+    for (name, built) in
+        names.iter().zip(each_backend(conn, &names, options.parallel, |c, n| backend(c, n, window, options))?)
+    {
         let (report, ttft, tps) = built;
         samples.insert(name.clone(), (ttft, tps));
         backends.push(report);
@@ -72,17 +78,19 @@ pub fn build_with(
 /// Backends built at once, at most: each holds its window's values while it is built.
 const MAX_THREADS: usize = 4;
 
-/// `f` for every name, in the names' order, on up to as many threads as the machine has cores
-/// (each thread reads through its own connection to the same file). A log with no file (in
+/// `f` for every name, in the names' order; with `parallel`, on up to as many threads as the
+/// machine has cores (each thread reads through its own connection to the same file). A log with no file (in
 /// memory) is read on this thread alone; so are the names a thread could not open the file for.
 fn each_backend<T: Send>(
     conn: &Connection,
     names: &[String],
+    parallel: bool,
     f: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Sync,
 ) -> rusqlite::Result<Vec<T>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(names.len()).min(MAX_THREADS);
+    let cores = if parallel { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+    let threads = cores.min(names.len()).min(MAX_THREADS);
     let path = conn.path().filter(|p| !p.is_empty() && threads > 1).map(std::path::PathBuf::from);
     let Some(path) = path else { return names.iter().map(|n| f(conn, n)).collect() };
     let next = AtomicUsize::new(0);
