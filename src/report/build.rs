@@ -79,8 +79,9 @@ pub fn build_with(
 const MAX_THREADS: usize = 4;
 
 /// `f` for every name, in the names' order; with `parallel`, on up to as many threads as the
-/// machine has cores (each thread reads through its own connection to the same file). A log with no file (in
-/// memory) is read on this thread alone; so are the names a thread could not open the file for.
+/// machine has cores (each thread reads through its own connection to the same file). A log with
+/// no file (in memory) is read on this thread alone; so are the names a thread could not open the
+/// file for (this thread takes names until none is left, so every name is built).
 fn each_backend<T: Send>(
     conn: &Connection,
     names: &[String],
@@ -336,4 +337,40 @@ fn overhead(models: &BTreeMap<String, String>, samples: &BTreeMap<String, (Vec<f
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_built_side_by_side_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::store::open(&dir.path().join("log.db")).unwrap();
+        let memory = Connection::open_in_memory().unwrap();
+        let names: Vec<String> = (0..9).map(|i| format!("backend-{i}")).collect();
+        let main = std::thread::current().id();
+        for (conn, parallel) in [(&file, true), (&file, false), (&memory, true)] {
+            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+            let started = std::time::Instant::now();
+            let side_by_side = parallel && conn.path().is_some_and(|p| !p.is_empty());
+            let built = each_backend(conn, &names, parallel, |c, name| {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                // Side by side, the first thread in waits (a while at most) for a second one.
+                while side_by_side && threads.lock().unwrap().len() < 2 && started.elapsed().as_secs() < 5 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                c.query_row("SELECT ?1 || '!'", [name], |r| r.get::<_, String>(0))
+            })
+            .unwrap();
+            let want: Vec<String> = names.iter().map(|n| format!("{n}!")).collect();
+            assert_eq!(built, want);
+            let threads = threads.into_inner().unwrap();
+            if !side_by_side {
+                assert_eq!(threads.into_iter().collect::<Vec<_>>(), [main], "one thread, this one");
+            } else if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+                assert!(threads.len() > 1 || names.len() < 2, "side by side: {threads:?}");
+            }
+        }
+    }
 }
