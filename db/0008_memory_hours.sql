@@ -29,17 +29,15 @@ GROUP BY 1, 2, 3, 4;
 
 CREATE TRIGGER memory_hours_insert AFTER INSERT ON memory_samples
 BEGIN
+    -- `WHERE true`: an upsert from a SELECT needs it (SQLite's parser).
     INSERT INTO memory_hours
-    VALUES (NEW.backend, (NEW.taken_at / 3600000) * 3600000, coalesce(NEW.pid, 0), coalesce(NEW.proc_started_at, 0),
-            1, NEW.rss_bytes,
-            NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL,
-            NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL AND NEW.footprint_bytes IS NOT NULL,
-            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at END,
-            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at END,
-            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.taken_at ELSE 0 END,
-            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL THEN NEW.rss_bytes ELSE 0 END,
-            CASE WHEN NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL
-                 THEN coalesce(NEW.footprint_bytes, 0) ELSE 0 END)
+    SELECT NEW.backend, (NEW.taken_at / 3600000) * 3600000, coalesce(NEW.pid, 0), coalesce(NEW.proc_started_at, 0),
+           1, NEW.rss_bytes, idle, idle AND NEW.footprint_bytes IS NOT NULL,
+           CASE WHEN idle THEN NEW.taken_at END, CASE WHEN idle THEN NEW.taken_at END,
+           CASE WHEN idle THEN NEW.taken_at ELSE 0 END, CASE WHEN idle THEN NEW.rss_bytes ELSE 0 END,
+           CASE WHEN idle THEN coalesce(NEW.footprint_bytes, 0) ELSE 0 END
+    FROM (SELECT NEW.in_flight = 0 AND NEW.pid IS NOT NULL AND NEW.rss_bytes IS NOT NULL AS idle)
+    WHERE true
     ON CONFLICT (backend, hour_at, pid, proc_started_at) DO UPDATE SET
         samples = samples + 1,
         rss_max_bytes = CASE WHEN rss_max_bytes IS NULL OR excluded.rss_max_bytes > rss_max_bytes

@@ -4,11 +4,11 @@
 
 use crate::report::model::Report;
 use crate::store::queries;
+use crate::store::retention::HOUR_MS;
 use rusqlite::Connection;
 
 /// Points per chart line at most.
 pub const BUCKETS: i64 = 240;
-const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct BackendSeries {

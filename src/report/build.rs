@@ -49,10 +49,8 @@ pub fn build_with(
     }
     let mut backends = Vec::new();
     let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-    for (name, built) in
-        names.iter().zip(each_backend(conn, &names, options.parallel, |c, n| backend(c, n, window, options))?)
-    {
-        let (report, ttft, tps) = built;
+    let built = each_backend(conn, &names, options.parallel, |c, n| backend(c, n, window, options))?;
+    for (name, (report, ttft, tps)) in names.iter().zip(built) {
         samples.insert(name.clone(), (ttft, tps));
         backends.push(report);
     }

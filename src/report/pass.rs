@@ -7,11 +7,10 @@ use crate::analysis::crashes::Attempt;
 use crate::analysis::drift::{HourStats, Observation, hourly};
 use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
 use crate::store::queries::{self, RequestRow};
+use crate::store::retention::HOUR_MS;
 use chrono::{Local, TimeZone, Timelike};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
-
-const HOUR_MS: i64 = 3_600_000;
 
 /// The values of one streaming mode's successful, uncontended requests.
 #[derive(Debug, Default)]
@@ -76,9 +75,9 @@ pub fn gather(
             return;
         }
         g.requests += 1;
-        let ok = &*r.outcome == "ok";
+        let (ok, failed) = (&*r.outcome == "ok", stored_counts_as_failure(&r.outcome));
         g.ok += u64::from(ok);
-        if stored_counts_as_failure(&r.outcome) {
+        if failed {
             *g.failures.entry(r.outcome.to_string()).or_default() += 1;
         }
         let contended = !include_contended && r.machine_in_flight.is_some_and(|n| n > 0);
@@ -105,7 +104,7 @@ pub fn gather(
         }
         g.attempts.push(Attempt {
             at_ms: r.at_ms,
-            failed: stored_counts_as_failure(&r.outcome),
+            failed,
             http_status: r.http_status,
             e2e_ms: r.e2e_ms,
             signature: r.signature,

@@ -1,5 +1,6 @@
 //! Reads for reports: the facts the analysis functions take, selected by run or by window.
 
+use super::retention::HOUR_MS;
 use crate::measure::Outcome;
 use crate::measure::outcome::{IN_FLIGHT, stored_counts_as_failure};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
@@ -255,35 +256,41 @@ pub struct IdleLife {
     pub last_ms: i64,
 }
 
+/// A memory sample the leak analysis reads: nothing in flight, a known process and an RSS (the
+/// `memory_idle` index's condition, and `memory_hours`' idle columns', migration 0008).
+const IDLE_SAMPLE: &str = "in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL";
+
 /// `[from, to)` split into its whole UTC hours `[a, b)` (empty when there are none) and the
 /// edges before and after, which only raw rows can answer: `from ≤ a ≤ b ≤ to`.
 fn whole_hours(from: i64, to: i64) -> (i64, i64) {
-    const HOUR: i64 = 3_600_000;
-    let a = (from.div_euclid(HOUR) + i64::from(from.rem_euclid(HOUR) != 0)) * HOUR;
+    let a = (from.div_euclid(HOUR_MS) + i64::from(from.rem_euclid(HOUR_MS) != 0)) * HOUR_MS;
     let a = a.clamp(from, to.max(from));
-    let b = (to.div_euclid(HOUR) * HOUR).max(a);
+    let b = (to.div_euclid(HOUR_MS) * HOUR_MS).max(a);
     (a, b)
+}
+
+/// `select` over `memory_samples` (ending in its WHERE clause) for each edge of a window that
+/// `whole_hours` split, joined by UNION ALL; parameters ?2 = from, ?3 = to, ?4 = a, ?5 = b.
+fn edges(select: &str) -> String {
+    format!("{select} AND taken_at >= ?2 AND taken_at < ?4 UNION ALL {select} AND taken_at >= ?5 AND taken_at < ?3")
 }
 
 /// The process lives of `backend` with idle samples in `[from, to)`, in order of their first one:
 /// the whole hours from `memory_hours` (migration 0008), the edges from the samples.
 pub fn idle_lives(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<Vec<IdleLife>> {
     let (a, b) = whole_hours(from, to);
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "SELECT pid, proc_started_at, sum(n), sum(fp), min(first), max(last) FROM (
              SELECT pid, proc_started_at, idle_samples AS n, idle_footprint AS fp, idle_first_at AS first,
                     idle_last_at AS last
              FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5 AND idle_samples > 0
-             UNION ALL
-             SELECT pid, coalesce(proc_started_at, 0), 1, footprint_bytes IS NOT NULL, taken_at, taken_at
-             FROM memory_samples WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?4
-               AND in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL
-             UNION ALL
-             SELECT pid, coalesce(proc_started_at, 0), 1, footprint_bytes IS NOT NULL, taken_at, taken_at
-             FROM memory_samples WHERE backend = ?1 AND taken_at >= ?5 AND taken_at < ?3
-               AND in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL)
+             UNION ALL {})
          GROUP BY 1, 2 ORDER BY 5",
-    )?
+        edges(&format!(
+            "SELECT pid, coalesce(proc_started_at, 0), 1, footprint_bytes IS NOT NULL, taken_at, taken_at
+             FROM memory_samples WHERE backend = ?1 AND {IDLE_SAMPLE}"
+        )),
+    ))?
     .query_map(rusqlite::params![backend, from, to, a, b], |r| {
         Ok(IdleLife {
             pid: r.get(0)?,
@@ -306,13 +313,12 @@ pub fn each_idle_sample(
     to: i64,
     mut each: impl FnMut(IdleSample),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT pid, coalesce(proc_started_at, 0), taken_at, rss_bytes, footprint_bytes
          FROM memory_samples
-         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND in_flight = 0
-           AND pid IS NOT NULL AND rss_bytes IS NOT NULL
-         ORDER BY taken_at, id",
-    )?;
+         WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND {IDLE_SAMPLE}
+         ORDER BY taken_at, id"
+    ))?;
     let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
     while let Some(r) = rows.next()? {
         each(IdleSample {
@@ -347,28 +353,23 @@ pub fn idle_memory(
     to: i64,
     bucket_ms: i64,
 ) -> rusqlite::Result<Vec<MemoryBucket>> {
-    const IDLE: &str = "in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NOT NULL";
     let bucket_ms = bucket_ms.max(1);
-    let (a, b) = if bucket_ms % 3_600_000 == 0 { whole_hours(from, to) } else { (to, to) };
-    let raw = |range: &str| {
-        format!(
-            "SELECT pid, coalesce(proc_started_at, 0) AS started, taken_at AS first, 1 AS n, taken_at AS at_sum,
-                    rss_bytes AS rss_sum, footprint_bytes IS NOT NULL AS fp_n, coalesce(footprint_bytes, 0) AS fp_sum,
-                    taken_at AS t
-             FROM memory_samples WHERE backend = ?1 AND {range} AND {IDLE}"
-        )
-    };
+    let (a, b) = if bucket_ms % HOUR_MS == 0 { whole_hours(from, to) } else { (to, to) };
     conn.prepare_cached(&format!(
         "SELECT pid, started, CAST(sum(at_sum) / sum(n) AS INTEGER), 1.0 * sum(rss_sum) / sum(n),
                 CASE WHEN sum(fp_n) = sum(n) THEN 1.0 * sum(fp_sum) / sum(n) END
-         FROM ({} UNION ALL {} UNION ALL
+         FROM ({} UNION ALL
                SELECT pid, proc_started_at, idle_first_at, idle_samples, idle_at_sum, idle_rss_sum, idle_footprint,
                       idle_footprint_sum, hour_at
                FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5 AND idle_samples > 0)
          GROUP BY pid, started, t / ?6
          ORDER BY min(first)",
-        raw("taken_at >= ?2 AND taken_at < ?4"),
-        raw("taken_at >= ?5 AND taken_at < ?3"),
+        edges(&format!(
+            "SELECT pid, coalesce(proc_started_at, 0) AS started, taken_at AS first, 1 AS n, taken_at AS at_sum,
+                    rss_bytes AS rss_sum, footprint_bytes IS NOT NULL AS fp_n, coalesce(footprint_bytes, 0) AS fp_sum,
+                    taken_at AS t
+             FROM memory_samples WHERE backend = ?1 AND {IDLE_SAMPLE}"
+        )),
     ))?
     .query_map(rusqlite::params![backend, from, to, a, b, bucket_ms], |r| {
         Ok(MemoryBucket {
@@ -391,12 +392,12 @@ pub fn memory_extremes(
 ) -> rusqlite::Result<(Option<u64>, Option<u64>, Option<u64>)> {
     let (a, b) = whole_hours(from, to);
     let peak: Option<i64> = conn.query_row(
-        "SELECT max(m) FROM (
-             SELECT max(rss_max_bytes) AS m FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5
-             UNION ALL
-             SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?4
-             UNION ALL
-             SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1 AND taken_at >= ?5 AND taken_at < ?3)",
+        &format!(
+            "SELECT max(m) FROM (
+                 SELECT max(rss_max_bytes) AS m FROM memory_hours WHERE backend = ?1 AND hour_at >= ?4 AND hour_at < ?5
+                 UNION ALL {})",
+            edges("SELECT max(rss_bytes) FROM memory_samples WHERE backend = ?1")
+        ),
         rusqlite::params![backend, from, to, a, b],
         |r| r.get(0),
     )?;
