@@ -3,8 +3,8 @@
 //! window: the database does the averaging and counting.
 
 use crate::report::model::Report;
-use crate::store::queries;
 use crate::store::retention::HOUR_MS;
+use crate::store::{memory, queries};
 use rusqlite::Connection;
 
 /// Points per chart line at most.
@@ -44,7 +44,7 @@ pub fn load(conn: &Connection, report: &Report) -> rusqlite::Result<Series> {
         let footprint = b.memory_metric == "footprint";
         let mut memory: Vec<Vec<(i64, f64)>> = Vec::new();
         let mut current = None;
-        for m in queries::idle_memory(conn, &b.name, from, to, bucket_ms)? {
+        for m in memory::idle_memory(conn, &b.name, from, to, bucket_ms)? {
             if current != Some((m.pid, m.proc_started_at)) {
                 memory.push(Vec::new());
                 current = Some((m.pid, m.proc_started_at));

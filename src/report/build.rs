@@ -12,7 +12,7 @@ use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
 use crate::analysis::overhead::median_ratio;
 use crate::analysis::summary::wilson;
 use crate::measure::stats::{mean, percentile};
-use crate::store::queries;
+use crate::store::{memory, queries};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 
@@ -158,7 +158,7 @@ fn backend(
     let (requests, ok, not_counted) = (g.requests, g.ok, g.rows - g.requests);
     let (crash, crash_patterns) = crashes(&g.attempts);
     drop(g.attempts);
-    let (peak, last, available) = queries::memory_extremes(conn, name, w.from, w.to)?;
+    let (peak, last, available) = memory::memory_extremes(conn, name, w.from, w.to)?;
     let (leak, memory_metric) = leak(conn, name, w, &g.served, available)?;
     drop(g.served);
     let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
@@ -266,7 +266,7 @@ fn leak(
     available: Option<u64>,
 ) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
     use crate::analysis::leaks::POINTS_PER_LIFE;
-    let lives = queries::idle_lives(conn, name, w.from, w.to)?;
+    let lives = memory::idle_lives(conn, name, w.from, w.to)?;
     let (samples, with_footprint) = lives.iter().fold((0, 0), |a, l| (a.0 + l.samples, a.1 + l.with_footprint));
     let footprint = samples > 0 && with_footprint * 10 >= samples * 9;
     // Per life: its index in `lifetimes`, its first sample and bucket width (0: every sample kept).
@@ -291,7 +291,7 @@ fn leak(
         times.clear();
         bytes.clear();
     };
-    queries::each_idle_sample(conn, name, w.from, w.to, |s| {
+    memory::each_idle_sample(conn, name, w.from, w.to, |s| {
         let bytes = if footprint { s.footprint_bytes } else { Some(s.rss_bytes) };
         let (Some(bytes), Some(&(i, first, width))) = (bytes, index.get(&(s.pid, s.proc_started_at))) else { return };
         let bucket = if width > 0 { (s.at_ms - first) / width } else { s.at_ms };

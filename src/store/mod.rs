@@ -8,6 +8,7 @@
 pub mod export;
 pub mod findings;
 pub mod host;
+pub mod memory;
 pub mod outbox;
 pub mod queries;
 mod recover;
