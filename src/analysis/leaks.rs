@@ -7,6 +7,8 @@
 //! own (`memory_life`: thinned by its own cadence, isolated spikes dropped, its warm-up set apart,
 //! level shifts found; a sawtooth judged without its ramps), so a verdict depends on the samples,
 //! never on the report's window. Lives with fewer than 8 points, or 6 after their warm-up, are not judged.
+//! Once 3 lives show a warm-up, every life is given at least the longest one (`shared_warmup_h`):
+//! a crash loop's life cut short while loading is all warm-up.
 //! Then, over the lives judged:
 //! - Trend: the seasonal Kendall test over lives (Hirsch, Slack & Smith 1982) — a Mann–Kendall test
 //!   per life (Mann 1945; Kendall 1975), tie-corrected, its variance inflated for serial correlation
@@ -18,6 +20,9 @@
 //!   of lumpy noise is no leak however small its p — and at least `min_mb_per_hour`. Growth under
 //!   10 times the noise must also trend on the medians of blocks as long as the noise stays
 //!   correlated ((1 + ρ₁)/(1 − ρ₁) points): slow wander of autocorrelated memory is not a leak.
+//! - Many lives (8 or more) must mostly rise on their own: a one-sided sign test over the lives'
+//!   Theil–Sen slopes at 5 % (memory wandering within lives shorter than its correlation time tilts
+//!   each life's line at random, and the pooled test can add those tilts up).
 //! - Persistence: growth that stops is no leak. When the last thirds of the lives grow
 //!   significantly slower than the whole (the upper end of their interval under half the slope), in
 //!   time and per request served, memory grew and then held, or is levelling off: a plateau (a cache
@@ -36,8 +41,9 @@
 use serde::Serialize;
 
 use super::memory_life::{Life, Pt};
-use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope};
+use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope, theil_sen};
 use crate::measure::stats::median;
+use statrs::function::factorial::ln_binomial;
 
 pub use super::memory_life::MAX_LIFE_POINTS as POINTS_PER_LIFE;
 pub use super::memory_life::MemPoint;
@@ -51,6 +57,10 @@ const CLEAR_SIGMAS: f64 = 10.0;
 /// A warm-up that lasts at least this share of its life and rose above the practical bar, then
 /// held, is reported as a plateau.
 const LONG_WARMUP_SHARE: f64 = 0.2;
+/// Lives judged on a trend from which on most of them must rise on their own.
+const MANY_LIVES: usize = 8;
+/// Lives with a warm-up of their own before every life of the log is given the longest one.
+const SHARED_WARMUPS: usize = 3;
 
 /// The samples of one process lifetime (the caller splits the series at restarts), in time order.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,9 +203,15 @@ pub struct LeakReport {
 /// gives the hours until it is used up at the measured slope.
 pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &LeakParams) -> LeakReport {
     let (mut lives, mut points, mut too_short) = (Vec::new(), 0, 0);
-    for l in lifetimes {
+    let own: Vec<Option<Life>> = lifetimes.iter().map(|l| Life::shape(&l.points, 0.0)).collect();
+    let shared = shared_warmup_h(&own);
+    for (l, life) in lifetimes.iter().zip(own) {
         let finite = l.points.iter().filter(|m| m.bytes.is_finite()).count();
-        match Life::shape(&l.points) {
+        let life = match life {
+            Some(life) if life.pts[life.start].h < shared => Life::shape(&l.points, shared),
+            life => life,
+        };
+        match life {
             Some(life) => {
                 lives.push(life);
                 points += finite;
@@ -310,6 +326,10 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
             .collect();
         super::trend::seasonal_kendall(&blocks).is_some_and(|m| m.p_value < p.alpha && m.z > 0.0)
     };
+    // Many lives: most must grow on their own. Memory that wanders within lives shorter than its
+    // correlation time (a crash loop) tilts each life's line one way or the other at random, and
+    // their sum can pass for a trend that no life shows beyond its noise.
+    let lives_agree = lives_agree(&lives);
     // Growth in steps that keep coming, in lives holding at least half the judged points, and
     // significant in the series as it is (shifts left in).
     let stepping_lives: Vec<&Life> = lives.iter().filter(|l| keeps_stepping(l, p)).collect();
@@ -329,7 +349,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     let cycle_line = if all_sawtooth { seasonal_sen_interval(&cycles, &[]) } else { None };
     let troughs_rise = !all_sawtooth || cycle_line.is_some_and(|c| c.slope_low > 0.0);
     let from_steps = staircase;
-    let leak = (significant && practical && !stopped && blocks_agree && troughs_rise) || staircase;
+    let leak = (significant && practical && !stopped && blocks_agree && troughs_rise && lives_agree) || staircase;
     if leak {
         report.verdict = Verdict::Leak;
         if from_steps {
@@ -392,6 +412,36 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     }
     report.reason = reason(&report, p, significant, practical, stopped);
     report
+}
+
+/// The warm-up every life of this log is given at least, hours from its first sample: the longest
+/// of the warm-ups found, once at least [`SHARED_WARMUPS`] lives showed one (else 0). A server that
+/// restarts often warms up the same way each time, and a life too short, or sampled too sparsely,
+/// to show its own warm-up is all warm-up: were it judged, many such lives would add up to a slope.
+fn shared_warmup_h(lives: &[Option<Life>]) -> f64 {
+    let found: Vec<f64> = lives.iter().flatten().filter(|l| l.start > 0).map(|l| l.pts[l.start].h).collect();
+    if found.len() < SHARED_WARMUPS { 0.0 } else { found.iter().copied().fold(0.0, f64::max) }
+}
+
+/// With at least [`MANY_LIVES`] lives judged on a trend, whether more of them rise than chance
+/// allows (a one-sided sign test over the lives' own Theil–Sen slopes, at 5 %); true with fewer.
+fn lives_agree(lives: &[Life]) -> bool {
+    let slopes: Vec<f64> = lives
+        .iter()
+        .filter(|l| !l.sawtooth)
+        .filter_map(|l| {
+            let (h, mb): (Vec<f64>, Vec<f64>) = l.trend.iter().copied().unzip();
+            theil_sen(&h, &mb).map(|t| t.slope).filter(|s| *s != 0.0)
+        })
+        .collect();
+    if slopes.len() < MANY_LIVES {
+        return true;
+    }
+    let rising = slopes.iter().filter(|s| **s > 0.0).count() as u64;
+    // P(at least `rising` of n rise) for lives that rise or fall at even odds.
+    let n = slopes.len() as u64;
+    let tail: f64 = (rising..=n).map(|k| ln_binomial(n, k).exp()).sum::<f64>() / 2f64.powi(n as i32);
+    tail < 0.05
 }
 
 /// Medians of consecutive blocks of a series (values only), each block as long as its noise stays
@@ -604,6 +654,59 @@ mod tests {
         let pt =
             |m: i64, bytes| MemPoint { at_ms: start_ms + m * MIN, bytes, requests: Some(m as u64 * 20), tokens: None };
         Lifetime { pid: 1, points: (0..=minutes).map(|m| pt(m, (mb(m as f64) + sd * rng.normal()) * 1e6)).collect() }
+    }
+
+    /// A life of `minutes` that loads for its first `load_s` seconds (sampled every 2 s, 300 → 1000
+    /// MB), then holds 1000 MB (sampled every 30 s).
+    fn loading_life(start_ms: i64, minutes: f64, load_s: f64) -> Lifetime {
+        let at = |s: f64, mb: f64| MemPoint {
+            at_ms: start_ms + (s * 1000.0) as i64,
+            bytes: mb * 1e6,
+            requests: None,
+            tokens: None,
+        };
+        let mut points: Vec<MemPoint> = Vec::new();
+        let mut s = 0.0;
+        while s < minutes * 60.0 {
+            let mb = 300.0 + 700.0 * (s / load_s).min(1.0) + (s as i64 % 7) as f64 * 0.01;
+            points.push(at(s, mb));
+            s += if s < load_s { 2.0 } else { 30.0 };
+        }
+        Lifetime { pid: 1, points }
+    }
+
+    #[test]
+    fn lives_cut_short_while_loading_are_all_warm_up() {
+        // A crash loop: 12 lives of 10 minutes whose warm-ups show, and 4 that died while loading
+        // (90 s, every point on the ramp): given the others' warm-up, those are not judged.
+        let mut lives: Vec<Lifetime> = (0..12).map(|i| loading_life(T0 + i * 20 * MIN, 10.0, 100.0)).collect();
+        lives.extend((0..4).map(|i| loading_life(T0 + (300 + i * 20) * MIN, 1.5, 100.0)));
+        let own: Vec<Option<Life>> = lives.iter().map(|l| Life::shape(&l.points, 0.0)).collect();
+        assert!(own[12..].iter().all(|l| l.as_ref().is_some_and(|l| l.start == 0)), "alone, each looks like growth");
+        let shared = shared_warmup_h(&own);
+        assert!(shared * 3600.0 >= 90.0 && shared * 3600.0 <= 150.0, "{shared}");
+        let r = detect_leak(&lives, None, &LeakParams { min_span_ms: 0, ..LeakParams::default() });
+        assert_eq!((r.lifetimes, r.lifetimes_too_short), (12, 4), "{}", r.reason);
+        assert_ne!(r.verdict, Verdict::Leak, "{}", r.reason);
+        // Fewer than three warm-ups seen: no life is given another's.
+        assert_eq!(shared_warmup_h(&own[10..]), 0.0);
+    }
+
+    #[test]
+    fn many_lives_must_mostly_rise_on_their_own() {
+        // Lives of 3 hours that each rise or fall by 0.5 MB/h.
+        let lives = |signs: &[f64]| -> Vec<Life> {
+            let mut rng = Rng(11);
+            (signs.iter().enumerate())
+                .map(|(i, sign)| life(T0 + i as i64 * 200 * MIN, 180, 0.05, &mut rng, |m| 500.0 + sign * m / 120.0))
+                .map(|l| Life::shape(&l.points, 0.0).unwrap())
+                .collect()
+        };
+        assert!(lives_agree(&lives(&[1.0; 12])));
+        assert!(!lives_agree(&lives(&[1.0, -1.0].repeat(6))), "half rise, half fall");
+        assert!(!lives_agree(&lives(&[1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0])), "5 of 8");
+        assert!(lives_agree(&lives(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0])), "7 of 8");
+        assert!(lives_agree(&lives(&[1.0, -1.0, -1.0])), "too few lives to ask");
     }
 
     fn verdict_rate(mb_per_hour: f64, hours: i64, seeds: u64) -> f64 {

@@ -7,7 +7,8 @@
 //! 2. **Isolated spikes** (a sample far from its neighbours, e.g. taken just after a burst before
 //!    memory was freed) are dropped by a Hampel filter (Hampel 1974; Pearson 2002): a point more
 //!    than 4 robust sigmas from the median of the 7 around it, and from both its neighbours.
-//! 3. **Warm-up**: a life's start that lies off the line its second half follows (model load,
+//! 3. **Warm-up**: a life's start that lies off the line its second half follows (its last 4 points
+//!    when that half of its time holds fewer; model load,
 //!    caches filling) is set apart, up to the last point of the first half of the life still more
 //!    than two residual sigmas off that line, and further while what remains still closes in on the
 //!    line (the tail of an approach to a plateau). What remains is judged.
@@ -113,9 +114,11 @@ pub(crate) struct Life {
 }
 
 impl Life {
-    /// Shapes the samples of one life (time order not required). `None` when fewer than
-    /// [`MIN_LIFE_POINTS`] finite samples remain after the warm-up.
-    pub(crate) fn shape(points: &[MemPoint]) -> Option<Life> {
+    /// Shapes the samples of one life (time order not required), its warm-up lasting at least
+    /// `least_warmup_h` hours from its first sample (the warm-up the log's other lives showed,
+    /// see `leaks`). `None` when fewer than [`MIN_LIFE_POINTS`] finite samples remain after the
+    /// warm-up.
+    pub(crate) fn shape(points: &[MemPoint], least_warmup_h: f64) -> Option<Life> {
         let finite = points.iter().filter(|m| m.bytes.is_finite());
         let (first_ms, last_ms) = finite.fold((i64::MAX, i64::MIN), |(a, b), m| (a.min(m.at_ms), b.max(m.at_ms)));
         let pts = despike(thin(points));
@@ -124,7 +127,7 @@ impl Life {
         }
         let mb: Vec<f64> = pts.iter().map(|p| p.mb).collect();
         let diff_sigma_mb = diff_sigma(&mb);
-        let start = warmup_end(&pts, diff_sigma_mb);
+        let start = warmup_end(&pts, diff_sigma_mb).max(pts.partition_point(|p| p.h < least_warmup_h));
         if pts.len() - start < MIN_JUDGED_POINTS {
             return None;
         }
@@ -284,7 +287,9 @@ fn despike(pts: Vec<Pt>) -> Vec<Pt> {
 fn warmup_end(pts: &[Pt], diff_sigma_mb: f64) -> usize {
     let n = pts.len();
     let span = pts[n - 1].h - pts[0].h;
-    let half = pts.partition_point(|p| p.h < pts[0].h + span / 2.0);
+    // The second half of the life's time, or its last 4 points where that half holds fewer (a
+    // life sampled densely while it loaded, under a burst, and sparsely after).
+    let half = pts.partition_point(|p| p.h < pts[0].h + span / 2.0).min(n.saturating_sub(4));
     let (h2, m2): (Vec<f64>, Vec<f64>) = pts[half..].iter().map(|p| (p.h, p.mb)).unzip();
     if h2.len() < 4 {
         return 0;
@@ -503,17 +508,30 @@ mod tests {
     fn the_warm_up_is_set_apart_and_a_ramp_has_none() {
         // 30 MB filling over the first 20 minutes of a 3-hour life, then flat.
         let warm = pts((0..180).map(|i| 500.0 + 30.0 * (1.0 - (-(i as f64) / 6.0).exp()) + (i % 5) as f64 * 0.05));
-        let life = Life::shape(&warm).unwrap();
+        let life = Life::shape(&warm, 0.0).unwrap();
         assert!((15..=40).contains(&life.start), "{}", life.start);
         assert!((25.0..31.0).contains(&life.warmup_mb.unwrap()), "{:?}", life.warmup_mb);
         let ramp = pts((0..180).map(|i| 500.0 + i as f64 * 0.5 + (i % 5) as f64 * 0.05));
-        assert_eq!(Life::shape(&ramp).unwrap().start, 0);
+        assert_eq!(Life::shape(&ramp, 0.0).unwrap().start, 0);
+    }
+
+    #[test]
+    fn a_life_sampled_densely_while_it_loads_has_its_warm_up_set_apart() {
+        // A burst while the model loads (a sample every 1.5 s, 60 → 183 MB), then flat and sampled
+        // rarely: the second half of the life's time holds 2 samples, so its last 4 give the line.
+        let at =
+            |s: f64, mb: f64| MemPoint { at_ms: (s * 1000.0) as i64, bytes: mb * 1e6, requests: None, tokens: None };
+        let mut samples: Vec<MemPoint> = (0..42).map(|i| at(f64::from(i) * 1.5, 60.0 + 3.0 * f64::from(i))).collect();
+        samples.extend([64.0, 66.0, 68.0, 70.0, 189.0, 350.0].map(|s| at(s, 183.0 + (s as i64 % 3) as f64 * 0.1)));
+        let life = Life::shape(&samples, 0.0).unwrap();
+        assert!(life.start >= 40, "{}", life.start);
+        assert!(Life::shape(&samples, 0.1).is_none(), "a warm-up of 6 minutes leaves too little to judge");
     }
 
     #[test]
     fn shifts_are_taken_out_of_the_trend() {
         let stepped = pts((0..120).map(|i| 800.0 + if i >= 70 { 420.0 } else { 0.0 } + (i % 4) as f64 * 0.2));
-        let life = Life::shape(&stepped).unwrap();
+        let life = Life::shape(&stepped, 0.0).unwrap();
         assert_eq!(life.shifts.len(), 1, "{:?}", life.shifts);
         assert!((life.shifts[0].delta_mb - 420.0).abs() < 1.0 && !life.sawtooth);
         let spread = life.trend.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max)
@@ -524,7 +542,7 @@ mod tests {
     #[test]
     fn a_sawtooth_is_judged_without_its_ramps() {
         let flat = pts((0..240).map(|i| 300.0 + (i % 30) as f64 * 2.0));
-        let life = Life::shape(&flat).unwrap();
+        let life = Life::shape(&flat, 0.0).unwrap();
         assert!(life.sawtooth && life.shifts.iter().filter(|s| s.delta_mb < 0.0).count() >= 6, "{:?}", life.shifts);
         let levels: Vec<f64> = life.trend.iter().map(|t| t.1).collect();
         let spread = levels.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b))

@@ -31,6 +31,7 @@ pub const CLASSES: &[Class] = &[
     ("leak_per_request", leak_per_request),
     ("leak_per_token", leak_per_token),
     ("leak_across_restarts", leak_across_restarts),
+    ("leak_frequent_restarts", leak_frequent_restarts),
     ("leak_sawtooth_rising_troughs", leak_sawtooth),
     ("leak_under_load", leak_under_load),
     ("leak_after_warmup", leak_after_warmup),
@@ -435,6 +436,24 @@ fn leak_across_restarts(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let (b, slope) = (base(rng), clear_total(rng, p.noise, p.hours / lives as f64));
     let truth = MemTruth::Leak { mb_per_hour: Some(slope), mb_per_1k_requests: None };
     (p, Box::new(move |c, _| both(b + slope * c.life_h, 0.0)), truth)
+}
+
+/// A server restarted every 30–120 min (a nightly job, a watchdog, a crash) that loads its model
+/// and warms its caches after each start, then leaks through the rest of every life.
+fn leak_frequent_restarts(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
+    let mut p = plan(rng, (6.0, 24.0), 5.0);
+    let mut t = 0.0;
+    while t < p.hours {
+        t += rng.range(30.0, 120.0) / 60.0;
+        p.restarts.push(t);
+    }
+    p.restarts.pop();
+    let (b, slope) = (base(rng), clear_total(rng, p.noise, 1.0));
+    let (rise, tau_min) = (rng.range(0.0, 80.0), rng.range(0.5, 3.0));
+    let truth = MemTruth::Leak { mb_per_hour: Some(slope), mb_per_1k_requests: None };
+    let shape =
+        move |c: &Ctx, _: &mut Rng| both(b + rise * (1.0 - (-c.life_h * 60.0 / tau_min).exp()) + slope * c.life_h, 0.0);
+    (p, Box::new(shape), truth)
 }
 
 /// A sawtooth GC over a rising floor: each flush frees the cache, the troughs still climb.
