@@ -14,7 +14,8 @@
 //!    line (the tail of an approach to a plateau). What remains is judged.
 //! 4. **Level shifts** in what remains, by the two-sided CUSUM of `trend::cusum_steps_at` (a steady
 //!    trend, even sampled at irregular times, is not a shift): rises (growth events) and drops (releases).
-//! 5. **The series to judge**: with three or more releases that together give back at least what
+//! 5. **The series to judge**: with three or more releases (unpaired drops of at least a quarter
+//!    of the largest) that together give back at least what
 //!    the life gained overall, a cache that fills and is flushed (a sawtooth): each point minus the ramp since its cycle began (the median within-cycle
 //!    Sen slope times the time since the last release), so only a rising floor is left as trend.
 //!    Otherwise every rise is subtracted from the points after it, so a lone step or a reload is
@@ -144,8 +145,11 @@ impl Life {
         // A release gives back growth that came gradually; a drop that pairs with a rise next to
         // it is a lump that came and went (lumpy noise, a burst's spike), not a cache flushed.
         let partner = partners(&shifts);
-        let releases: Vec<Shift> =
-            shifts.iter().zip(&partner).filter(|(s, p)| s.delta_mb < 0.0 && p.is_none()).map(|(s, _)| *s).collect();
+        let unpaired = || shifts.iter().zip(&partner).filter(|(s, p)| s.delta_mb < 0.0 && p.is_none()).map(|(s, _)| *s);
+        // A cache's flushes are alike: a drop under a quarter of the largest is noise, or a flush
+        // caught mid-way by a sample, and starts no cycle.
+        let largest = unpaired().map(|s| -s.delta_mb).fold(0.0, f64::max);
+        let releases: Vec<Shift> = unpaired().filter(|s| -s.delta_mb >= largest / 4.0).collect();
         let drops = releases.len();
         let dropped: f64 = releases.iter().map(|s| -s.delta_mb).sum();
         let ends = |r: &[Pt]| median(r.iter().map(|p| p.mb));
@@ -537,6 +541,19 @@ mod tests {
         let spread = life.trend.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max)
             - life.trend.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
         assert!(spread < 2.0, "{spread}");
+    }
+
+    #[test]
+    fn a_small_drop_starts_no_cycle() {
+        // A cache filling by 58 MB over 30 samples and flushed, 8 times, over a floor rising 3 MB
+        // per cycle; in the fourth cycle 8 MB is given back for good (noise, not a flush).
+        let values = (0..240).map(|i| {
+            let given_back = if (100..120).contains(&i) { 8.0 } else { 0.0 };
+            300.0 + (i % 30) as f64 * 2.0 + 0.1 * i as f64 - given_back
+        });
+        let life = Life::shape(&pts(values), 0.0).unwrap();
+        assert!(life.sawtooth);
+        assert_eq!(life.cycles.len(), 8, "{:?}", life.cycles);
     }
 
     #[test]
