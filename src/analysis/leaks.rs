@@ -25,7 +25,7 @@
 //!   each life's line at random, and the pooled test can add those tilts up).
 //! - Persistence: growth that stops is no leak. When the last thirds of the lives grow
 //!   significantly slower than the whole (the upper end of their interval under half the slope), in
-//!   time and per request served, memory grew and then held, or is levelling off: a plateau (a cache
+//!   time, per request served and per token generated, memory grew and then held, or is levelling off: a plateau (a cache
 //!   filling to its cap: Ollama's MLX runner, llama-server's prompt cache). A leak grows as fast at the end as over the whole.
 //! - Steps: level shifts are taken out of the trend, so one step is a `step`, not a leak (a larger
 //!   context allocated once, a second model copy loaded). Growth that comes only in steps is a leak when the steps keep coming — at least 3
@@ -287,34 +287,31 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         lives.iter().map(|l| if l.sawtooth { (Vec::new(), Vec::new()) } else { last_third(&l.trend) }).collect();
     let late_factors: Vec<f64> = late.iter().map(|g| super::trend::hamed_rao_factor(&g.1)).collect();
     let late_line = seasonal_sen_interval(&late, &late_factors);
-    // Against the requests served too, when they are known: a workload that slows down at the end
-    // (fewer requests, shorter replies) is not growth that stopped.
-    let by_requests = |series: fn(&Life) -> Vec<(f64, f64)>| {
-        lives
-            .iter()
-            .filter(|l| !l.sawtooth)
-            .map(|l| {
-                let pts = &l.pts[l.start..];
-                let s = series(l);
-                let pairs: Vec<(f64, f64)> =
-                    pts.iter().zip(&s).filter_map(|(p, (_, mb))| Some((p.requests?, *mb))).collect();
-                pairs.into_iter().unzip()
-            })
-            .collect::<Vec<(Vec<f64>, Vec<f64>)>>()
+    // Against the requests served and the tokens generated too, when they are known: a workload
+    // that slows down at the end (fewer requests, shorter replies) is not growth that stopped.
+    let stopped_against = |count: fn(&Pt) -> Option<f64>| {
+        let by_count = |late_only: bool| {
+            lives
+                .iter()
+                .filter(|l| !l.sawtooth)
+                .map(|l| {
+                    let (a, b) = (l.trend[0].0, l.trend[l.trend.len() - 1].0);
+                    let late = |h: f64| !late_only || h >= a + (b - a) * 2.0 / 3.0;
+                    let pairs: Vec<(f64, f64)> = (l.pts[l.start..].iter().zip(&l.trend))
+                        .filter_map(|(pt, &(h, mb))| Some((count(pt)?, if late(h) { mb } else { f64::NAN })))
+                        .collect();
+                    pairs.into_iter().unzip()
+                })
+                .collect::<Vec<(Vec<f64>, Vec<f64>)>>()
+        };
+        match (seasonal_sen_slope(&by_count(false)), seasonal_sen_interval(&by_count(true), &[])) {
+            (Some(all), Some(late)) if all > 0.0 => late.slope_high < p.persist_share * all,
+            _ => true,
+        }
     };
-    let per_request = seasonal_sen_slope(&by_requests(|l| l.trend.clone()));
-    let late_per_request = seasonal_sen_interval(
-        &by_requests(|l| {
-            let (a, b) = (l.trend[0].0, l.trend[l.trend.len() - 1].0);
-            l.trend.iter().map(|&(h, mb)| if h >= a + (b - a) * 2.0 / 3.0 { (h, mb) } else { (h, f64::NAN) }).collect()
-        }),
-        &[],
-    );
-    let stopped_in_requests = match (per_request, late_per_request) {
-        (Some(all), Some(late)) if all > 0.0 => late.slope_high < p.persist_share * all,
-        _ => true,
-    };
-    let stopped = late_line.is_some_and(|l| l.slope_high < p.persist_share * slope) && stopped_in_requests;
+    let stopped = late_line.is_some_and(|l| l.slope_high < p.persist_share * slope)
+        && stopped_against(|pt| pt.requests)
+        && stopped_against(|pt| pt.tokens);
     // Strongly autocorrelated memory wanders: when the growth is only a few times the noise, it
     // must also show on medians of blocks as long as the noise stays correlated — and in a
     // sawtooth, on its cycles' levels, one value per cycle (lumps that come and go can pass for
@@ -783,6 +780,26 @@ mod tests {
             assert!((pl.level_mb - 1040.0).abs() < 1.0 && (pl.grew_mb - 40.0).abs() < 3.0, "{pl:?}");
             assert!(r.hours_to_exhaustion.is_none() && r.reason.contains("levelled off"), "{}", r.reason);
         }
+    }
+
+    #[test]
+    fn growth_per_token_that_slows_with_shorter_replies_is_still_a_leak() {
+        // Two jobs taking turns hourly, replies of 64 and 512 tokens, 10 requests a minute; memory
+        // grows 1 MB per 1000 tokens. The last hour grows 8 times slower in time and per request
+        // than the middle one, as fast per token.
+        let mut rng = Rng(5);
+        let mut tokens = 0u64;
+        let points = (0..=180)
+            .map(|m: i64| {
+                tokens += 10 * if (m / 60) % 2 == 0 { 64 } else { 512 };
+                let mb = 800.0 + tokens as f64 / 1000.0 + 0.2 * rng.normal();
+                MemPoint { at_ms: T0 + m * MIN, bytes: mb * 1e6, requests: Some(m as u64 * 10), tokens: Some(tokens) }
+            })
+            .collect();
+        let r = detect_leak(&[Lifetime { pid: 1, points }], None, &LeakParams::default());
+        assert_eq!(r.verdict, Verdict::Leak, "{}", r.reason);
+        let per_1k_tokens = r.mb_per_1k_tokens.unwrap();
+        assert!((per_1k_tokens - 1.0).abs() < 0.05, "{per_1k_tokens}");
     }
 
     #[test]
