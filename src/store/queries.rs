@@ -1,7 +1,7 @@
 //! Reads for reports: the facts the analysis functions take, selected by run or by window.
 
-use crate::measure::Outcome;
 use crate::measure::outcome::{IN_FLIGHT, stored_counts_as_failure};
+use crate::measure::{EventKind, Outcome};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 use std::collections::BTreeMap;
 
@@ -119,7 +119,10 @@ pub fn restarts(conn: &Connection, backends: &[String], from: i64, to: i64) -> r
     per_backend(
         conn,
         backends,
-        "SELECT count(*) FROM events WHERE backend = ?1 AND kind = 'restart' AND at BETWEEN ?2 AND ?3",
+        &format!(
+            "SELECT count(*) FROM events WHERE backend = ?1 AND kind = '{}' AND at BETWEEN ?2 AND ?3",
+            EventKind::Restart.as_str()
+        ),
         from,
         to,
     )

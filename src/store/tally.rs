@@ -2,6 +2,7 @@
 //! when the daemon starts, then the rows each commit finished), restarts per backend, and each
 //! backend's latest memory sample. Only the columns the counters and histograms need.
 
+use crate::measure::EventKind;
 use crate::measure::outcome::IN_FLIGHT;
 use rusqlite::{Connection, Row};
 
@@ -60,9 +61,10 @@ pub fn finished_by_id(conn: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<Fi
 
 /// `restart` events per backend.
 pub fn restarts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
-    conn.prepare(
-        "SELECT backend, count(*) FROM events WHERE kind = 'restart' AND backend IS NOT NULL GROUP BY backend",
-    )?
+    conn.prepare(&format!(
+        "SELECT backend, count(*) FROM events WHERE kind = '{}' AND backend IS NOT NULL GROUP BY backend",
+        EventKind::Restart.as_str()
+    ))?
     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect()
 }

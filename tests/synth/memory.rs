@@ -163,6 +163,17 @@ fn plan(rng: &mut Rng, hours: (f64, f64), max_sd: f64) -> Plan {
     }
 }
 
+/// Restarts every `minutes.0`–`minutes.1` minutes over `hours` (hours since the start).
+fn restarts_every(rng: &mut Rng, hours: f64, minutes: (f64, f64)) -> Vec<f64> {
+    let (mut t, mut at) = (0.0, Vec::new());
+    while t < hours {
+        t += rng.range(minutes.0, minutes.1) / 60.0;
+        at.push(t);
+    }
+    at.pop();
+    at
+}
+
 fn base(rng: &mut Rng) -> f64 {
     rng.log_range(80.0, 30_000.0)
 }
@@ -290,12 +301,7 @@ fn restarts_baselines(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
 /// first requests, then stays flat.
 fn short_lives_warmup(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (6.0, 24.0), 3.0);
-    let mut t = 0.0;
-    while t < p.hours {
-        t += rng.range(20.0, 40.0) / 60.0;
-        p.restarts.push(t);
-    }
-    p.restarts.pop();
+    p.restarts = restarts_every(rng, p.hours, (20.0, 40.0));
     // The warm-up is over within the first 40 % of even the shortest life (then flat).
     p.workload = Workload::Steady { every_s: rng.range(5.0, 20.0), tokens: 64 };
     let (b, rise, tau_min, tau_req) = (base(rng), rng.range(10.0, 80.0), rng.range(0.5, 1.7), rng.range(2.0, 5.0));
@@ -315,12 +321,7 @@ fn short_lives_warmup(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
 /// climbing to the full size over its first minute or two).
 fn crash_loop(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (2.0, 12.0), 5.0);
-    let mut t = 0.0;
-    while t < p.hours {
-        t += rng.range(2.0, 12.0) / 60.0;
-        p.restarts.push(t);
-    }
-    p.restarts.pop();
+    p.restarts = restarts_every(rng, p.hours, (2.0, 12.0));
     let (b, load_min) = (base(rng), rng.range(0.5, 2.0));
     let shape = move |c: &Ctx, _: &mut Rng| both(b * (0.3 + 0.7 * (c.life_h * 60.0 / load_min).min(1.0)), 0.0);
     (p, Box::new(shape), MemTruth::NoLeak)
@@ -442,12 +443,7 @@ fn leak_across_restarts(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
 /// and warms its caches after each start, then leaks through the rest of every life.
 fn leak_frequent_restarts(rng: &mut Rng) -> (Plan, Shape, MemTruth) {
     let mut p = plan(rng, (6.0, 24.0), 5.0);
-    let mut t = 0.0;
-    while t < p.hours {
-        t += rng.range(30.0, 120.0) / 60.0;
-        p.restarts.push(t);
-    }
-    p.restarts.pop();
+    p.restarts = restarts_every(rng, p.hours, (30.0, 120.0));
     let (b, slope) = (base(rng), clear_total(rng, p.noise, 1.0));
     let (rise, tau_min) = (rng.range(0.0, 80.0), rng.range(0.5, 3.0));
     let truth = MemTruth::Leak { mb_per_hour: Some(slope), mb_per_1k_requests: None };
