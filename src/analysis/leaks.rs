@@ -43,7 +43,7 @@ use serde::Serialize;
 use super::memory_life::{Life, Pt};
 use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope, theil_sen};
 use crate::measure::stats::median;
-use statrs::function::factorial::ln_binomial;
+use statrs::distribution::{Binomial, DiscreteCDF};
 
 pub use super::memory_life::MAX_LIFE_POINTS as POINTS_PER_LIFE;
 pub use super::memory_life::MemPoint;
@@ -290,21 +290,19 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     // Against the requests served and the tokens generated too, when they are known: a workload
     // that slows down at the end (fewer requests, shorter replies) is not growth that stopped.
     let stopped_against = |count: fn(&Pt) -> Option<f64>| {
-        let by_count = |late_only: bool| {
-            lives
-                .iter()
-                .filter(|l| !l.sawtooth)
-                .map(|l| {
-                    let (a, b) = (l.trend[0].0, l.trend[l.trend.len() - 1].0);
-                    let late = |h: f64| !late_only || h >= a + (b - a) * 2.0 / 3.0;
-                    let pairs: Vec<(f64, f64)> = (l.pts[l.start..].iter().zip(&l.trend))
-                        .filter_map(|(pt, &(h, mb))| Some((count(pt)?, if late(h) { mb } else { f64::NAN })))
-                        .collect();
-                    pairs.into_iter().unzip()
-                })
-                .collect::<Vec<(Vec<f64>, Vec<f64>)>>()
-        };
-        match (seasonal_sen_slope(&by_count(false)), seasonal_sen_interval(&by_count(true), &[])) {
+        let judged = || lives.iter().filter(|l| !l.sawtooth);
+        let all: Vec<(Vec<f64>, Vec<f64>)> = judged().map(|l| l.by(false, count).into_iter().unzip()).collect();
+        // The same pairs, with the memory before the last third of the life's time left blank.
+        let late: Vec<(Vec<f64>, Vec<f64>)> = judged()
+            .map(|l| {
+                let from = late_from(&l.trend).unwrap_or(f64::NEG_INFINITY);
+                let pairs: Vec<(f64, f64)> = (l.pts[l.start..].iter().zip(&l.trend))
+                    .filter_map(|(pt, &(h, mb))| Some((count(pt)?, if h >= from { mb } else { f64::NAN })))
+                    .collect();
+                pairs.into_iter().unzip()
+            })
+            .collect();
+        match (seasonal_sen_slope(&all), seasonal_sen_interval(&late, &[])) {
             (Some(all), Some(late)) if all > 0.0 => late.slope_high < p.persist_share * all,
             _ => true,
         }
@@ -436,8 +434,8 @@ fn lives_agree(lives: &[Life]) -> bool {
     }
     let rising = slopes.iter().filter(|s| **s > 0.0).count() as u64;
     // P(at least `rising` of n rise) for lives that rise or fall at even odds.
-    let n = slopes.len() as u64;
-    let tail: f64 = (rising..=n).map(|k| ln_binomial(n, k).exp()).sum::<f64>() / 2f64.powi(n as i32);
+    let even = Binomial::new(0.5, slopes.len() as u64).expect("0.5 is a probability");
+    let tail = if rising == 0 { 1.0 } else { even.sf(rising - 1) };
     tail < 0.05
 }
 
@@ -457,9 +455,14 @@ fn block_medians(series: &[(f64, f64)]) -> Vec<f64> {
 
 /// The last third (by time) of a series.
 fn last_third(series: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {
-    let (Some(first), Some(last)) = (series.first(), series.last()) else { return (Vec::new(), Vec::new()) };
-    let from = first.0 + (last.0 - first.0) * 2.0 / 3.0;
+    let Some(from) = late_from(series) else { return (Vec::new(), Vec::new()) };
     series.iter().filter(|(h, _)| *h >= from).copied().unzip()
+}
+
+/// The hour where the last third of a (hours, MB) series' time begins.
+fn late_from(series: &[(f64, f64)]) -> Option<f64> {
+    let (first, last) = (series.first()?, series.last()?);
+    Some(first.0 + (last.0 - first.0) * 2.0 / 3.0)
 }
 
 /// Index in `pts` where the last third of the judged part begins.
