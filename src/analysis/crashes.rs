@@ -236,12 +236,18 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             _ => {}
         }
     }
+    // A factor that explains the crashes beyond the request count comes first (see `explains_count`).
+    let count_explained = at_request_count.as_ref().is_some_and(|c| {
+        patterns.iter().any(|(family, _, p)| {
+            *family == 0 && p.method != "request_count" && explains_count(&factors, &refs, &triggered, c, p, alpha / (tests.len() + 1) as f64)
+        })
+    });
     // A request-count crash is the finding about server_seq: it replaces the bucket pattern.
     if patterns.iter().any(|p| p.2.method == "request_count") {
         patterns.retain(|p| !(p.0 == 0 && p.2.factor == "server_seq" && p.2.method != "request_count"));
     }
     patterns.sort_by(|a, b| {
-        let count_first = |p: &Pattern| p.method != "request_count";
+        let count_first = |p: &Pattern| count_explained || p.method != "request_count";
         a.0.cmp(&b.0)
             .then(count_first(&a.2).cmp(&count_first(&b.2)))
             .then(a.2.p_adjusted.total_cmp(&b.2.p_adjusted))
@@ -354,6 +360,34 @@ fn count_pattern(
         method: "request_count",
         adjusted_for: Vec::new(),
     }
+}
+
+/// Whether `p`'s level, not the request count, is what sets crashes off: among the requests a
+/// server reached late enough in its life to be near the crash point (from the median crash point
+/// less two spreads on), those at `p`'s level still fail significantly more than the rest (Fisher,
+/// at `alpha`). A server that dies at its Nth request dies there whatever the request; one that
+/// dies on back-to-back requests that its schedule only sends after a fixed burst survives the
+/// burst's other requests past N.
+fn explains_count(
+    factors: &[Factor],
+    rows: &[&Attempt],
+    failed: &[bool],
+    c: &RequestCountPattern,
+    p: &Pattern,
+    alpha: f64,
+) -> bool {
+    let Some(f) = factors.iter().find(|f| f.name == p.factor) else { return false };
+    let Some(level) = f.levels.iter().position(|l| *l == p.level) else { return false };
+    let from = c.median_seq * (1.0 - 2.0 * c.seq_cv);
+    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
+    for ((r, &fail), &l) in rows.iter().zip(failed).zip(&f.of) {
+        if seq(r).is_some_and(|s| s as f64 >= from) {
+            let side = if usize::from(l) == level { &mut inside } else { &mut outside };
+            *side = (side.0 + u64::from(fail), side.1 + 1);
+        }
+    }
+    let rate = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
+    inside.1.min(outside.1) >= MIN_SIDE && rate(inside) > rate(outside) && fisher((inside, outside)) < alpha
 }
 
 /// Mechanisms each significant alone, neither adjusted for the other, that travel together.
@@ -677,6 +711,28 @@ mod tests {
         let alarms = (100..150).filter(|&s| !top(&rows(5000, s, |_, u| u < 0.05)).is_empty()).count();
         eprintln!("random 5% failures: {alarms} of 50 seeds produced a pattern");
         assert!(alarms <= 5, "{alarms} of 50");
+    }
+
+    #[test]
+    fn back_to_back_crashes_after_a_fixed_burst_are_the_gap() {
+        // Each life serves a spaced burst of 95-105 requests, waits 10-60 min, then dies on one of
+        // the back-to-back requests that follow: its lives end at about the 100th request, yet
+        // the spaced requests past 100 live on.
+        let (mut rows, mut at_ms): (Vec<Attempt>, i64) = (Vec::new(), 0);
+        for life in 0..30u32 {
+            let (spaced, dies_after) = (95 + life * 7 % 11, 1 + life % 3);
+            let pause = 600_000.0 * f64::from(1 + life * 5 % 6);
+            let spaced = (0..spaced).map(|_| (2000.0, false));
+            let rapid = (0..=dies_after).map(|k| (if k == 0 { pause } else { 50.0 }, k == dies_after));
+            for (seq, (gap, fails)) in spaced.chain(rapid).enumerate() {
+                at_ms += gap as i64;
+                rows.push(Attempt { gap_ms: Some(gap), ..row(at_ms, life, seq as u64 + 1, fails) });
+            }
+        }
+        let report = analyse(&rows);
+        assert!(report.at_request_count.is_some(), "lives end at about the 100th request");
+        let first = report.patterns.first().map(|p| (p.factor, p.level.as_str()));
+        assert_eq!(first, Some(("gap", "<100ms")), "{:?}", report.patterns);
     }
 
     #[test]

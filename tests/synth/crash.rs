@@ -129,10 +129,13 @@ fn concurrency(rng: &mut Rng) -> Spec {
 /// Crashes on prompts above T tokens (failure shapes B3, pattern P8), whatever the
 /// concurrency.
 fn prompt_size(rng: &mut Rng) -> Spec {
-    let threshold = rng.range(4000.0, 8000.0) as u32;
     let p = rng.range(0.1, 0.6);
     let style = if rng.chance(0.5) { Fail::Dies } else { Fail::EngineCrash };
     let prompts = prompts_mixed(rng);
+    // Somewhere above the mid-sized prompts and below the long ones: a threshold above every
+    // prompt the schedule sends crashes nothing, and a log with no failure is no crash log.
+    let long = prompts.iter().map(|(tokens, _)| *tokens).max().unwrap_or(8000);
+    let threshold = rng.range(4000.0, f64::from(long).min(8000.0)) as u32;
     let jobs = vec![
         job("chat", rng.range(5.0, 20.0), rng.int(5, 30) as u32, *rng.pick(&[1u32, 2]), prompts.clone()),
         job("batch", rng.range(20.0, 60.0), rng.int(20, 80) as u32, *rng.pick(&[1u32, 4]), prompts),
