@@ -141,10 +141,6 @@ const SIGNATURES_ANALYSED: usize = 3;
 /// Crash points of a request-count crash vary by at most this much (coefficient of variation);
 /// llama.cpp #26216's varied by ±15 %.
 const MAX_SEQ_CV: f64 = 0.25;
-/// Crash points may vary up to this many times as much in requests as in time: under an even
-/// pace the two vary alike (CVs of 0.030 and 0.028 over five lives of ~2,500 requests and ~10 h),
-/// and a server that dies at a request count is the one the request log can name.
-const SEQ_OVER_TIME: f64 = 1.25;
 /// Two factors that travel together at least this much (Cramér's V) may be confounded.
 const CONFOUNDED_V: f64 = 0.5;
 
@@ -537,8 +533,10 @@ fn request_count(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[Ro
     let (seqs, times): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.1 as f64, p.2)).unzip();
     let lifetimes = pts.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!pts.is_empty());
     let (seq_cv, time_cv) = (cv(&seqs), cv(&times));
-    let by_count =
-        terminal_only && matches!((seq_cv, time_cv), (Some(s), Some(t)) if s < MAX_SEQ_CV && s <= SEQ_OVER_TIME * t);
+    // How the lives vary in time is reported, not required: under an even pace, or a schedule
+    // whose bursts come on the clock, lives that end at a request count last alike too (CVs of
+    // 0.06 in requests and 0.015 in time over five lives of ~350 requests and ~32 min).
+    let by_count = terminal_only && seq_cv.is_some_and(|s| s < MAX_SEQ_CV);
     let p_value = seq_cv.filter(|_| by_count).map(|c| memoryless_cv_p(seqs.len(), c));
     let period = period(rows, roles, points.iter().map(|p| p.1));
     let seq_range = (pts.iter().map(|p| p.1).min().unwrap_or(0), pts.iter().map(|p| p.1).max().unwrap_or(0));
@@ -753,17 +751,17 @@ mod tests {
         assert_eq!(analyse(&periodic).at_request_count.and_then(|c| c.period), Some(500));
         assert!(analyse(&rows[..5]).at_request_count.is_none());
         // An even pace: lives that end at about their 500th request also last about as long
-        // (here a little more alike in time than in requests). Still a request count.
+        // (here more alike in time than in requests). Still a request count.
         let mut even: Vec<Attempt> = Vec::new();
         for life in 0..6u32 {
             let (crash_at, start) = (490 + u64::from(life * 7 % 20), even.len() as i64 * 1000);
-            // Lives with more requests ran a little faster: durations vary 0.85 times as much.
-            let ms = 1000.0 * (497.5 / crash_at as f64).powf(0.15);
+            // Lives with more requests ran faster: durations vary a quarter as much.
+            let ms = 1000.0 * (497.5 / crash_at as f64).powf(0.75);
             let pace = |s: u64| start + (s as f64 * ms) as i64;
             even.extend((1..=crash_at).map(|s| row(pace(s), life, s, s == crash_at)));
         }
         let count = analyse(&even).at_request_count.expect("request-count pattern under an even pace");
-        assert!(count.seq_cv > count.time_cv && count.seq_cv <= SEQ_OVER_TIME * count.time_cv, "{count:?}");
+        assert!(count.seq_cv > 3.0 * count.time_cv, "{count:?}");
     }
 
     #[test]

@@ -193,11 +193,16 @@ fn backend(b: &BackendReport, report: &Report, out: &mut Vec<Finding>) {
             "server_seq".into(),
             "significant",
             format!(
-                "{name}: crashes come at about request {:.0} of each server life (CV {:.2}, vs {:.2} in time){}",
+                "{name}: crashes come at about request {:.0} of each server life (CV {:.2}, vs {:.2} in time){}{}",
                 c.median_seq,
                 c.seq_cv,
                 c.time_cv,
-                c.period.map_or(String::new(), |n| format!(", every {n}th request"))
+                c.period.map_or(String::new(), |n| format!(", every {n}th request")),
+                if c.time_cv < c.seq_cv {
+                    "; the lives lasted even more alike: at this pace an uptime limit would look the same"
+                } else {
+                    ""
+                }
             ),
             json!(c),
             shown::per_server_life(name, w),
