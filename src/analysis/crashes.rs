@@ -17,12 +17,9 @@
 //! 4. Two mechanisms that are each significant alone, neither once adjusted for the other, and
 //!    that travel together (Cramér's V ≥ 0.5), cannot be told apart in this log: reported as
 //!    `confounded`, with what to run to separate them, instead of a guess.
-//! 5. A request-count crash (docs/failure-shapes.md, patterns P7 and P11): server lives that end in a trigger at
-//!    request counts that vary little (CV under 0.25), not much more than their times do (at most
-//!    1.25 times: an even pace makes the two alike), and less than
-//!    memoryless crashes would (the CV of that many exponential lifetimes, by a fixed-seed
-//!    simulation), or always at a multiple of some N. When present it leads the patterns, as
-//!    `server_seq`.
+//! 5. A request-count crash (`request_count`): server lives that end in a trigger at request
+//!    counts that vary little, or always at a multiple of some N. When present it leads the
+//!    patterns, as `server_seq`, unless a factor explains the crashes beyond the count.
 
 use std::sync::Arc;
 use std::{cmp::Reverse, collections::BTreeMap};
@@ -33,7 +30,8 @@ pub use super::attempt::Attempt;
 use super::attribution::{self, FACTORS, Factor, MECHANISMS};
 use super::contingency::{fisher_exact, holm};
 use super::episodes::{self, Episodes, Role};
-use crate::measure::stats::{mean, median};
+use super::request_count;
+pub use super::request_count::RequestCountPattern;
 
 /// The analysis of one backend's requests. Every number is finite, so it serialises as JSON.
 #[derive(Serialize, Debug, Clone)]
@@ -100,21 +98,6 @@ pub struct Confounded {
     pub advice: String,
 }
 
-/// Crashes at a request count rather than after a time (docs/failure-shapes.md, patterns P7 and P11), from the
-/// crash points: the trigger (with a known server_seq) that ended each server lifetime.
-#[derive(Serialize, Debug, Clone)]
-pub struct RequestCountPattern {
-    pub lifetimes: usize,    // lifetimes that ended with a trigger (if < 3 did: lifetimes with any)
-    pub median_seq: f64,     // median server_seq of those crash points
-    pub seq_cv: f64,         // coefficient of variation of server_seq
-    pub time_cv: f64,        // ... of the time since the lifetime's first request (0 when undefined)
-    pub period: Option<u64>, // N: every crash point at a multiple of N, >= half the requests there fail
-    /// The smallest and largest crash point.
-    pub seq_range: (u64, u64),
-    /// How likely memoryless crashes (a constant chance per request) are to vary this little.
-    pub p_value: Option<f64>,
-}
-
 /// The seed report's hypotheses, each answered with the numbers behind the answer.
 #[derive(Serialize, Debug, Clone)]
 pub struct Hypotheses {
@@ -134,21 +117,18 @@ pub enum Answer {
     NotEnoughData { evidence: String },
 }
 
-const MIN_SIDE: u64 = 5; // requests inside and outside a hypothesis group before testing it
+pub(super) const MIN_SIDE: u64 = 5; // requests inside and outside a hypothesis group before testing it
 const MIN_NO: u64 = 20; // requests on each side before a hypothesis is answered No
 /// Signatures analysed on their own, beside all failures together.
 const SIGNATURES_ANALYSED: usize = 3;
-/// Crash points of a request-count crash vary by at most this much (coefficient of variation);
-/// llama.cpp #26216's varied by ±15 %.
-const MAX_SEQ_CV: f64 = 0.25;
 /// Two factors that travel together at least this much (Cramér's V) may be confounded.
 const CONFOUNDED_V: f64 = 0.5;
 
-fn seq(r: &Attempt) -> Option<u64> {
+pub(super) fn seq(r: &Attempt) -> Option<u64> {
     r.server_seq.filter(|s| *s > 0)
 }
 
-fn seconds(from_ms: i64, to_ms: i64) -> f64 {
+pub(super) fn seconds(from_ms: i64, to_ms: i64) -> f64 {
     (to_ms as f64 - from_ms as f64) / 1000.0
 }
 
@@ -200,7 +180,7 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             tests.push((Test::Factor { family, test }, p));
         }
     }
-    let at_request_count = request_count(rows, &lives, &roles);
+    let at_request_count = request_count::find(rows, &lives, &roles);
     if let Some(p) = at_request_count.as_ref().and_then(|c| c.p_value) {
         tests.push((Test::RequestCount, p));
     }
@@ -224,7 +204,11 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             }
             Test::RequestCount if *p_adjusted < alpha => {
                 if let Some(c) = &at_request_count {
-                    patterns.push((0, f64::INFINITY, count_pattern(&refs, &triggered, c, failures, *p, *p_adjusted)));
+                    patterns.push((
+                        0,
+                        f64::INFINITY,
+                        request_count::pattern(&refs, &triggered, c, failures, *p, *p_adjusted),
+                    ));
                 }
             }
             Test::Rapid => rapid_adj = *p_adjusted,
@@ -232,10 +216,12 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             _ => {}
         }
     }
-    // A factor that explains the crashes beyond the request count comes first (see `explains_count`).
+    // A factor that explains the crashes beyond the request count comes first (`request_count::explained_by`).
     let count_explained = at_request_count.as_ref().is_some_and(|c| {
         patterns.iter().any(|(family, _, p)| {
-            *family == 0 && p.method != "request_count" && explains_count(&factors, &refs, &triggered, c, p, alpha / (tests.len() + 1) as f64)
+            *family == 0
+                && p.method != "request_count"
+                && request_count::explained_by(&factors, &refs, &triggered, c, p, alpha / (tests.len() + 1) as f64)
         })
     });
     // A request-count crash is the finding about server_seq: it replaces the bucket pattern.
@@ -316,74 +302,6 @@ fn factor_pattern(
         method: "firth_lr",
         adjusted_for: test.adjusted_for.clone(),
     })
-}
-
-/// The request-count pattern as a `server_seq` pattern: triggers at request counts within the
-/// crash points' range against the rest.
-fn count_pattern(
-    rows: &[&Attempt],
-    failed: &[bool],
-    c: &RequestCountPattern,
-    count: u64,
-    p_value: f64,
-    p_adjusted: f64,
-) -> Pattern {
-    let (lo, hi) = c.seq_range;
-    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for (r, &fail) in rows.iter().zip(failed) {
-        let Some(s) = seq(r) else { continue };
-        let side = if (lo..=hi).contains(&s) { &mut inside } else { &mut outside };
-        *side = (side.0 + u64::from(fail), side.1 + 1);
-    }
-    let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };
-    let h = if outside.0 == 0 { 0.5 } else { 0.0 };
-    let bucket =
-        |x: f64| ["1-10", "11-100", "101-1000", ">1000"][[11.0, 101.0, 1001.0].iter().take_while(|e| x >= **e).count()];
-    Pattern {
-        signature: "*".into(),
-        count,
-        factor: "server_seq",
-        level: bucket(c.median_seq).to_string(),
-        failed_inside: inside.0,
-        total_inside: inside.1,
-        failed_outside: outside.0,
-        total_outside: outside.1,
-        rate_inside: rate(inside.0, inside.1, 0.0),
-        rate_outside: rate(outside.0, outside.1, 0.0),
-        rate_ratio: rate(inside.0, inside.1, h) / rate(outside.0, outside.1, h).max(f64::MIN_POSITIVE),
-        p_value,
-        p_adjusted,
-        method: "request_count",
-        adjusted_for: Vec::new(),
-    }
-}
-
-/// Whether `p`'s level, not the request count, is what sets crashes off: among the requests a
-/// server reached late enough in its life to be near the crash point (from the median crash point
-/// less two spreads on), those at `p`'s level still fail significantly more than the rest (Fisher,
-/// at `alpha`). A server that dies at its Nth request dies there whatever the request; one that
-/// dies on back-to-back requests that its schedule only sends after a fixed burst survives the
-/// burst's other requests past N.
-fn explains_count(
-    factors: &[Factor],
-    rows: &[&Attempt],
-    failed: &[bool],
-    c: &RequestCountPattern,
-    p: &Pattern,
-    alpha: f64,
-) -> bool {
-    let Some(f) = factors.iter().find(|f| f.name == p.factor) else { return false };
-    let Some(level) = f.levels.iter().position(|l| *l == p.level) else { return false };
-    let from = c.median_seq * (1.0 - 2.0 * c.seq_cv);
-    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for ((r, &fail), &l) in rows.iter().zip(failed).zip(&f.of) {
-        if seq(r).is_some_and(|s| s as f64 >= from) {
-            let side = if usize::from(l) == level { &mut inside } else { &mut outside };
-            *side = (side.0 + u64::from(fail), side.1 + 1);
-        }
-    }
-    let rate = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
-    inside.1.min(outside.1) >= MIN_SIDE && rate(inside) > rate(outside) && fisher((inside, outside)) < alpha
 }
 
 /// Mechanisms each significant alone, neither adjusted for the other, that travel together.
@@ -480,93 +398,8 @@ fn first_after_load(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &
     out
 }
 
-/// Sample coefficient of variation; `None` below two values or for a mean that is not positive.
-fn cv(values: &[f64]) -> Option<f64> {
-    let m = mean(values.iter().copied()).filter(|m| *m > 0.0 && values.len() > 1)?;
-    let var = values.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64;
-    Some(var.sqrt() / m).filter(|c| c.is_finite())
-}
-
-/// The chance that `k` memoryless lifetimes (exponential) have a CV of at most `observed`: a
-/// simulation of 4000 draws with a fixed seed, so the same log always gives the same answer.
-fn memoryless_cv_p(k: usize, observed: f64) -> f64 {
-    const DRAWS: usize = 4000;
-    let k = k.clamp(2, 200);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ k as u64;
-    let mut uniform = || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        ((state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let hits = (0..DRAWS)
-        .filter(|_| {
-            let draws: Vec<f64> = (0..k).map(|_| -uniform().ln()).collect();
-            cv(&draws).is_some_and(|c| c <= observed)
-        })
-        .count();
-    (hits as f64 + 1.0) / (DRAWS as f64 + 1.0)
-}
-
-fn request_count(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[Role]) -> Option<RequestCountPattern> {
-    // Crash points: each trigger with a seq, as (lifetime, seq, seconds since the lifetime's first
-    // request, whether no success follows it in its lifetime).
-    let mut points = Vec::new();
-    for (n, life) in lives.iter().enumerate() {
-        let slice = &rows[life.clone()];
-        for (i, r) in slice.iter().enumerate() {
-            if roles[life.start + i] != Role::Trigger {
-                continue;
-            }
-            if let Some(s) = seq(r) {
-                let terminal = !slice[i + 1..].iter().any(|x| !x.failed);
-                points.push((n, s, seconds(slice[0].at_ms, r.at_ms), terminal));
-            }
-        }
-    }
-    // Statistics over the lifetimes that ended in a crash if there are 3 and they are at least half
-    // the lifetimes that ended in the log (lives that end for other reasons are no such pattern),
-    // else over all points.
-    let terminal = points.iter().filter(|p| p.3).map(|p| p.0).collect::<std::collections::BTreeSet<_>>().len();
-    let terminal_only = terminal >= 3 && terminal * 2 >= lives.len().saturating_sub(1);
-    let pts: Vec<_> = points.iter().filter(|p| p.3 || !terminal_only).collect();
-    let (seqs, times): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.1 as f64, p.2)).unzip();
-    let lifetimes = pts.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!pts.is_empty());
-    let (seq_cv, time_cv) = (cv(&seqs), cv(&times));
-    // How the lives vary in time is reported, not required: under an even pace, or a schedule
-    // whose bursts come on the clock, lives that end at a request count last alike too (CVs of
-    // 0.06 in requests and 0.015 in time over five lives of ~350 requests and ~32 min).
-    let by_count = terminal_only && seq_cv.is_some_and(|s| s < MAX_SEQ_CV);
-    let p_value = seq_cv.filter(|_| by_count).map(|c| memoryless_cv_p(seqs.len(), c));
-    let period = period(rows, roles, points.iter().map(|p| p.1));
-    let seq_range = (pts.iter().map(|p| p.1).min().unwrap_or(0), pts.iter().map(|p| p.1).max().unwrap_or(0));
-    let (median_seq, seq_cv, time_cv) = (median(seqs)?, seq_cv.unwrap_or(0.0), time_cv.unwrap_or(0.0));
-    (p_value.is_some() || period.is_some()).then_some(RequestCountPattern {
-        lifetimes,
-        median_seq,
-        seq_cv,
-        time_cv,
-        period,
-        seq_range,
-        p_value,
-    })
-}
-
-/// The largest N >= 2 dividing all crash points' seqs (at least 3), provided at least half of
-/// the requests at multiples of N failed: otherwise a common divisor is a coincidence.
-fn period(rows: &[Attempt], roles: &[Role], seqs: impl Iterator<Item = u64>) -> Option<u64> {
-    fn gcd(a: u64, b: u64) -> u64 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let (count, n) = seqs.fold((0, 0), |(c, g), s| (c + 1, gcd(g, s)));
-    let n = Some(n).filter(|&n| count >= 3 && n >= 2)?;
-    let at = rows.iter().zip(roles).filter(|(r, _)| seq(r).is_some_and(|s| s % n == 0));
-    let (total, failed) = at.fold((0u64, 0u64), |(t, f), (_, role)| (t + 1, f + u64::from(*role == Role::Trigger)));
-    (failed * 2 >= total).then_some(n)
-}
-
 /// ((triggers, requests) with < 1 s since the previous request, the same with >= 1 s).
-type Sides = ((u64, u64), (u64, u64));
+pub(super) type Sides = ((u64, u64), (u64, u64));
 
 fn rapid_counts(rows: &[&Attempt], failed: &[bool]) -> Sides {
     let (mut fast, mut slow) = ((0, 0), (0, 0));
@@ -602,7 +435,7 @@ fn corruption_counts(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: 
     (after, fresh)
 }
 
-fn fisher(((ki, ni), (ko, no)): Sides) -> f64 {
+pub(super) fn fisher(((ki, ni), (ko, no)): Sides) -> f64 {
     fisher_exact(ki, ni.saturating_sub(ki), ko, no.saturating_sub(ko))
 }
 

@@ -41,6 +41,7 @@
 use serde::Serialize;
 
 use super::memory_life::{Life, Pt};
+use super::staircase;
 use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope, theil_sen};
 use crate::measure::stats::median;
 use statrs::distribution::{Binomial, DiscreteCDF};
@@ -50,8 +51,6 @@ pub use super::memory_life::MemPoint;
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const BYTES_PER_MB: f64 = 1e6;
-/// Rises in one life from which on steps that keep coming are a leak.
-const STAIRCASE_RISES: usize = 3;
 /// Growth of at least this many noise sigmas needs no check on block medians.
 const CLEAR_SIGMAS: f64 = 10.0;
 /// A warm-up that lasts at least this share of its life and rose above the practical bar, then
@@ -327,7 +326,8 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     let lives_agree = lives_agree(&lives);
     // Growth in steps that keep coming, in lives holding at least half the judged points, and
     // significant in the series as it is (shifts left in).
-    let stepping_lives: Vec<&Life> = lives.iter().filter(|l| keeps_stepping(l, p)).collect();
+    let stepping_lives: Vec<&Life> =
+        lives.iter().filter(|l| staircase::keeps_stepping(l, p.practical_sigmas, p.min_mb_per_hour)).collect();
     let stepping: usize = stepping_lives.iter().map(|l| l.trend.len()).sum();
     let raw: Vec<(Vec<f64>, Vec<f64>)> = lives.iter().map(|l| l.raw.iter().copied().unzip()).collect();
     let raw_line = seasonal_sen_interval(&raw, &factors);
@@ -349,7 +349,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         report.verdict = Verdict::Leak;
         if from_steps {
             report.judged_by = "steps";
-            report.mb_per_hour = staircase_rate(&stepping_lives).or(raw_line.map(|l| l.slope));
+            report.mb_per_hour = staircase::rate(&stepping_lives).or(raw_line.map(|l| l.slope));
             report.mb_per_hour_ci = raw_line.map(|l| (l.slope_low, l.slope_high));
         } else {
             report.judged_by = if lives.iter().any(|l| l.sawtooth) { "troughs" } else { "trend" };
@@ -469,76 +469,6 @@ fn late_from(series: &[(f64, f64)]) -> Option<f64> {
 fn late_start(l: &Life) -> usize {
     let (a, b) = (l.pts[l.start].h, l.pts[l.pts.len() - 1].h);
     l.start + l.pts[l.start..].partition_point(|p| p.h < a + (b - a) * 2.0 / 3.0)
-}
-
-/// The bouts of rises of a life after its warm-up (rises closer than a hundredth of the judged span
-/// are one bout): (hours, MB). An abrupt warm-up (under a tenth of the life) the size of the later
-/// bouts (within a factor of 2 of their median) counts as the first bout: a staircase that began
-/// with the life.
-fn bouts(l: &Life) -> Vec<(f64, f64)> {
-    let (a, b) = (l.pts[l.start].h, l.pts[l.pts.len() - 1].h);
-    let mut bouts: Vec<(f64, f64)> = Vec::new();
-    for s in l.shifts.iter().filter(|s| s.delta_mb > 0.0) {
-        let h = l.pts[s.index].h;
-        match bouts.last_mut() {
-            Some(last) if h - last.0 <= (b - a) / 100.0 => *last = (h, last.1 + s.delta_mb),
-            _ => bouts.push((h, s.delta_mb)),
-        }
-    }
-    let typical = median(bouts.iter().map(|b| b.1));
-    let span = b - l.pts[0].h;
-    if let (Some(w), Some(t)) = (l.warmup_mb, typical)
-        && bouts.len() >= 2
-        && a - l.pts[0].h < span / 10.0
-        && w >= t / 2.0
-        && w <= t * 2.0
-    {
-        bouts.insert(0, (l.pts[0].h, w));
-    }
-    bouts
-}
-
-/// Steps that keep coming, in a life not judged as a sawtooth: at least 3 substantial bouts of
-/// rises (substantial: at least a quarter of the largest), spread over at least 40 % of the life
-/// with one in the last third of its judged span; drops under half the rises; more risen than the
-/// practical bar.
-fn keeps_stepping(l: &Life, p: &LeakParams) -> bool {
-    if l.sawtooth {
-        return false;
-    }
-    let (a, b) = (l.pts[l.start].h, l.pts[l.pts.len() - 1].h);
-    let bouts = bouts(l);
-    let largest = bouts.iter().map(|b| b.1).fold(0.0, f64::max);
-    let big: Vec<f64> = bouts.iter().filter(|b| b.1 >= largest / 4.0).map(|b| b.0).collect();
-    let (Some(first), Some(last)) = (big.first(), big.last()) else { return false };
-    let risen: f64 = bouts.iter().map(|b| b.1).sum();
-    let dropped: f64 = l.shifts.iter().map(|s| -s.delta_mb).filter(|d| *d > 0.0).sum();
-    let whole = b - l.pts[0].h;
-    let spread = last - first >= 0.4 * whole && *last >= a + (b - a) * 2.0 / 3.0;
-    let bar = (p.practical_sigmas * l.noise_mb.max(l.diff_sigma_mb)).max(p.min_mb_per_hour * (b - a));
-    big.len() >= STAIRCASE_RISES && spread && dropped < risen / 2.0 && risen - dropped >= bar
-}
-
-/// The rate of steps that keep coming: from just after the first bout to just after the last,
-/// the rise of the series as it is (the steps between and any growth between them) over the time
-/// — exact for evenly spaced steps, whatever the phase of the log.
-fn staircase_rate(lives: &[&Life]) -> Option<f64> {
-    let (mut added, mut hours) = (0.0, 0.0);
-    for l in lives {
-        let bouts = bouts(l);
-        let (Some(first), Some(last)) = (bouts.first(), bouts.last()) else { continue };
-        let level_after = |h: f64| {
-            let i = l.pts.partition_point(|p| p.h < h);
-            median(l.pts[i..(i + 3).min(l.pts.len())].iter().map(|p| p.mb))
-        };
-        if let (Some(a), Some(b)) = (level_after(first.0), level_after(last.0))
-            && last.0 > first.0
-        {
-            added += b - a;
-            hours += last.0 - first.0;
-        }
-    }
-    (hours > 0.0).then(|| added / hours)
 }
 
 /// A warm-up that filled for a good part of the life and rose above `bar`.

@@ -4,9 +4,10 @@
 //! `stats` (percentiles), `trend` (Theil–Sen, Mann–Kendall with Hamed–Rao's correction, CUSUM),
 //! `contingency` (Fisher's exact test, Holm), `logistic` (Firth-penalised logistic regression),
 //! and on top of them: `summary` (per-backend table), `leaks` (with `memory_life`: one process
-//! life's memory made ready), `crashes` (with `episodes`: triggers and their consequences, and
-//! `attribution`: each factor adjusted for the others), `drift`, `overhead` (the same model behind
-//! two backends).
+//! life's memory made ready, and `staircase`: growth that comes in steps), `crashes` (with
+//! `episodes`: triggers and their consequences, `attribution`: each factor adjusted for the
+//! others, and `request_count`: servers that die at their Nth request), `drift`, `overhead` (the
+//! same model behind two backends).
 
 pub mod attempt;
 pub mod attribution;
@@ -18,6 +19,8 @@ pub mod leaks;
 pub mod logistic;
 mod memory_life;
 pub mod overhead;
+mod request_count;
+mod staircase;
 pub mod stuck;
 pub mod summary;
 pub mod trend;
