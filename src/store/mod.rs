@@ -5,6 +5,7 @@
 //! records which process ran a run, and at open only runs whose process is gone are marked
 //! `interrupted`.
 
+mod apply;
 pub mod export;
 pub mod findings;
 pub mod host;
