@@ -21,3 +21,15 @@ pub struct Attempt {
     pub hour_local: u8,          // 0..=23, local time of day
     pub job: Arc<str>,           // the job (workload) that sent it (shared: months of rows repeat it)
 }
+
+impl Attempt {
+    /// The nth request to its server process, when known (0 counts as not known).
+    pub fn seq(&self) -> Option<u64> {
+        self.server_seq.filter(|s| *s > 0)
+    }
+
+    /// Seconds from `from_ms` to this request's start.
+    pub fn seconds_since(&self, from_ms: i64) -> f64 {
+        (self.at_ms as f64 - from_ms as f64) / 1000.0
+    }
+}

@@ -15,6 +15,9 @@
 
 use statrs::function::factorial::ln_binomial;
 
+/// Requests a side of a 2×2 comparison needs before it is tested.
+pub const MIN_SIDE: u64 = 5;
+
 /// Two-sided Fisher exact p for [[a, b], [c, d]] (sum of probabilities of tables no more
 /// probable than the observed, with a relative tolerance of 1e-7 as R does). Empty rows or
 /// columns, and tables whose total does not fit in a `u64`, give 1.

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 pub use super::attempt::Attempt;
 use super::attribution::{self, FACTORS, Factor, MECHANISMS};
-use super::contingency::{fisher_exact, holm};
+use super::contingency::{MIN_SIDE, fisher_exact, holm};
 use super::episodes::{self, Episodes, Role};
 use super::request_count;
 pub use super::request_count::RequestCountPattern;
@@ -117,20 +117,11 @@ pub enum Answer {
     NotEnoughData { evidence: String },
 }
 
-pub(super) const MIN_SIDE: u64 = 5; // requests inside and outside a hypothesis group before testing it
 const MIN_NO: u64 = 20; // requests on each side before a hypothesis is answered No
 /// Signatures analysed on their own, beside all failures together.
 const SIGNATURES_ANALYSED: usize = 3;
 /// Two factors that travel together at least this much (Cramér's V) may be confounded.
 const CONFOUNDED_V: f64 = 0.5;
-
-pub(super) fn seq(r: &Attempt) -> Option<u64> {
-    r.server_seq.filter(|s| *s > 0)
-}
-
-pub(super) fn seconds(from_ms: i64, to_ms: i64) -> f64 {
-    (to_ms as f64 - from_ms as f64) / 1000.0
-}
 
 /// One test entering the report's correction.
 enum Test {
@@ -204,11 +195,7 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             }
             Test::RequestCount if *p_adjusted < alpha => {
                 if let Some(c) = &at_request_count {
-                    patterns.push((
-                        0,
-                        f64::INFINITY,
-                        request_count::pattern(&refs, &triggered, c, failures, *p, *p_adjusted),
-                    ));
+                    patterns.push((0, f64::INFINITY, count_pattern(&refs, &triggered, c, failures, *p, *p_adjusted)));
                 }
             }
             Test::Rapid => rapid_adj = *p_adjusted,
@@ -221,7 +208,14 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
         patterns.iter().any(|(family, _, p)| {
             *family == 0
                 && p.method != "request_count"
-                && request_count::explained_by(&factors, &refs, &triggered, c, p, alpha / (tests.len() + 1) as f64)
+                && request_count::explained_by(
+                    &factors,
+                    &refs,
+                    &triggered,
+                    c,
+                    (p.factor, &p.level),
+                    alpha / (tests.len() + 1) as f64,
+                )
         })
     });
     // A request-count crash is the finding about server_seq: it replaces the bucket pattern.
@@ -304,6 +298,46 @@ fn factor_pattern(
     })
 }
 
+/// The request-count pattern as a `server_seq` pattern: triggers at request counts within the
+/// crash points' range against the rest.
+fn count_pattern(
+    rows: &[&Attempt],
+    failed: &[bool],
+    c: &RequestCountPattern,
+    count: u64,
+    p_value: f64,
+    p_adjusted: f64,
+) -> Pattern {
+    let (lo, hi) = c.seq_range;
+    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
+    for (r, &fail) in rows.iter().zip(failed) {
+        let Some(s) = r.seq() else { continue };
+        let side = if (lo..=hi).contains(&s) { &mut inside } else { &mut outside };
+        *side = (side.0 + u64::from(fail), side.1 + 1);
+    }
+    let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };
+    let h = if outside.0 == 0 { 0.5 } else { 0.0 };
+    let bucket =
+        |x: f64| ["1-10", "11-100", "101-1000", ">1000"][[11.0, 101.0, 1001.0].iter().take_while(|e| x >= **e).count()];
+    Pattern {
+        signature: "*".into(),
+        count,
+        factor: "server_seq",
+        level: bucket(c.median_seq).to_string(),
+        failed_inside: inside.0,
+        total_inside: inside.1,
+        failed_outside: outside.0,
+        total_outside: outside.1,
+        rate_inside: rate(inside.0, inside.1, 0.0),
+        rate_outside: rate(outside.0, outside.1, 0.0),
+        rate_ratio: rate(inside.0, inside.1, h) / rate(outside.0, outside.1, h).max(f64::MIN_POSITIVE),
+        p_value,
+        p_adjusted,
+        method: "request_count",
+        adjusted_for: Vec::new(),
+    }
+}
+
 /// Mechanisms each significant alone, neither adjusted for the other, that travel together.
 fn confounded(factors: &[Factor], table: &attribution::Table, alpha: f64) -> Vec<Confounded> {
     let tests = attribution::adjusted_tests(factors, table, 0);
@@ -360,7 +394,7 @@ fn streaks(rows: &[Attempt], episodes: u64) -> (Option<f64>, u64) {
     let longest =
         rows.chunk_by(|a, b| a.failed == b.failed).filter(|run| run[0].failed).map(|run| run.len() as u64).max();
     let span = rows.first().zip(rows.last()).filter(|_| episodes > 0 && rows.len() > 1);
-    let mtbf = span.map(|(first, last)| seconds(first.at_ms, last.at_ms).max(0.0) / episodes as f64);
+    let mtbf = span.map(|(first, last)| last.seconds_since(first.at_ms).max(0.0) / episodes as f64);
     (mtbf, longest.unwrap_or(0))
 }
 
@@ -370,12 +404,12 @@ fn lifetimes(rows: &[Attempt]) -> Vec<std::ops::Range<usize>> {
     let (mut out, mut start, mut pid, mut last_seq) = (Vec::new(), 0, None, None);
     for (i, r) in rows.iter().enumerate() {
         let new_pid = matches!((pid, r.server_pid), (Some(a), Some(b)) if a != b);
-        let reload = matches!((last_seq, seq(r)), (Some(a), Some(b)) if b == 1 || b.saturating_add(64) < a);
+        let reload = matches!((last_seq, r.seq()), (Some(a), Some(b)) if b == 1 || b.saturating_add(64) < a);
         if new_pid || reload {
             out.push(start..i);
             (start, last_seq) = (i, None);
         }
-        (pid, last_seq) = (r.server_pid.or(pid), seq(r).or(last_seq));
+        (pid, last_seq) = (r.server_pid.or(pid), r.seq().or(last_seq));
     }
     out.extend(Some(start..rows.len()).filter(|life| !life.is_empty()));
     out
@@ -387,7 +421,7 @@ fn lifetimes(rows: &[Attempt]) -> Vec<std::ops::Range<usize>> {
 fn first_after_load(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[Role]) -> Vec<bool> {
     let mut out = vec![false; rows.len()];
     for (n, life) in lives.iter().enumerate() {
-        let seen_begin = n > 0 || rows.get(life.start).and_then(seq).is_some_and(|s| s <= 10);
+        let seen_begin = n > 0 || rows.get(life.start).and_then(Attempt::seq).is_some_and(|s| s <= 10);
         if !seen_begin {
             continue;
         }
@@ -399,7 +433,7 @@ fn first_after_load(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &
 }
 
 /// ((triggers, requests) with < 1 s since the previous request, the same with >= 1 s).
-pub(super) type Sides = ((u64, u64), (u64, u64));
+type Sides = ((u64, u64), (u64, u64));
 
 fn rapid_counts(rows: &[&Attempt], failed: &[bool]) -> Sides {
     let (mut fast, mut slow) = ((0, 0), (0, 0));
@@ -435,7 +469,7 @@ fn corruption_counts(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: 
     (after, fresh)
 }
 
-pub(super) fn fisher(((ki, ni), (ko, no)): Sides) -> f64 {
+fn fisher(((ki, ni), (ko, no)): Sides) -> f64 {
     fisher_exact(ki, ni.saturating_sub(ki), ko, no.saturating_sub(ko))
 }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::attempt::Attempt;
 use super::attribution::Factor;
-use super::crashes::{MIN_SIDE, Pattern, fisher, seconds, seq};
+use super::contingency::{MIN_SIDE, fisher_exact};
 use super::episodes::Role;
 use crate::measure::stats::{mean, median};
 
@@ -35,49 +35,9 @@ pub struct RequestCountPattern {
 /// Crash points of a request-count crash vary by at most this much (coefficient of variation);
 /// llama.cpp #26216's varied by ±15 %.
 const MAX_SEQ_CV: f64 = 0.25;
-/// The request-count pattern as a `server_seq` pattern: triggers at request counts within the
-/// crash points' range against the rest.
-pub(super) fn pattern(
-    rows: &[&Attempt],
-    failed: &[bool],
-    c: &RequestCountPattern,
-    count: u64,
-    p_value: f64,
-    p_adjusted: f64,
-) -> Pattern {
-    let (lo, hi) = c.seq_range;
-    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for (r, &fail) in rows.iter().zip(failed) {
-        let Some(s) = seq(r) else { continue };
-        let side = if (lo..=hi).contains(&s) { &mut inside } else { &mut outside };
-        *side = (side.0 + u64::from(fail), side.1 + 1);
-    }
-    let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };
-    let h = if outside.0 == 0 { 0.5 } else { 0.0 };
-    let bucket =
-        |x: f64| ["1-10", "11-100", "101-1000", ">1000"][[11.0, 101.0, 1001.0].iter().take_while(|e| x >= **e).count()];
-    Pattern {
-        signature: "*".into(),
-        count,
-        factor: "server_seq",
-        level: bucket(c.median_seq).to_string(),
-        failed_inside: inside.0,
-        total_inside: inside.1,
-        failed_outside: outside.0,
-        total_outside: outside.1,
-        rate_inside: rate(inside.0, inside.1, 0.0),
-        rate_outside: rate(outside.0, outside.1, 0.0),
-        rate_ratio: rate(inside.0, inside.1, h) / rate(outside.0, outside.1, h).max(f64::MIN_POSITIVE),
-        p_value,
-        p_adjusted,
-        method: "request_count",
-        adjusted_for: Vec::new(),
-    }
-}
-
-/// Whether `p`'s level, not the request count, is what sets crashes off: among the requests a
+/// Whether `level` of `factor`, not the request count, is what sets crashes off: among the requests a
 /// server reached late enough in its life to be near the crash point (from the median crash point
-/// less two spreads on), those at `p`'s level still fail significantly more than the rest (Fisher,
+/// less two spreads on), those at that level still fail significantly more than the rest (Fisher,
 /// at `alpha`). A server that dies at its Nth request dies there whatever the request; one that
 /// dies on back-to-back requests that its schedule only sends after a fixed burst survives the
 /// burst's other requests past N.
@@ -86,21 +46,22 @@ pub(super) fn explained_by(
     rows: &[&Attempt],
     failed: &[bool],
     c: &RequestCountPattern,
-    p: &Pattern,
+    (factor, level): (&str, &str),
     alpha: f64,
 ) -> bool {
-    let Some(f) = factors.iter().find(|f| f.name == p.factor) else { return false };
-    let Some(level) = f.levels.iter().position(|l| *l == p.level) else { return false };
+    let Some(f) = factors.iter().find(|f| f.name == factor) else { return false };
+    let Some(level) = f.levels.iter().position(|l| l == level) else { return false };
     let from = c.median_seq * (1.0 - 2.0 * c.seq_cv);
     let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
     for ((r, &fail), &l) in rows.iter().zip(failed).zip(&f.of) {
-        if seq(r).is_some_and(|s| s as f64 >= from) {
+        if r.seq().is_some_and(|s| s as f64 >= from) {
             let side = if usize::from(l) == level { &mut inside } else { &mut outside };
             *side = (side.0 + u64::from(fail), side.1 + 1);
         }
     }
     let rate = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
-    inside.1.min(outside.1) >= MIN_SIDE && rate(inside) > rate(outside) && fisher((inside, outside)) < alpha
+    let p = fisher_exact(inside.0, inside.1 - inside.0, outside.0, outside.1 - outside.0);
+    inside.1.min(outside.1) >= MIN_SIDE && rate(inside) > rate(outside) && p < alpha
 }
 
 /// Sample coefficient of variation; `None` below two values or for a mean that is not positive.
@@ -143,9 +104,9 @@ pub(super) fn find(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[
             if roles[life.start + i] != Role::Trigger {
                 continue;
             }
-            if let Some(s) = seq(r) {
+            if let Some(s) = r.seq() {
                 let terminal = !slice[i + 1..].iter().any(|x| !x.failed);
-                points.push((n, s, seconds(slice[0].at_ms, r.at_ms), terminal));
+                points.push((n, s, r.seconds_since(slice[0].at_ms), terminal));
             }
         }
     }
@@ -185,7 +146,7 @@ fn period(rows: &[Attempt], roles: &[Role], seqs: impl Iterator<Item = u64>) -> 
     }
     let (count, n) = seqs.fold((0, 0), |(c, g), s| (c + 1, gcd(g, s)));
     let n = Some(n).filter(|&n| count >= 3 && n >= 2)?;
-    let at = rows.iter().zip(roles).filter(|(r, _)| seq(r).is_some_and(|s| s % n == 0));
+    let at = rows.iter().zip(roles).filter(|(r, _)| r.seq().is_some_and(|s| s % n == 0));
     let (total, failed) = at.fold((0u64, 0u64), |(t, f), (_, role)| (t + 1, f + u64::from(*role == Role::Trigger)));
     (failed * 2 >= total).then_some(n)
 }

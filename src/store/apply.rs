@@ -5,9 +5,9 @@
 //! scrubbed from every error text before it is stored. Tested through `writer`'s tests, which
 //! drive it as the daemon does.
 
+use super::ops::Op;
 use super::rows::{MemorySample, RequestEnd, RequestStart, RunKey, RunStart};
 use super::signals;
-use super::writer::Op;
 use crate::secrets::scrub;
 use rusqlite::{Connection, Transaction, params};
 use std::collections::{HashMap, VecDeque};

@@ -10,6 +10,7 @@ pub mod export;
 pub mod findings;
 pub mod host;
 pub mod memory;
+mod ops;
 pub mod outbox;
 pub mod queries;
 mod recover;
@@ -18,6 +19,7 @@ pub mod rows;
 pub mod shown;
 mod signals;
 pub mod tally;
+mod tap;
 pub mod writer;
 
 pub use writer::{Writer, WriterHandle};

@@ -11,9 +11,11 @@
 
 use super::StoreError;
 use super::apply::{Rows, apply};
+use super::ops::Op;
 use super::rows::{
     Event, Evidence, MemorySample, RequestEnd, RequestStart, RunKey, RunServer, RunStart, RunStatus, ServerSample,
 };
+pub use super::tap::{Committed, Tap};
 use rusqlite::{Connection, params};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,50 +42,6 @@ const STALL: Duration = Duration::from_secs(1);
 
 /// How long a busy database is retried before a batch is given up (logged as an error).
 const BUSY_GIVE_UP: Duration = Duration::from_secs(600);
-
-pub(super) enum Op {
-    BeginRun(Box<RunStart>, RunKey),
-    /// Replies with the run's row id once everything before it is committed.
-    RunId(RunKey, oneshot::Sender<Option<i64>>),
-    EndRun {
-        run: RunKey,
-        status: RunStatus,
-        finished_at: i64,
-        requests_done: u32,
-    },
-    RequestStarted(Box<RequestStart>),
-    RequestFinished(Box<RequestEnd>),
-    Sample(Box<MemorySample>),
-    Event(Box<Event>),
-    RunServer(Box<RunServer>),
-    ServerSample(Box<ServerSample>),
-    Evidence(Box<Evidence>),
-    Flush(oneshot::Sender<()>),
-    /// Follow the log from here: the tap reads it as it stands once what came before is
-    /// committed, then sees every batch committed after.
-    Tap(Box<dyn Tap>),
-    /// Commit what came before, then stop.
-    Close,
-}
-
-/// Something that follows what the writer commits (the daemon's `/metrics`). Both calls run on
-/// the writer thread between transactions, so `start`'s reading of the log and the batches
-/// `committed` reports after it neither overlap nor leave a gap. Both should be quick: rows
-/// queue while they run.
-pub trait Tap: Send {
-    /// The log as it stands (everything sent before the tap is committed).
-    fn start(&mut self, conn: &Connection);
-    /// A batch just committed.
-    fn committed(&mut self, conn: &Connection, batch: &Committed<'_>);
-}
-
-/// What one committed transaction held, for a `Tap`.
-pub struct Committed<'a> {
-    /// Row ids of the requests that finished (their `requests` rows hold the outcome now).
-    pub finished: &'a [i64],
-    pub samples: Vec<&'a MemorySample>,
-    pub events: Vec<&'a Event>,
-}
 
 /// What the writer did, for benchmarks and the closing log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -350,13 +308,6 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Op>, batch: &mut Vec<Op>) {
             Ok(op) => batch.push(op),
             Err(_) => break,
         }
-    }
-}
-
-impl Op {
-    /// Someone waits on this operation: its batch is committed without waiting out the window.
-    fn is_urgent(&self) -> bool {
-        matches!(self, Op::RunId(..) | Op::Flush(_) | Op::Tap(_) | Op::Close)
     }
 }
 
