@@ -203,7 +203,8 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             _ => {}
         }
     }
-    // A factor that explains the crashes beyond the request count comes first (`request_count::explained_by`).
+    // A factor that explains the crashes beyond the request count comes first
+    // (`request_count::explained_by`).
     let count_explained = at_request_count.as_ref().is_some_and(|c| {
         patterns.iter().any(|(family, _, p)| {
             *family == 0

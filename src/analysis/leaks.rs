@@ -28,10 +28,11 @@
 //!   time, per request served and per token generated, memory grew and then held, or is levelling off: a plateau (a cache
 //!   filling to its cap: Ollama's MLX runner, llama-server's prompt cache). A leak grows as fast at the end as over the whole.
 //! - Steps: level shifts are taken out of the trend, so one step is a `step`, not a leak (a larger
-//!   context allocated once, a second model copy loaded). Growth that comes only in steps is a leak when the steps keep coming — at least 3
-//!   comparable rises spread over the life, one of them in its last third, adding up to more than
-//!   the practical bar, in lives holding half the samples — and the series as it is trends
-//!   significantly (leaks only under load, per-request leaks in bursts).
+//!   context allocated once, a second model copy loaded). Growth that comes only in steps is a
+//!   leak when the steps keep coming (`staircase`) in lives holding half the samples, and the
+//!   series as it is trends significantly with its slope's 95 % interval above zero (leaks only
+//!   under load, per-request leaks in bursts; lumps of held memory that come and go rise and fall
+//!   alike).
 //!
 //! Verdict: InsufficientData below `min_span_ms` of judged time or `min_points` samples; Leak when
 //! the trend is significant (p < `alpha`), practical and persistent, or the steps keep coming;
@@ -334,7 +335,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     let raw_mk = seasonal_kendall_modified(&raw.iter().map(|g| g.1.clone()).collect::<Vec<_>>());
     let staircase = stepping * 2 >= judged_points
         && raw_mk.is_some_and(|m| m.p_value < p.alpha && m.z > 0.0)
-        && raw_line.is_some_and(|l| l.slope >= p.min_mb_per_hour);
+        && raw_line.is_some_and(|l| l.slope >= p.min_mb_per_hour && l.slope_low > 0.0);
 
     // A sawtooth's rate is its cycles' levels' slope, one point per cycle: a leak only where that
     // rises beyond doubt too (a levelled series can trend on the ramps' ends alone).

@@ -1,6 +1,6 @@
 //! Crashes at a request count (docs/failure-shapes.md, patterns P7 and P11; llama.cpp #26216:
-//! a server that dies at about its Nth request, whatever the time): owns the test, its numbers
-//! and the `server_seq` pattern it becomes in `crashes`.
+//! a server that dies at about its Nth request, whatever the time): owns the test and its
+//! numbers; `crashes` reports it as the `server_seq` pattern.
 //!
 //! The crash points are the triggers that ended server lives. Lives ending at request counts that
 //! vary little (CV under 0.25) and less than memoryless crashes would (the CV of that many
@@ -17,8 +17,8 @@ use super::contingency::{MIN_SIDE, fisher_exact};
 use super::episodes::Role;
 use crate::measure::stats::{mean, median};
 
-/// Crashes at a request count rather than after a time (docs/failure-shapes.md, patterns P7 and P11), from the
-/// crash points: the trigger (with a known server_seq) that ended each server lifetime.
+/// Crashes at a request count, from the crash points: the trigger (with a known server_seq) that
+/// ended each server lifetime.
 #[derive(Serialize, Debug, Clone)]
 pub struct RequestCountPattern {
     pub lifetimes: usize,    // lifetimes that ended with a trigger (if < 3 did: lifetimes with any)
@@ -35,6 +35,7 @@ pub struct RequestCountPattern {
 /// Crash points of a request-count crash vary by at most this much (coefficient of variation);
 /// llama.cpp #26216's varied by ±15 %.
 const MAX_SEQ_CV: f64 = 0.25;
+
 /// Whether `level` of `factor`, not the request count, is what sets crashes off: among the requests a
 /// server reached late enough in its life to be near the crash point (from the median crash point
 /// less two spreads on), those at that level still fail significantly more than the rest (Fisher,
