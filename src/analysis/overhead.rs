@@ -39,7 +39,7 @@ const MAX_BOOTSTRAP: usize = 5000;
 pub fn median_ratio(a: &[f64], b: &[f64], seed: u64) -> Option<Ratio> {
     let sorted = |v: &[f64]| {
         let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-        v.sort_by(f64::total_cmp);
+        v.sort_unstable_by(f64::total_cmp);
         Some(v).filter(|v| v.len() >= MIN_VALUES)
     };
     let (a, b) = (sorted(a)?, sorted(b)?);
@@ -51,7 +51,7 @@ pub fn median_ratio(a: &[f64], b: &[f64], seed: u64) -> Option<Ratio> {
         .map(|_| resampled_median(&boot_a, &mut rng, &mut counts) / resampled_median(&boot_b, &mut rng, &mut counts))
         .filter(|r| r.is_finite())
         .collect();
-    ratios.sort_by(f64::total_cmp);
+    ratios.sort_unstable_by(f64::total_cmp);
     let (low, high) = (percentile(&ratios, 2.5)?, percentile(&ratios, 97.5)?);
     Some(Ratio { estimate, low, high, n_a: a.len(), n_b: b.len() })
 }
@@ -82,7 +82,7 @@ fn subsample(sorted: &[f64], rng: &mut SplitMix64) -> Vec<f64> {
             v.swap(i, j);
         }
         v.truncate(MAX_BOOTSTRAP);
-        v.sort_by(f64::total_cmp);
+        v.sort_unstable_by(f64::total_cmp);
     }
     v
 }
@@ -177,7 +177,7 @@ mod tests {
             let sorted: Vec<f64> = (0..n).map(|i| (i * i) as f64).collect();
             let (mut fast, mut slow) = (SplitMix64(n as u64), SplitMix64(n as u64));
             let mut resample: Vec<f64> = (0..n).map(|_| sorted[slow.below(n)]).collect();
-            resample.sort_by(f64::total_cmp);
+            resample.sort_unstable_by(f64::total_cmp);
             assert_eq!(resampled_median(&sorted, &mut fast, &mut counts), percentile(&resample, 50.0).unwrap());
         }
         assert!(resampled_median(&[], &mut SplitMix64(0), &mut counts).is_nan());

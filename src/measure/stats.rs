@@ -15,7 +15,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 /// Sorts a copy of `values` (NaNs dropped) and takes several percentiles.
 pub fn percentiles<const N: usize>(values: impl IntoIterator<Item = f64>, ps: [f64; N]) -> [Option<f64>; N] {
     let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
-    v.sort_by(f64::total_cmp);
+    v.sort_unstable_by(f64::total_cmp);
     ps.map(|p| percentile(&v, p))
 }
 

@@ -188,7 +188,7 @@ impl Timeline {
         };
         let output_tps = completion_tokens.filter(|_| e2e_ms > 0.0).map(|n| f64::from(n) / (e2e_ms / 1000.0));
         let mut gaps = self.gaps_ms.clone();
-        gaps.sort_by(f64::total_cmp);
+        gaps.sort_unstable_by(f64::total_cmp);
         Measured {
             first_byte_ms: since(self.first_byte),
             ttft_ms: since(self.first_token),

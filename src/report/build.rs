@@ -138,7 +138,7 @@ fn backend(
     let tps_mean = mean(g.decode_tps.iter().copied());
     // Each list sorted once, in place (the log holds no NaN): percentiles are read off it, and
     // the overhead comparison's own sort finds it sorted.
-    let sort = |v: &mut Vec<f64>| v.sort_by(f64::total_cmp);
+    let sort = |v: &mut Vec<f64>| v.sort_unstable_by(f64::total_cmp);
     [&mut g.ttft_ms, &mut g.first_content_ms, &mut g.e2e_ms, &mut g.decode_tps].into_iter().for_each(sort);
     g.modes.iter_mut().for_each(|m| [&mut m.ttft_ms, &mut m.e2e_ms, &mut m.tps].into_iter().for_each(sort));
     let pct = |sorted: &[f64]| Percentiles {
