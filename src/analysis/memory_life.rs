@@ -11,7 +11,9 @@
 //!    when that half of its time holds fewer; model load,
 //!    caches filling) is set apart, up to the last point of the first half of the life still more
 //!    than two residual sigmas off that line, and further while what remains still closes in on the
-//!    line (the tail of an approach to a plateau). What remains is judged.
+//!    line (the tail of an approach to a plateau). A start above a line that rises is not set
+//!    apart (a lump of held memory dissolving while the rest wanders up: setting it apart would
+//!    leave only the rise to judge). What remains is judged.
 //! 4. **Level shifts** in what remains, by the two-sided CUSUM of `trend::cusum_steps_at` (a steady
 //!    trend, even sampled at irregular times, is not a shift): rises (growth events) and drops (releases).
 //! 5. **The series to judge**: with three or more releases (unpaired drops of at least a quarter
@@ -310,6 +312,11 @@ fn warmup_end(pts: &[Pt], diff_sigma_mb: f64) -> usize {
     // A warm-up approaches the line from one side; the first crossing ends it (a staircase leak
     // crosses the line at its first step, a warm-up only where it arrives).
     let sign = rolled(0).signum();
+    // A start above a line that rises is no warm-up: what is set apart must not be the high end
+    // of a wander that the rest then reads as growth.
+    if sign > 0.0 && line.slope > 0.0 {
+        return 0;
+    }
     let crossing = (0..n).find(|&i| rolled(i) * sign <= 0.0).unwrap_or(n);
     let cap = pts.partition_point(|p| p.h <= pts[0].h + span * WARMUP_MAX_SHARE).min(crossing);
     let off_line = (0..cap).rev().find(|&i| rolled(i).abs() > 2.0 * sigma).map_or(0, |i| i + 1);
@@ -517,6 +524,24 @@ mod tests {
         assert!((25.0..31.0).contains(&life.warmup_mb.unwrap()), "{:?}", life.warmup_mb);
         let ramp = pts((0..180).map(|i| 500.0 + i as f64 * 0.5 + (i % 5) as f64 * 0.05));
         assert_eq!(Life::shape(&ramp, 0.0).unwrap().start, 0);
+    }
+
+    #[test]
+    fn a_start_above_a_line_that_rises_is_not_set_apart() {
+        // A lump of 40 MB dissolving over the first 30 minutes, then memory wandering up 10 MB/h:
+        // setting the lump apart would leave only the rise to judge.
+        let wander = pts((0..300).map(|i| {
+            let i = f64::from(i);
+            1000.0 + 40.0 * (1.0 - i / 30.0).max(0.0) + 10.0 * i / 60.0 + (i % 5.0) * 0.05
+        }));
+        assert_eq!(Life::shape(&wander, 0.0).unwrap().start, 0);
+        // The same lump before a flat line is set apart: a load's temporary buffers freed.
+        let freed = pts((0..300).map(|i| {
+            let i = f64::from(i);
+            1000.0 + 40.0 * (1.0 - i / 30.0).max(0.0) + (i % 5.0) * 0.05
+        }));
+        let life = Life::shape(&freed, 0.0).unwrap();
+        assert!((20..=40).contains(&life.start), "{}", life.start);
     }
 
     #[test]
