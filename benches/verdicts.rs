@@ -10,7 +10,7 @@
 #[path = "../tests/synth/mod.rs"]
 mod synth;
 
-use synth::{HOUR, score};
+use synth::score;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -47,12 +47,7 @@ fn main() {
         for seed in first..first + seeds {
             let case = synth::memory::case(class, seed);
             let path = dir.join(format!("{class}-{seed}.db"));
-            let _ = std::fs::remove_file(&path);
-            drop(synth::write(&path, std::slice::from_ref(&case.log)));
-            let span = case.log.span();
-            let wide = score::report(&path, span.0 - 24 * HOUR, span.1 + HOUR);
-            let tight = score::report(&path, span.0, span.1 + 1);
-            let s = score::memory(&case, &wide, &tight);
+            let (s, wide) = score::judge_memory(&case, &path);
             if verbose && (s.leak != (s.verdict == "leak") || s.slope_error.is_some_and(|e| e > 0.1)) {
                 let leak = &wide["backends"][0]["leak"];
                 println!(
@@ -113,10 +108,7 @@ fn main() {
         for seed in first..first + seeds {
             let case = synth::crash::case(class, seed);
             let path = dir.join(format!("{class}-{seed}.db"));
-            let _ = std::fs::remove_file(&path);
-            drop(synth::write(&path, std::slice::from_ref(&case.log)));
-            let json = score::report_for(&path, case.log.span());
-            let s = score::crash(&case, &json);
+            let s = score::judge_crash(&case, &path);
             if verbose && !s.correct {
                 println!("  MISS {class} seed {seed}: {}", s.top);
             }

@@ -7,7 +7,7 @@
 //! two look at different logs.
 
 use crate::synth;
-use crate::synth::{HOUR, score};
+use crate::synth::score;
 
 const SEEDS: std::ops::Range<u64> = 1001..1004;
 
@@ -19,12 +19,7 @@ fn no_false_leak_and_every_leak_found_with_its_rate() {
     for (class, _) in synth::memory::CLASSES {
         for seed in SEEDS {
             let case = synth::memory::case(class, seed);
-            let path = dir.path().join(format!("{class}-{seed}.db"));
-            drop(synth::write(&path, std::slice::from_ref(&case.log)));
-            let span = case.log.span();
-            let wide = score::report(&path, span.0 - 24 * HOUR, span.1 + HOUR);
-            let tight = score::report(&path, span.0, span.1 + 1);
-            let s = score::memory(&case, &wide, &tight);
+            let (s, _) = score::judge_memory(&case, &dir.path().join(format!("{class}-{seed}.db")));
             if s.leak != (s.verdict == "leak") || !s.window_stable {
                 wrong.push(format!(
                     "{class} seed {seed}: {} ({}), window-stable {}",
@@ -48,9 +43,7 @@ fn the_top_crash_factor_is_the_one_that_triggers_and_random_failures_make_none()
     for (class, _) in synth::crash::CLASSES {
         for seed in SEEDS {
             let case = synth::crash::case(class, seed);
-            let path = dir.path().join(format!("{class}-{seed}.db"));
-            drop(synth::write(&path, std::slice::from_ref(&case.log)));
-            let s = score::crash(&case, &score::report_for(&path, case.log.span()));
+            let s = score::judge_crash(&case, &dir.path().join(format!("{class}-{seed}.db")));
             total += 1;
             if s.correct {
                 right += 1;
@@ -76,12 +69,7 @@ fn logs_that_once_fooled_the_method_are_judged_right() {
     // set apart as a warm-up, and the wander read as 10 MB/h of growth.
     for (class, seed) in [("flat_lumpy_mlx", 405), ("flat_lumpy_mlx", 467)] {
         let case = synth::memory::case(class, seed);
-        let path = dir.path().join(format!("{class}-{seed}.db"));
-        drop(synth::write(&path, std::slice::from_ref(&case.log)));
-        let span = case.log.span();
-        let wide = score::report(&path, span.0 - 24 * HOUR, span.1 + HOUR);
-        let tight = score::report(&path, span.0, span.1 + 1);
-        let s = score::memory(&case, &wide, &tight);
+        let (s, _) = score::judge_memory(&case, &dir.path().join(format!("{class}-{seed}.db")));
         if s.leak != (s.verdict == "leak") {
             wrong.push(format!("{class} seed {seed}: {} ({})", s.verdict, s.reason));
         }
@@ -93,9 +81,7 @@ fn logs_that_once_fooled_the_method_are_judged_right() {
         [("rapid_sequential", 153), ("request_count_slow_restart", 66), ("request_count_slow_restart", 71)]
     {
         let case = synth::crash::case(class, seed);
-        let path = dir.path().join(format!("{class}-{seed}.db"));
-        drop(synth::write(&path, std::slice::from_ref(&case.log)));
-        let s = score::crash(&case, &score::report_for(&path, case.log.span()));
+        let s = score::judge_crash(&case, &dir.path().join(format!("{class}-{seed}.db")));
         if !s.correct {
             wrong.push(format!("{class} seed {seed}: {}", s.top));
         }

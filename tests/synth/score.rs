@@ -17,6 +17,27 @@ pub fn report_for(case_db: &std::path::Path, span: (i64, i64)) -> Value {
     report(case_db, span.0 - HOUR, span.1 + HOUR)
 }
 
+/// Writes a memory case's log to `db` (replacing any file there) and judges it under a window
+/// wide around the log and one drawn tight: the score, and the wide window's report.
+pub fn judge_memory(case: &Case<MemTruth>, db: &std::path::Path) -> (MemScore, Value) {
+    write_fresh(db, &case.log);
+    let span = case.log.span();
+    let wide = report(db, span.0 - 24 * HOUR, span.1 + HOUR);
+    let tight = report(db, span.0, span.1 + 1);
+    (memory(case, &wide, &tight), wide)
+}
+
+/// Writes a crash case's log to `db` (replacing any file there) and scores its report.
+pub fn judge_crash(case: &Case<CrashTruth>, db: &std::path::Path) -> CrashScore {
+    write_fresh(db, &case.log);
+    crash(case, &report_for(db, case.log.span()))
+}
+
+fn write_fresh(db: &std::path::Path, log: &super::Log) {
+    let _ = std::fs::remove_file(db);
+    drop(super::write(db, std::slice::from_ref(log)));
+}
+
 #[derive(Debug, Clone)]
 pub struct MemScore {
     pub class: &'static str,
