@@ -203,24 +203,26 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             _ => {}
         }
     }
+    let by_count = patterns.iter().any(|p| p.2.method == "request_count");
     // A factor that explains the crashes beyond the request count comes first
     // (`request_count::explained_by`).
-    let count_explained = at_request_count.as_ref().is_some_and(|c| {
-        patterns.iter().any(|(family, _, p)| {
-            *family == 0
-                && p.method != "request_count"
-                && request_count::explained_by(
-                    &factors,
-                    &refs,
-                    &triggered,
-                    c,
-                    (p.factor, &p.level),
-                    alpha / (tests.len() + 1) as f64,
-                )
-        })
-    });
+    let count_explained = by_count
+        && at_request_count.as_ref().is_some_and(|c| {
+            patterns.iter().any(|(family, _, p)| {
+                *family == 0
+                    && p.method != "request_count"
+                    && request_count::explained_by(
+                        &factors,
+                        &refs,
+                        &triggered,
+                        c,
+                        (p.factor, &p.level),
+                        alpha / (tests.len() + 1) as f64,
+                    )
+            })
+        });
     // A request-count crash is the finding about server_seq: it replaces the bucket pattern.
-    if patterns.iter().any(|p| p.2.method == "request_count") {
+    if by_count {
         patterns.retain(|p| !(p.0 == 0 && p.2.factor == "server_seq" && p.2.method != "request_count"));
     }
     patterns.sort_by(|a, b| {
@@ -230,8 +232,7 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             .then(a.2.p_adjusted.total_cmp(&b.2.p_adjusted))
             .then(b.1.total_cmp(&a.1))
     });
-    let at_request_count =
-        at_request_count.filter(|c| c.period.is_some() || patterns.iter().any(|p| p.2.method == "request_count"));
+    let at_request_count = at_request_count.filter(|c| c.period.is_some() || by_count);
     let (mtbf_s, longest_failure_streak) = streaks(rows, episodes.count);
     let hypotheses = Hypotheses {
         rapid_sequential: answer(rapid, rapid_adj, alpha, ["with < 1 s since the previous request", "after >= 1 s"]),

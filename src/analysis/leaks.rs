@@ -284,7 +284,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     // Sawtooth lives keep releasing: their levelled series is a staircase whose last third holds
     // too few cycles to judge persistence by.
     let late: Vec<(Vec<f64>, Vec<f64>)> =
-        lives.iter().map(|l| if l.sawtooth { (Vec::new(), Vec::new()) } else { last_third(&l.trend) }).collect();
+        lives.iter().map(|l| if l.sawtooth { (Vec::new(), Vec::new()) } else { last_third(l) }).collect();
     let late_factors: Vec<f64> = late.iter().map(|g| super::trend::hamed_rao_factor(&g.1)).collect();
     let late_line = seasonal_sen_interval(&late, &late_factors);
     // Against the requests served and the tokens generated too, when they are known: a workload
@@ -295,7 +295,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         // The same pairs, with the memory before the last third of the life's time left blank.
         let late: Vec<(Vec<f64>, Vec<f64>)> = judged()
             .map(|l| {
-                let from = late_from(&l.trend).unwrap_or(f64::NEG_INFINITY);
+                let from = l.late_h();
                 let pairs: Vec<(f64, f64)> = (l.pts[l.start..].iter().zip(&l.trend))
                     .filter_map(|(pt, &(h, mb))| Some((count(pt)?, if h >= from { mb } else { f64::NAN })))
                     .collect();
@@ -454,22 +454,16 @@ fn block_medians(series: &[(f64, f64)]) -> Vec<f64> {
     mb.chunks(len).filter_map(|c| median(c.iter().copied())).collect()
 }
 
-/// The last third (by time) of a series.
-fn last_third(series: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {
-    let Some(from) = late_from(series) else { return (Vec::new(), Vec::new()) };
-    series.iter().filter(|(h, _)| *h >= from).copied().unzip()
-}
-
-/// The hour where the last third of a (hours, MB) series' time begins.
-fn late_from(series: &[(f64, f64)]) -> Option<f64> {
-    let (first, last) = (series.first()?, series.last()?);
-    Some(first.0 + (last.0 - first.0) * 2.0 / 3.0)
+/// The last third (by time) of a life's judged trend.
+fn last_third(l: &Life) -> (Vec<f64>, Vec<f64>) {
+    let from = l.late_h();
+    l.trend.iter().filter(|(h, _)| *h >= from).copied().unzip()
 }
 
 /// Index in `pts` where the last third of the judged part begins.
 fn late_start(l: &Life) -> usize {
-    let (a, b) = (l.pts[l.start].h, l.pts[l.pts.len() - 1].h);
-    l.start + l.pts[l.start..].partition_point(|p| p.h < a + (b - a) * 2.0 / 3.0)
+    let from = l.late_h();
+    l.start + l.pts[l.start..].partition_point(|p| p.h < from)
 }
 
 /// A warm-up that filled for a good part of the life and rose above `bar`.

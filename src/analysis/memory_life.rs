@@ -209,6 +209,12 @@ impl Life {
         self.pts[self.pts.len() - 1].h - self.pts[self.start].h
     }
 
+    /// The hour where the last third of the judged span begins (persistence and the staircase's
+    /// late rise are asked from here on).
+    pub(crate) fn late_h(&self) -> f64 {
+        self.pts[self.start].h + self.judged_hours() * 2.0 / 3.0
+    }
+
     /// (requests, MB) after the warm-up, from `trend` (or `raw` when `raw_series`).
     pub(crate) fn by(&self, raw_series: bool, of: impl Fn(&Pt) -> Option<f64>) -> Vec<(f64, f64)> {
         let series = if raw_series { &self.raw } else { &self.trend };

@@ -53,7 +53,7 @@ pub(super) fn keeps_stepping(l: &Life, practical_sigmas: f64, min_mb_per_hour: f
     let risen: f64 = bouts.iter().map(|b| b.1).sum();
     let dropped: f64 = l.shifts.iter().map(|s| -s.delta_mb).filter(|d| *d > 0.0).sum();
     let whole = b - l.pts[0].h;
-    let spread = last - first >= 0.4 * whole && *last >= a + (b - a) * 2.0 / 3.0;
+    let spread = last - first >= 0.4 * whole && *last >= l.late_h();
     let bar = (practical_sigmas * l.noise_mb.max(l.diff_sigma_mb)).max(min_mb_per_hour * (b - a));
     big.len() >= STAIRCASE_RISES && spread && dropped < risen / 2.0 && risen - dropped >= bar
 }
