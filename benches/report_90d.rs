@@ -3,7 +3,9 @@
 //! `target/bench-data/`; the figures are the wall times of building the report for the whole
 //! window (as `soakd report` does, backends side by side, and as the daemon does, one at a time),
 //! a digest of its last 24 hours and a digest of the whole window (neither saved, one backend at
-//! a time), and the process's peak RSS.
+//! a time), and the process's peak RSS. Then, on a log of long replies (100,000 requests with
+//! 6 KB replies, also kept), the report read through the covering index `requests_report`
+//! (migration 0009) and, in the same run, through the slim index it replaced.
 
 use rusqlite::params;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,10 @@ const SAMPLES_PER_BACKEND: i64 = 3_400_000;
 const DATA_VERSION: u32 = 1;
 
 fn main() {
+    // `cargo bench --bench report_90d -- long_replies`: that part alone.
+    if std::env::args().any(|a| a == "long_replies") {
+        return long_replies();
+    }
     let path = data_path();
     if !path.exists() {
         let t = Instant::now();
@@ -66,6 +72,64 @@ fn main() {
             b.crash_patterns.len()
         );
     }
+    long_replies();
+}
+
+/// The report over a log of long replies, through the covering index and then (in a transaction
+/// rolled back) through the slim `(backend, started_at)` index of migration 0001.
+fn long_replies() {
+    let path = data_path().with_file_name(format!("replies-v{DATA_VERSION}.db"));
+    if !path.exists() {
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut conn = soakd::store::open(&tmp).expect("create");
+        conn.pragma_update(None, "synchronous", "OFF").unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO runs (job, backend, trigger, status, planned_at, started_at, requests_planned, concurrency,
+                 delay_ms, stream, max_tokens, backend_kind, base_url, owner_pid, owner_started_at)
+             VALUES ('soak', 'mlx-server', 'cron', 'completed', 0, 0, 100000, 1, 0, 1, 1500, 'openai', 'http://127.0.0.1:1', 1, 1)",
+            [],
+        )
+        .unwrap();
+        let reply = "The quick brown fox jumps over the lazy dog. ".repeat(6_000 / 45);
+        let mut req = tx
+            .prepare(
+                "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome, stream, concurrency,
+                     prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq, ttft_ms, first_content_ms, e2e_ms,
+                     completion_tokens, decode_tps, output, machine_in_flight)
+                 VALUES (1, 'mlx-server', 'soak', 0, ?1, ?2, ?2, 'ok', 1, 1, 'long', 400, 1500, 50.0, 7, ?1, 120.0, 120.0,
+                     9000.0, 1500, 170.0, ?3, 0)",
+            )
+            .unwrap();
+        for i in 0..100_000i64 {
+            req.execute(params![i + 1, 1_790_000_000_000i64 + i * 10_000, reply]).unwrap();
+        }
+        drop(req);
+        tx.commit().unwrap();
+        drop(conn);
+        std::fs::rename(&tmp, &path).unwrap();
+        let _ = std::fs::remove_file(tmp.with_extension("tmp-wal"));
+    }
+    let mut conn = soakd::store::open(&path).expect("open");
+    let window = soakd::report::Window { from: 0, to: i64::MAX / 2 };
+    let time = |conn: &rusqlite::Connection| {
+        let t = Instant::now();
+        soakd::report::build::build(conn, window, &[], window.to).expect("report");
+        t.elapsed().as_secs_f64()
+    };
+    let covering = time(&conn);
+    let tx = conn.transaction().unwrap();
+    tx.execute_batch(
+        "DROP INDEX requests_report; CREATE INDEX requests_backend_started ON requests (backend, started_at);",
+    )
+    .unwrap();
+    let slim = time(&tx);
+    tx.rollback().unwrap();
+    println!(
+        "long_replies: 100000 requests with 6 KB replies → report in {covering:.2} s through the covering index, {slim:.2} s through the slim one ({:.1}x)",
+        slim / covering
+    );
 }
 
 fn data_path() -> PathBuf {

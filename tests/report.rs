@@ -137,6 +137,7 @@ fn json_holds_the_stable_fields_and_the_right_conclusions() {
             assert!(b["ttft_ms"][p].is_f64(), "ttft_ms.{p}");
         }
         assert!(b["decode_tps"]["mean"].is_f64() && b["decode_tps"]["p50"].is_f64());
+        assert_eq!(b["quantile_relative_error"], 0.0, "1,440 requests: exact percentiles");
         for f in ["verdict", "mb_per_hour", "mb_per_1k_requests", "p_value"] {
             assert!(b["leak"].get(f).is_some(), "leak.{f}");
         }
@@ -164,6 +165,70 @@ fn json_holds_the_stable_fields_and_the_right_conclusions() {
     for k in ["leak", "failure_rate", "restarts", "crash_pattern"] {
         assert!(kinds.contains(&k), "{k} not among {kinds:?}");
     }
+}
+
+/// A busy backend's percentiles come from a sketch past 65,536 values: each within the stated
+/// relative error of the exact percentile of the same rows (numpy's linear rule), the mean exact.
+#[test]
+fn a_busy_backends_percentiles_are_within_the_stated_error_of_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let start = now_ms() - 7 * HOUR;
+    let mut conn = soakd::store::open(&db).unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO runs (job, backend, trigger, status, planned_at, started_at, requests_planned, concurrency,
+             delay_ms, stream, max_tokens, backend_kind, base_url, owner_pid, owner_started_at)
+         VALUES ('soak', 'busy', 'cron', 'completed', ?1, ?1, 70000, 1, 0, 1, 64, 'openai', 'http://127.0.0.1:1', 1, 1)",
+        [start],
+    )
+    .unwrap();
+    let (mut ttft, mut tps) = (Vec::new(), Vec::new());
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut unit = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome, stream,
+                     concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq, ttft_ms,
+                     first_content_ms, e2e_ms, completion_tokens, decode_tps, machine_in_flight)
+                 VALUES (1, 'busy', 'soak', 0, ?1, ?2, ?2, 'ok', 1, 1, 'p', 400, 64, 100.0, 7, ?1, ?3, ?3, ?4, 64, ?5, 0)",
+            )
+            .unwrap();
+        for i in 0..70_000i64 {
+            // Right-skewed TTFTs (a long tail, as under load) and rates around 40 tok/s.
+            let t = 80.0 * (1.0 + 4.0 * unit()).powi(3);
+            let r = 30.0 + 20.0 * unit();
+            insert.execute(params![i + 1, start + i * 200, t, t + 64_000.0 / r, r]).unwrap();
+            ttft.push(t);
+            tps.push(r);
+        }
+    }
+    tx.commit().unwrap();
+    drop(conn);
+    let json: Value = serde_json::from_str(&report(&db, &["--format", "json"])).unwrap();
+    let b = backend(&json, "busy");
+    assert_eq!(b["quantile_relative_error"], 0.01);
+    let exact = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        let rank = p / 100.0 * (v.len() - 1) as f64;
+        let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+    };
+    for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
+        let (want, got) = (exact(&mut ttft, p), b["ttft_ms"][name].as_f64().unwrap());
+        assert!((got - want).abs() <= 0.011 * want, "ttft_ms.{name}: {got} from the sketch, {want} from the rows");
+    }
+    let (want, got) = (exact(&mut tps, 50.0), b["decode_tps"]["p50"].as_f64().unwrap());
+    assert!((got - want).abs() <= 0.011 * want, "decode_tps.p50: {got} vs {want}");
+    let mean = tps.iter().sum::<f64>() / tps.len() as f64;
+    assert!((b["decode_tps"]["mean"].as_f64().unwrap() - mean).abs() < 1e-6 * mean, "the mean stays exact");
+    assert_eq!(b["requests"], 70_000);
 }
 
 #[test]
@@ -261,10 +326,11 @@ fn real_processes_a_crash_only_above_a_concurrency_is_found() {
     let config = common::write_config(
         dir.path(),
         &common::backend("sim", sim.port),
-        "[[job]]\nname = \"c1\"\ncron = \"@hourly\"\nrequests = 30\nmax_tokens = 4\n\
-         [[job]]\nname = \"c4\"\ncron = \"@hourly\"\nrequests = 40\nconcurrency = 4\nmax_tokens = 4\n",
+        "[[job]]\nname = \"c1\"\ncron = \"@hourly\"\nrequests = 15\nmax_tokens = 4\n\
+         [[job]]\nname = \"c4\"\ncron = \"@hourly\"\nrequests = 20\nconcurrency = 4\nmax_tokens = 4\n",
     );
-    for job in ["c1", "c4"] {
+    // Taken in turns, so the requests since the server started do not split by job.
+    for job in ["c1", "c4", "c1", "c4"] {
         let (code, out, err) = common::soakd(&["once", job, "--config", config.to_str().unwrap()]);
         assert_eq!(code, 0, "{out}\n{err}");
     }
@@ -276,8 +342,9 @@ fn real_processes_a_crash_only_above_a_concurrency_is_found() {
     assert_eq!(
         (top["factor"].as_str(), top["level"].as_str()),
         (Some("concurrency"), Some("4")),
-        "{}",
-        b["crash_patterns"]
+        "patterns {}, confounded {}",
+        b["crash_patterns"],
+        b["crash_confounded"]
     );
     assert_eq!(top["rate_outside"], 0.0);
 }

@@ -67,8 +67,12 @@ pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
                 }
             };
             let keys: Vec<u64> = rows.iter().zip(first_after_load).map(key).collect();
-            let distinct: Vec<u64> =
-                keys.iter().copied().collect::<std::collections::BTreeSet<u64>>().into_iter().collect();
+            // A handful of distinct keys among many rows: inserted one by one, not sorted all.
+            let mut distinct = std::collections::BTreeSet::new();
+            keys.iter().for_each(|k| {
+                distinct.insert(*k);
+            });
+            let distinct: Vec<u64> = distinct.into_iter().collect();
             let name = |k: u64| -> String {
                 let k = k as usize;
                 match f {
@@ -167,7 +171,8 @@ impl Table {
     /// The table of `factors` with one failure flag per family: `failed[family][request]`.
     pub fn new(factors: &[Factor], failed: &[&[bool]]) -> Table {
         let requests = factors.first().map_or(0, |f| f.of.len());
-        let mut at: HashMap<[u16; FACTORS.len()], usize> = HashMap::new();
+        // One lookup per request: Fx hashing (rustc-hash), not SipHash, keeps it cheap.
+        let mut at: rustc_hash::FxHashMap<[u16; FACTORS.len()], usize> = rustc_hash::FxHashMap::default();
         let mut t = Table { keys: Vec::new(), n: Vec::new(), k: vec![Vec::new(); failed.len()] };
         for i in 0..requests {
             let mut key = [0u16; FACTORS.len()];

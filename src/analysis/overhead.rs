@@ -9,10 +9,12 @@
 //! interval. A resample's median is read from counts of the drawn ranks over the sorted sample,
 //! so no resample is sorted. A side with more than 5000 values is first subsampled, without
 //! replacement, to 5000 for the bootstrap (the estimate still uses every value): the interval is
-//! then that of a 5000-value sample, wider than the full data's, never narrower.
+//! then that of a 5000-value sample, wider than the full data's, never narrower. A window's values
+//! held as a `Distribution` give their median and their sample (`median_ratio_of`).
 
 use serde::Serialize;
 
+use crate::measure::distribution::Distribution;
 use crate::measure::stats::percentile;
 
 /// A ratio of medians a/b with its 95% bootstrap confidence interval.
@@ -43,9 +45,26 @@ pub fn median_ratio(a: &[f64], b: &[f64], seed: u64) -> Option<Ratio> {
         Some(v).filter(|v| v.len() >= MIN_VALUES)
     };
     let (a, b) = (sorted(a)?, sorted(b)?);
-    let estimate = Some(percentile(&a, 50.0)? / percentile(&b, 50.0)?).filter(|r| r.is_finite())?;
+    let medians = (percentile(&a, 50.0)?, percentile(&b, 50.0)?);
+    ratio(medians, (&a, &b), (a.len(), b.len()), seed)
+}
+
+/// The same for two windows' values held as `Distribution`s: the estimate from their medians
+/// (exact, or within the sketch's error), the bootstrap from their samples.
+pub fn median_ratio_of(a: &Distribution, b: &Distribution, seed: u64) -> Option<Ratio> {
+    let finite = |d: &Distribution| {
+        let v: Vec<f64> = d.sample().iter().copied().filter(|x| x.is_finite()).collect();
+        Some(v).filter(|v| v.len() >= MIN_VALUES)
+    };
+    let (sa, sb) = (finite(a)?, finite(b)?);
+    ratio((a.percentile(50.0)?, b.percentile(50.0)?), (&sa, &sb), (a.len() as usize, b.len() as usize), seed)
+}
+
+/// The ratio of `medians`, and its interval from resampling the sorted `samples`.
+fn ratio(medians: (f64, f64), samples: (&[f64], &[f64]), n: (usize, usize), seed: u64) -> Option<Ratio> {
+    let estimate = Some(medians.0 / medians.1).filter(|r| r.is_finite())?;
     let mut rng = SplitMix64(seed);
-    let (boot_a, boot_b) = (subsample(&a, &mut rng), subsample(&b, &mut rng));
+    let (boot_a, boot_b) = (subsample(samples.0, &mut rng), subsample(samples.1, &mut rng));
     let mut counts = vec![0u32; boot_a.len().max(boot_b.len())];
     let mut ratios: Vec<f64> = (0..RESAMPLES)
         .map(|_| resampled_median(&boot_a, &mut rng, &mut counts) / resampled_median(&boot_b, &mut rng, &mut counts))
@@ -53,7 +72,7 @@ pub fn median_ratio(a: &[f64], b: &[f64], seed: u64) -> Option<Ratio> {
         .collect();
     ratios.sort_unstable_by(f64::total_cmp);
     let (low, high) = (percentile(&ratios, 2.5)?, percentile(&ratios, 97.5)?);
-    Some(Ratio { estimate, low, high, n_a: a.len(), n_b: b.len() })
+    Some(Ratio { estimate, low, high, n_a: n.0, n_b: n.1 })
 }
 
 /// splitmix64: a tiny, well-mixed, seedable generator.

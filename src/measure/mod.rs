@@ -1,8 +1,9 @@
 //! The measurement vocabulary, the bottom layer: what became of a request ([`Outcome`]), when
 //! each of its events happened ([`Timeline`], [`Delta`]), what the server said about it
 //! ([`ServerNumbers`]), the finished measurement ([`Measured`]) and the few statistics every
-//! layer above computes the same way ([`stats`]), and the names soakd records, typed ([`kinds`]). It uses nothing of soakd but `text` and `time`.
+//! layer above computes the same way ([`stats`], and [`distribution`] for a window's values in bounded memory), and the names soakd records, typed ([`kinds`]). It uses nothing of soakd but `text` and `time`.
 
+pub mod distribution;
 pub mod kinds;
 pub mod numbers;
 pub mod outcome;

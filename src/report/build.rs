@@ -9,9 +9,9 @@ use super::window::Window;
 use crate::analysis::crashes::{Attempt, crash_patterns};
 use crate::analysis::drift::{DriftParams, detect_drift};
 use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
-use crate::analysis::overhead::median_ratio;
+use crate::analysis::overhead::median_ratio_of;
 use crate::analysis::summary::wilson;
-use crate::measure::stats::{mean, percentile};
+use crate::measure::distribution::Distribution;
 use crate::store::{memory, queries};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
@@ -48,7 +48,7 @@ pub fn build_with(
         names.retain(|n| only.contains(n));
     }
     let mut backends = Vec::new();
-    let mut samples: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut samples: BTreeMap<String, (Distribution, Distribution)> = BTreeMap::new();
     let built = each_backend(conn, &names, options.parallel, |c, n| backend(c, n, window, options))?;
     for (name, (report, ttft, tps)) in names.iter().zip(built) {
         samples.insert(name.clone(), (ttft, tps));
@@ -133,28 +133,24 @@ fn backend(
     name: &str,
     w: Window,
     options: Options,
-) -> rusqlite::Result<(BackendReport, Vec<f64>, Vec<f64>)> {
-    let mut g = super::pass::gather(conn, name, w.from, w.to, options.include_contended)?;
-    let tps_mean = mean(g.decode_tps.iter().copied());
-    // Each list sorted once, in place (the log holds no NaN): percentiles are read off it, and
-    // the overhead comparison's own sort finds it sorted.
-    let sort = |v: &mut Vec<f64>| v.sort_unstable_by(f64::total_cmp);
-    [&mut g.ttft_ms, &mut g.first_content_ms, &mut g.e2e_ms, &mut g.decode_tps].into_iter().for_each(sort);
-    g.modes.iter_mut().for_each(|m| [&mut m.ttft_ms, &mut m.e2e_ms, &mut m.tps].into_iter().for_each(sort));
-    let pct = |sorted: &[f64]| Percentiles {
-        p50: percentile(sorted, 50.0),
-        p95: percentile(sorted, 95.0),
-        p99: percentile(sorted, 99.0),
-    };
+) -> rusqlite::Result<(BackendReport, Distribution, Distribution)> {
+    let g = super::pass::gather(conn, name, w.from, w.to, options.include_contended)?;
+    let pct =
+        |d: &Distribution| Percentiles { p50: d.percentile(50.0), p95: d.percentile(95.0), p99: d.percentile(99.0) };
     let mode = |m: &super::pass::ModeValues| Mode {
         requests: m.requests,
         ok: m.ok,
-        ttft_p50_ms: percentile(&m.ttft_ms, 50.0),
-        e2e_p50_ms: percentile(&m.e2e_ms, 50.0),
-        tps_p50: percentile(&m.tps, 50.0),
+        ttft_p50_ms: m.ttft_ms.percentile(50.0),
+        e2e_p50_ms: m.e2e_ms.percentile(50.0),
+        tps_p50: m.tps.percentile(50.0),
     };
     let (streamed, non_streamed) = (mode(&g.modes[1]), mode(&g.modes[0]));
     let (ttft_ms, first_content_ms, e2e_ms) = (pct(&g.ttft_ms), pct(&g.first_content_ms), pct(&g.e2e_ms));
+    let quantile_relative_error = [&g.ttft_ms, &g.first_content_ms, &g.e2e_ms, &g.decode_tps]
+        .into_iter()
+        .chain(g.modes.iter().flat_map(|m| [&m.ttft_ms, &m.e2e_ms, &m.tps]))
+        .map(Distribution::relative_error)
+        .fold(0.0, f64::max);
     let (requests, ok, not_counted) = (g.requests, g.ok, g.rows - g.requests);
     let (crash, crash_patterns) = crashes(&g.attempts);
     drop(g.attempts);
@@ -164,7 +160,6 @@ fn backend(
     let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
     let drift = detect_drift(&g.hours, &DriftParams::default());
     let (ttft, tps) = (g.ttft_ms, g.decode_tps);
-    let tps_p50 = percentile(&tps, 50.0);
     let load_ms = g.load_ms;
     let versions = queries::server_versions(conn, name, w.from, w.to)?;
     let stuck = stuck(conn, name, w.to)?;
@@ -183,7 +178,8 @@ fn backend(
         ttft_ms,
         first_content_ms,
         e2e_ms,
-        decode_tps: Rate { mean: tps_mean, p50: tps_p50 },
+        decode_tps: Rate { mean: tps.mean(), p50: tps.percentile(50.0) },
+        quantile_relative_error,
         streamed,
         non_streamed,
         load_time_s: load_ms.map(|ms| ms / 1000.0),
@@ -282,9 +278,9 @@ fn leak(
     let mut open: BTreeMap<usize, (i64, Vec<i64>, Vec<f64>)> = BTreeMap::new();
     let flush = |life: &mut Lifetime, pid: u32, times: &mut Vec<i64>, bytes: &mut Vec<f64>| {
         let Some(&last) = times.last() else { return };
-        times.sort_unstable();
+        // Samples come in time order: the middle one is the median time.
         let at_ms = times[times.len() / 2];
-        if let Some(mb) = crate::measure::stats::median(bytes.iter().copied()) {
+        if let Some(mb) = crate::measure::stats::median_in_place(bytes) {
             let (requests, tokens) = served.by(pid, last);
             life.points.push(MemPoint { at_ms, bytes: mb, requests, tokens });
         }
@@ -312,7 +308,10 @@ fn leak(
 }
 
 /// The same configured model on two backends: the first one's numbers relative to the other's.
-fn overhead(models: &BTreeMap<String, String>, samples: &BTreeMap<String, (Vec<f64>, Vec<f64>)>) -> Vec<Overhead> {
+fn overhead(
+    models: &BTreeMap<String, String>,
+    samples: &BTreeMap<String, (Distribution, Distribution)>,
+) -> Vec<Overhead> {
     let mut by_model: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (backend, model) in models {
         if samples.contains_key(backend) {
@@ -328,8 +327,8 @@ fn overhead(models: &BTreeMap<String, String>, samples: &BTreeMap<String, (Vec<f
                     model: model.to_string(),
                     a: a.to_string(),
                     b: b.to_string(),
-                    ttft_ratio: median_ratio(&sa.0, &sb.0, 1),
-                    decode_tps_ratio: median_ratio(&sa.1, &sb.1, 2),
+                    ttft_ratio: median_ratio_of(&sa.0, &sb.0, 1),
+                    decode_tps_ratio: median_ratio_of(&sa.1, &sb.1, 2),
                 });
             }
         }

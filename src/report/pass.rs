@@ -1,10 +1,11 @@
 //! One pass over a backend's finished requests in a window: everything the report needs from the
 //! rows, gathered as they stream past. No row is kept whole: only the values each analysis reads
-//! (successful requests' latencies, the attempts for crash analysis, what each server process
+//! (successful requests' latencies, in bounded memory; the attempts for crash analysis, what each server process
 //! had served by when), and the drift's hours are closed as the pass leaves them.
 
 use crate::analysis::crashes::Attempt;
 use crate::analysis::drift::{HourStats, Observation, hourly};
+use crate::measure::distribution::Distribution;
 use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
 use crate::store::queries::{self, RequestRow};
 use crate::store::retention::HOUR_MS;
@@ -18,10 +19,10 @@ pub struct ModeValues {
     /// Counted, uncontended requests in this mode, and the `ok` ones.
     pub requests: u64,
     pub ok: u64,
-    pub ttft_ms: Vec<f64>,
-    pub e2e_ms: Vec<f64>,
+    pub ttft_ms: Distribution,
+    pub e2e_ms: Distribution,
     /// Decode rate when streamed, output rate when not.
-    pub tps: Vec<f64>,
+    pub tps: Distribution,
 }
 
 /// What the report takes from a backend's rows.
@@ -35,11 +36,11 @@ pub struct Gathered {
     /// Counted requests left out of the latency figures because others were in flight.
     pub contended_left_out: u64,
     pub failures: BTreeMap<String, u64>,
-    /// Of successful, uncontended requests, in time order.
-    pub ttft_ms: Vec<f64>,
-    pub first_content_ms: Vec<f64>,
-    pub e2e_ms: Vec<f64>,
-    pub decode_tps: Vec<f64>,
+    /// Of successful, uncontended requests: exact while few, a sketch when many (`Distribution`).
+    pub ttft_ms: Distribution,
+    pub first_content_ms: Distribution,
+    pub e2e_ms: Distribution,
+    pub decode_tps: Distribution,
     /// `[non-streamed, streamed]`.
     pub modes: [ModeValues; 2],
     /// Successful, uncontended requests per UTC hour.
@@ -120,6 +121,12 @@ pub fn gather(
         });
     })?;
     g.hours.extend(hourly(&hour.1));
+    for d in [&mut g.ttft_ms, &mut g.first_content_ms, &mut g.e2e_ms, &mut g.decode_tps] {
+        d.finish();
+    }
+    for m in &mut g.modes {
+        [&mut m.ttft_ms, &mut m.e2e_ms, &mut m.tps].into_iter().for_each(Distribution::finish);
+    }
     Ok(g)
 }
 

@@ -40,6 +40,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0006_machine_in_flight.sql", include_str!("../../db/0006_machine_in_flight.sql")),
     ("0007_host.sql", include_str!("../../db/0007_host.sql")),
     ("0008_memory_hours.sql", include_str!("../../db/0008_memory_hours.sql")),
+    ("0009_report_index.sql", include_str!("../../db/0009_report_index.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
