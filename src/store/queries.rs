@@ -190,7 +190,7 @@ pub fn each_request(
          WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
          ORDER BY started_at, id",
     )?;
-    let mut strings: std::collections::HashMap<String, std::sync::Arc<str>> = std::collections::HashMap::new();
+    let mut strings: rustc_hash::FxHashMap<String, std::sync::Arc<str>> = rustc_hash::FxHashMap::default();
     // Outcomes, signatures and jobs repeat: one allocation each, looked up without allocating.
     let mut share = |s: &str| -> std::sync::Arc<str> {
         if let Some(a) = strings.get(s) {
