@@ -50,6 +50,10 @@ pub(super) fn explained_by(
     (factor, level): (&str, &str),
     alpha: f64,
 ) -> bool {
+    // The request count's own buckets are the count, not something beyond it.
+    if factor == "server_seq" {
+        return false;
+    }
     let Some(f) = factors.iter().find(|f| f.name == factor) else { return false };
     let Some(level) = f.levels.iter().position(|l| l == level) else { return false };
     let from = c.median_seq * (1.0 - 2.0 * c.seq_cv);
@@ -166,5 +170,38 @@ mod tests {
         assert!(memoryless_cv_p(20, 1.0) > 0.3);
         // The same question, the same answer (a fixed seed).
         assert_eq!(memoryless_cv_p(7, 0.3), memoryless_cv_p(7, 0.3));
+    }
+
+    #[test]
+    fn only_another_factor_explains_a_request_count_crash() {
+        // Lives of 120 requests; every request past the 100th fails at concurrency 4, none at 1.
+        let rows: Vec<Attempt> = (0..6u64)
+            .flat_map(|life| {
+                (1..=120u64).map(move |seq| Attempt {
+                    at_ms: (life * 120 + seq) as i64 * 1000,
+                    server_pid: Some(life as u32 + 1),
+                    server_seq: Some(seq),
+                    concurrency: if seq % 2 == 0 { 4 } else { 1 },
+                    failed: seq > 100 && seq % 2 == 0,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let refs: Vec<&Attempt> = rows.iter().collect();
+        let failed: Vec<bool> = rows.iter().map(|r| r.failed).collect();
+        let factors = super::super::attribution::factors(&refs, &vec![false; rows.len()]);
+        let c = RequestCountPattern {
+            lifetimes: 6,
+            median_seq: 110.0,
+            seq_cv: 0.05,
+            time_cv: 0.05,
+            period: None,
+            seq_range: (101, 120),
+            p_value: Some(1e-6),
+        };
+        assert!(explained_by(&factors, &refs, &failed, &c, ("concurrency", "4"), 0.01));
+        // The failures all lie in server_seq's bucket 101-1000 (p about 3e-4 against requests 99
+        // and 100): that bucket is the count itself and explains nothing beyond it.
+        assert!(!explained_by(&factors, &refs, &failed, &c, ("server_seq", "101-1000"), 0.01));
     }
 }
