@@ -144,7 +144,7 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
     let triggered: Vec<bool> = analysed.iter().map(|&i| roles[i] == Role::Trigger).collect();
 
     // Families: every trigger, then the commonest trigger signatures on their own.
-    let signature_of = |r: &Attempt| r.signature.clone().unwrap_or_else(|| r.outcome.clone());
+    let signature_of = |r: &Attempt| r.signature().cloned().unwrap_or_else(|| r.outcome.clone());
     let mut by_signature: BTreeMap<Arc<str>, u64> = BTreeMap::new();
     for (&i, t) in analysed.iter().zip(&triggered) {
         if *t {
@@ -375,9 +375,9 @@ fn confounded(factors: &[Factor], table: &attribution::Table, alpha: f64) -> Vec
 fn signatures(rows: &[Attempt]) -> Vec<SignatureGroup> {
     let mut groups = BTreeMap::new(); // (signature, outcome) -> (count, first, last, first error)
     for r in rows.iter().filter(|r| r.failed) {
-        let key = (r.signature.as_deref().unwrap_or(&r.outcome), &*r.outcome);
+        let key = (r.signature().map_or(&*r.outcome, |s| &**s), &*r.outcome);
         let g = groups.entry(key).or_insert((0, r.at_ms, r.at_ms, None));
-        *g = (g.0 + 1, g.1.min(r.at_ms), g.2.max(r.at_ms), g.3.or(r.error.as_deref()));
+        *g = (g.0 + 1, g.1.min(r.at_ms), g.2.max(r.at_ms), g.3.or(r.error()));
     }
     let mut out: Vec<SignatureGroup> = (groups.into_iter())
         .map(|((signature, outcome), (count, first_ms, last_ms, example))| {
@@ -506,6 +506,7 @@ fn answer(sides: Sides, p_adjusted: f64, alpha: f64, names: [&str; 2]) -> Answer
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::attempt::FailureDetail;
 
     /// splitmix64 of (seed, i, salt): reproducible draws without a generator's state.
     fn draw(seed: u64, i: usize, salt: u64) -> u64 {
@@ -517,7 +518,8 @@ mod tests {
 
     fn fail(r: Attempt) -> Attempt {
         let error = Some("The model has crashed without additional information.".into());
-        Attempt { failed: true, outcome: "http_error".into(), signature: Some("crash".into()), error, ..r }
+        let failure = Some(Box::new(FailureDetail { signature: Some("crash".into()), error, ..Default::default() }));
+        Attempt { failed: true, outcome: "http_error".into(), failure, ..r }
     }
 
     fn row(at_ms: i64, pid: u32, seq: u64, failed: bool) -> Attempt {
@@ -654,10 +656,11 @@ mod tests {
     fn episodes_streaks_recovery_and_signatures() {
         let plan = [(0, ""), (10, "c"), (20, "c"), (30, ""), (40, ""), (50, "t"), (60, "c"), (70, "c"), (100, "")];
         let rows: Vec<Attempt> = (plan.iter())
-            .map(|&(s, sig)| Attempt {
-                signature: (sig == "c").then(|| sig.into()), // "t" has none: grouped under its outcome
-                error: Some(sig.repeat(400).into()),
-                ..row(s * 1000, 1, 1, !sig.is_empty())
+            .map(|&(s, sig)| {
+                let mut r = row(s * 1000, 1, 1, !sig.is_empty());
+                r.detail().signature = (sig == "c").then(|| sig.into()); // "t" has none: grouped under its outcome
+                r.detail().error = Some(sig.repeat(400).into());
+                r
             })
             .collect();
         let r = analyse(&rows);

@@ -65,10 +65,10 @@ const UNAVAILABLE: [&str; 8] = [
 /// Whether a failure says the server was not there: no connection, 503, or a loading/unloaded
 /// answer.
 pub fn unavailable(r: &Attempt) -> bool {
-    if matches!(&*r.outcome, "connect_refused" | "connect_timeout" | "connect_error") || r.http_status == Some(503) {
+    if matches!(&*r.outcome, "connect_refused" | "connect_timeout" | "connect_error") || r.http_status() == Some(503) {
         return true;
     }
-    let text = r.error.as_deref().or(r.signature.as_deref()).unwrap_or("");
+    let text = r.error().or(r.signature().map(|s| &**s)).unwrap_or("");
     let lower = text.chars().take(512).collect::<String>().to_lowercase();
     UNAVAILABLE.iter().any(|p| lower.contains(p))
 }
@@ -127,7 +127,7 @@ const CRASH_TOLERANCE_MS: i64 = 1_000;
 /// the crash would count as a crash of its own — and long requests, in flight at more crashes,
 /// would look guilty.
 fn crashes(rows: &[Attempt]) -> Vec<Vec<usize>> {
-    let end = |k: usize| rows[k].at_ms.saturating_add(rows[k].e2e_ms.unwrap_or(0.0).max(0.0) as i64);
+    let end = |k: usize| rows[k].at_ms.saturating_add(rows[k].e2e_ms().unwrap_or(0.0).max(0.0) as i64);
     let mut open: Vec<usize> = (0..rows.len()).filter(|&k| rows[k].failed && !unavailable(&rows[k])).collect();
     open.sort_by_key(|&k| (end(k), k));
     let mut taken = vec![false; rows.len()];
@@ -156,17 +156,13 @@ fn crashes(rows: &[Attempt]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::attempt::FailureDetail;
     use std::sync::Arc;
 
     fn row(at_ms: i64, outcome: &str, error: Option<&str>, status: Option<u16>) -> Attempt {
-        Attempt {
-            at_ms,
-            failed: outcome != "ok",
-            outcome: Arc::from(outcome),
-            error: error.map(Arc::from),
-            http_status: status,
-            ..Default::default()
-        }
+        let failure =
+            Some(Box::new(FailureDetail { error: error.map(Arc::from), http_status: status, ..Default::default() }));
+        Attempt { at_ms, failed: outcome != "ok", outcome: Arc::from(outcome), failure, ..Default::default() }
     }
 
     #[test]
@@ -202,11 +198,11 @@ mod tests {
     #[test]
     fn of_the_requests_in_flight_at_a_crash_the_last_started_triggered_it() {
         let mut a = row(0, "reset_mid_stream", Some("reset"), Some(200));
-        a.e2e_ms = Some(900.0);
+        a.detail().e2e_ms = Some(900.0);
         let mut b = row(300, "reset_mid_stream", Some("reset"), Some(200));
-        b.e2e_ms = Some(600.0);
+        b.detail().e2e_ms = Some(600.0);
         let mut c = row(700, "reset_mid_stream", Some("reset"), Some(200));
-        c.e2e_ms = Some(200.0);
+        c.detail().e2e_ms = Some(200.0);
         let d = row(1_000, "connect_refused", Some("Connection refused"), None);
         let (roles, _) = roles(&[a, b, c, d]);
         assert_eq!(roles, [Role::Victim, Role::Victim, Role::Trigger, Role::Consequence]);
@@ -217,11 +213,11 @@ mod tests {
     #[test]
     fn a_success_in_between_does_not_make_a_victim_a_crash_of_its_own() {
         let mut long = row(0, "reset_mid_stream", Some("reset"), Some(200));
-        long.e2e_ms = Some(2_000.0);
+        long.detail().e2e_ms = Some(2_000.0);
         let mut short = row(500, "ok", None, Some(200));
-        short.e2e_ms = Some(300.0);
+        short.detail().e2e_ms = Some(300.0);
         let mut trigger = row(1_000, "reset_mid_stream", Some("reset"), Some(200));
-        trigger.e2e_ms = Some(1_000.0);
+        trigger.detail().e2e_ms = Some(1_000.0);
         let gone = row(2_100, "connect_refused", Some("Connection refused"), None);
         let (roles, e) = roles(&[long, short, trigger, gone]);
         assert_eq!(roles, [Role::Victim, Role::Ok, Role::Trigger, Role::Consequence]);

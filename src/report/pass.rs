@@ -3,7 +3,7 @@
 //! (successful requests' latencies, in bounded memory; the attempts for crash analysis, what each server process
 //! had served by when), and the drift's hours are closed as the pass leaves them.
 
-use crate::analysis::crashes::Attempt;
+use crate::analysis::attempt::{Attempt, FailureDetail};
 use crate::analysis::drift::{HourStats, Observation, hourly};
 use crate::measure::distribution::Distribution;
 use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
@@ -103,13 +103,18 @@ pub fn gather(
                 hour.1.push(Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps });
             }
         }
+        let failure = failed.then(|| {
+            Box::new(FailureDetail {
+                http_status: r.http_status,
+                e2e_ms: r.e2e_ms,
+                signature: r.signature,
+                error: r.error,
+            })
+        });
         g.attempts.push(Attempt {
             at_ms: r.at_ms,
             failed,
-            http_status: r.http_status,
-            e2e_ms: r.e2e_ms,
-            signature: r.signature,
-            error: r.error,
+            failure,
             concurrency: r.concurrency,
             prompt_chars: r.prompt_chars,
             gap_ms: r.gap_ms,
