@@ -173,6 +173,17 @@ pub struct RequestRow {
     pub server_load_ms: Option<f64>,
 }
 
+/// What `each_request` reads: every column from the covering index `requests_report`
+/// (migration 0009), in time order — a column added here belongs in that index too (a test
+/// checks the plan).
+const EACH_REQUEST: &str =
+    "SELECT started_at, outcome, stream, ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps,
+        error_signature, CASE WHEN outcome <> 'ok' THEN error END, concurrency, prompt_chars, gap_ms,
+        server_pid, server_seq, job, completion_tokens, http_status, machine_in_flight, server_load_ms
+    FROM requests
+    WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
+    ORDER BY started_at, id";
+
 /// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
 /// Repeated strings (outcome, job, signature) are shared, so months of rows stay small.
 pub fn each_request(
@@ -182,14 +193,7 @@ pub fn each_request(
     to: i64,
     mut each: impl FnMut(RequestRow),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT started_at, outcome, stream, ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps,
-                error_signature, CASE WHEN outcome <> 'ok' THEN error END, concurrency, prompt_chars, gap_ms,
-                server_pid, server_seq, job, completion_tokens, http_status, machine_in_flight, server_load_ms
-         FROM requests
-         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'in_flight'
-         ORDER BY started_at, id",
-    )?;
+    let mut stmt = conn.prepare(EACH_REQUEST)?;
     let mut strings: rustc_hash::FxHashMap<String, std::sync::Arc<str>> = rustc_hash::FxHashMap::default();
     // Outcomes, signatures and jobs repeat: one allocation each, looked up without allocating.
     let mut share = |s: &str| -> std::sync::Arc<str> {
@@ -491,5 +495,19 @@ mod tests {
             assert_eq!(ask(failure_sql()), stored_counts_as_failure(s), "{s}");
             assert_eq!(ask(counted_sql()), stored_is_counted(s), "{s}");
         }
+    }
+
+    #[test]
+    fn the_report_pass_reads_the_covering_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("log.db")).unwrap();
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {EACH_REQUEST}")).unwrap();
+        let plan: Vec<String> =
+            explain.query_map(rusqlite::params!["b", 0, 1], |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap();
+        // No table lookup (the replies' overflow pages), no sort.
+        assert_eq!(
+            plan,
+            ["SEARCH requests USING COVERING INDEX requests_report (backend=? AND started_at>? AND started_at<?)"]
+        );
     }
 }
