@@ -56,7 +56,8 @@ impl Attempt {
         self.failure.as_ref().and_then(|f| f.error.as_deref())
     }
 
-    /// The failure's detail, made when missing (for building attempts).
+    /// The failure's detail, made when missing (tests build attempts with it).
+    #[cfg(test)]
     pub fn detail(&mut self) -> &mut FailureDetail {
         self.failure.get_or_insert_with(Default::default)
     }

@@ -39,18 +39,18 @@ const MAX_BOOTSTRAP: usize = 5000;
 /// Ratio of medians a/b with a 95% percentile-bootstrap CI (2000 resamples, seeded); None if
 /// either side has < 5 finite values (NaN and infinities are dropped) or b's median is 0.
 pub fn median_ratio(a: &[f64], b: &[f64], seed: u64) -> Option<Ratio> {
-    let sorted = |v: &[f64]| {
-        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-        v.sort_unstable_by(f64::total_cmp);
-        Some(v).filter(|v| v.len() >= MIN_VALUES)
+    let held = |v: &[f64]| {
+        let mut d = Distribution::default();
+        v.iter().filter(|x| x.is_finite()).for_each(|x| d.push(*x));
+        d.finish();
+        d
     };
-    let (a, b) = (sorted(a)?, sorted(b)?);
-    let medians = (percentile(&a, 50.0)?, percentile(&b, 50.0)?);
-    ratio(medians, (&a, &b), (a.len(), b.len()), seed)
+    median_ratio_of(&held(a), &held(b), seed)
 }
 
-/// The same for two windows' values held as `Distribution`s: the estimate from their medians
-/// (exact, or within the sketch's error), the bootstrap from their samples.
+/// The same for two windows' values held as `Distribution`s (what the report holds): the
+/// estimate from their medians (exact, or within the sketch's error), the bootstrap from their
+/// samples.
 pub fn median_ratio_of(a: &Distribution, b: &Distribution, seed: u64) -> Option<Ratio> {
     let finite = |d: &Distribution| {
         let v: Vec<f64> = d.sample().iter().copied().filter(|x| x.is_finite()).collect();

@@ -25,8 +25,8 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     m
 }
 
-/// The median of `values` as `median` defines it, in linear time: reorders `values`; NaNs
-/// dropped.
+/// The median of `values` as `median` defines it (the same bits for finite values), in linear
+/// time instead of a sort: reorders `values`; NaNs dropped.
 pub fn median_in_place(values: &mut Vec<f64>) -> Option<f64> {
     values.retain(|x| !x.is_nan());
     let n = values.len();

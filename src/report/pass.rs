@@ -1,7 +1,7 @@
 //! One pass over a backend's finished requests in a window: everything the report needs from the
 //! rows, gathered as they stream past. No row is kept whole: only the values each analysis reads
-//! (successful requests' latencies, in bounded memory; the attempts for crash analysis, what each server process
-//! had served by when), and the drift's hours are closed as the pass leaves them.
+//! (successful requests' latencies, in bounded memory; the attempts for crash analysis; what each
+//! server process had served by when), and the drift's hours are closed as the pass leaves them.
 
 use crate::analysis::attempt::{Attempt, FailureDetail};
 use crate::analysis::drift::{HourStats, Observation, hourly};
@@ -126,12 +126,11 @@ pub fn gather(
         });
     })?;
     g.hours.extend(hourly(&hour.1));
-    for d in [&mut g.ttft_ms, &mut g.first_content_ms, &mut g.e2e_ms, &mut g.decode_tps] {
-        d.finish();
-    }
-    for m in &mut g.modes {
-        [&mut m.ttft_ms, &mut m.e2e_ms, &mut m.tps].into_iter().for_each(Distribution::finish);
-    }
+    let [plain, streamed] = &mut g.modes;
+    [&mut g.ttft_ms, &mut g.first_content_ms, &mut g.e2e_ms, &mut g.decode_tps]
+        .into_iter()
+        .chain([plain, streamed].into_iter().flat_map(|m| [&mut m.ttft_ms, &mut m.e2e_ms, &mut m.tps]))
+        .for_each(Distribution::finish);
     Ok(g)
 }
 
