@@ -10,6 +10,7 @@
 //! mechanisms. Levels with fewer than 5 requests join their neighbour.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::attempt::Attempt;
 use super::logistic::{self, Data, Fit};
@@ -23,57 +24,108 @@ const HOURS: [&str; 6] = ["00-04", "04-08", "08-12", "12-16", "16-20", "20-24"];
 /// Requests a level needs; smaller ones join a neighbour.
 const MIN_LEVEL: u64 = 5;
 
-/// One factor's levels over the analysed requests.
+/// One factor's levels over the analysed requests, grouped in `Cells`.
 #[derive(Debug, Clone)]
 pub struct Factor {
     pub name: &'static str,
     pub levels: Vec<String>,
-    /// Each request's level, an index into `levels`.
+    /// Each cell's level, an index into `levels`.
     pub of: Vec<u16>,
     /// Requests per level.
     pub counts: Vec<u64>,
 }
 
-/// The levels of every factor for `rows` (the requests the attribution looks at);
-/// `first_after_load[i]` says whether row i was the first a (re)loaded model answered.
-pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
+/// A request's key for every factor, before levels are named and merged: concurrency, prompt
+/// bucket, gap bucket, server_seq bucket, first after a load, job (an index into `Cells::jobs`),
+/// time-of-day bucket.
+type Key = [u32; FACTORS.len()];
+
+/// The analysed requests grouped by their keys: one cell per combination that occurs, in the
+/// order they first occur, with its requests. This is all the attribution reads of the requests,
+/// so a report over months holds a few thousand cells, not a row per request.
+#[derive(Debug, Default)]
+pub struct Cells {
+    keys: Vec<Key>,
+    /// Requests per cell.
+    pub n: Vec<u64>,
+    at: rustc_hash::FxHashMap<Key, u32>,
+    jobs: Vec<Arc<str>>,
+    job_at: HashMap<Arc<str>, u32>,
+    last_job: Option<(Arc<str>, u32)>,
+}
+
+impl Cells {
+    /// Adds one analysed request; `first_after_load` says whether it was the first a (re)loaded
+    /// model answered. Returns its cell.
+    pub fn add(&mut self, r: &Attempt, first_after_load: bool) -> u32 {
+        let bucket = |x: f64, edges: &[f64]| edges.iter().take_while(|e| x >= **e).count() as u32;
+        let key: Key = [
+            r.concurrency,
+            bucket(f64::from(r.prompt_chars / 4), &[1e3, 4e3, 16e3]),
+            match r.gap_ms {
+                Some(g) if g >= 0.0 => 1 + bucket(g, &[100.0, 1e3, 1e4]),
+                Some(_) => 5,
+                // A worker's first request of a run: its previous request was the last run,
+                // minutes ago at least (and a run's first requests start together, which
+                // is concurrency's business, not the gap's).
+                None => 4,
+            },
+            r.server_seq.filter(|s| *s > 0).map_or(4, |s| bucket(s as f64, &[11.0, 101.0, 1001.0])),
+            u32::from(first_after_load),
+            self.job(&r.job),
+            (u32::from(r.hour_local) / 4).min(HOURS.len() as u32 - 1),
+        ];
+        let next = self.keys.len() as u32;
+        let cell = *self.at.entry(key).or_insert(next);
+        if cell == next {
+            self.keys.push(key);
+            self.n.push(0);
+        }
+        self.n[cell as usize] += 1;
+        cell
+    }
+
+    /// The job's index; months of rows share a handful of jobs, most often the last one's.
+    fn job(&mut self, job: &Arc<str>) -> u32 {
+        if let Some((last, i)) = &self.last_job
+            && (Arc::ptr_eq(last, job) || last == job)
+        {
+            return *i;
+        }
+        let next = self.jobs.len() as u32;
+        let i = *self.job_at.entry(job.clone()).or_insert(next);
+        if i == next {
+            self.jobs.push(job.clone());
+        }
+        self.last_job = Some((job.clone(), i));
+        i
+    }
+
+    /// The cells of `rows`, with `first_after_load[i]` for row i, and each row's cell.
+    #[cfg(test)]
+    pub fn of(rows: &[&Attempt], first_after_load: &[bool]) -> (Cells, Vec<u32>) {
+        let mut cells = Cells::default();
+        let of = rows.iter().zip(first_after_load).map(|(r, f)| cells.add(r, *f)).collect();
+        (cells, of)
+    }
+}
+
+/// The levels of every factor over `cells`.
+pub fn factors(cells: &Cells) -> Vec<Factor> {
     const PROMPT: [&str; 4] = ["<1k", "1k-4k", "4k-16k", ">=16k"];
     const GAP: [&str; 6] = ["first", "<100ms", "100ms-1s", "1-10s", ">=10s", "unknown"];
     const SEQ: [&str; 5] = ["1-10", "11-100", "101-1000", ">1000", "unknown"];
-    let bucket = |x: f64, edges: &[f64]| edges.iter().take_while(|e| x >= **e).count() as u64;
-    let mut jobs: Vec<&str> = rows.iter().map(|r| &*r.job).collect();
-    jobs.sort_unstable();
-    jobs.dedup();
-    let job_index: HashMap<&str, u64> = jobs.iter().enumerate().map(|(i, j)| (*j, i as u64)).collect();
+    // Jobs are levels in name order.
+    let mut by_name: Vec<u32> = (0..cells.jobs.len() as u32).collect();
+    by_name.sort_by(|a, b| cells.jobs[*a as usize].cmp(&cells.jobs[*b as usize]));
+    let mut rank = vec![0u32; by_name.len()];
+    by_name.iter().enumerate().for_each(|(r, &j)| rank[j as usize] = r as u32);
     (0..FACTORS.len())
         .map(|f| {
-            // An ordered key per row, and the name of each key.
-            let key = |(r, first): (&&Attempt, &bool)| -> u64 {
-                match f {
-                    0 => u64::from(r.concurrency),
-                    1 => bucket(f64::from(r.prompt_chars / 4), &[1e3, 4e3, 16e3]),
-                    2 => match r.gap_ms {
-                        Some(g) if g >= 0.0 => 1 + bucket(g, &[100.0, 1e3, 1e4]),
-                        Some(_) => 5,
-                        // A worker's first request of a run: its previous request was the last run,
-                        // minutes ago at least (and a run's first requests start together, which
-                        // is concurrency's business, not the gap's).
-                        None => 4,
-                    },
-                    3 => r.server_seq.filter(|s| *s > 0).map_or(4, |s| bucket(s as f64, &[11.0, 101.0, 1001.0])),
-                    4 => u64::from(*first),
-                    5 => job_index[&*r.job],
-                    _ => (u64::from(r.hour_local) / 4).min(HOURS.len() as u64 - 1),
-                }
-            };
-            let keys: Vec<u64> = rows.iter().zip(first_after_load).map(key).collect();
-            // A handful of distinct keys among many rows: inserted one by one, not sorted all.
-            let mut distinct = std::collections::BTreeSet::new();
-            keys.iter().for_each(|k| {
-                distinct.insert(*k);
-            });
-            let distinct: Vec<u64> = distinct.into_iter().collect();
-            let name = |k: u64| -> String {
+            let key = |k: &Key| if f == 5 { rank[k[f] as usize] } else { k[f] };
+            let distinct: Vec<u32> =
+                cells.keys.iter().map(key).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let name = |k: u32| -> String {
                 let k = k as usize;
                 match f {
                     0 => k.to_string(),
@@ -81,30 +133,28 @@ pub fn factors(rows: &[&Attempt], first_after_load: &[bool]) -> Vec<Factor> {
                     2 => GAP[k].into(),
                     3 => SEQ[k].into(),
                     4 => if k == 1 { "yes" } else { "no" }.into(),
-                    5 => jobs[k].into(),
+                    5 => cells.jobs[by_name[k] as usize].to_string(),
                     _ => HOURS[k].into(),
                 }
             };
-            let of: Vec<u16> = keys
-                .iter()
-                .map(|k| u16::try_from(distinct.binary_search(k).unwrap_or(0)).unwrap_or(u16::MAX))
+            let of: Vec<u16> = (cells.keys.iter())
+                .map(|k| u16::try_from(distinct.binary_search(&key(k)).unwrap_or(0)).unwrap_or(u16::MAX))
                 .collect();
-            merge_small(Factor {
-                name: FACTORS[f],
-                levels: distinct.into_iter().map(name).collect(),
-                of,
-                counts: Vec::new(),
-            })
+            merge_small(
+                Factor { name: FACTORS[f], levels: distinct.into_iter().map(name).collect(), of, counts: Vec::new() },
+                &cells.n,
+            )
         })
         .collect()
 }
 
 /// Joins levels with fewer than `MIN_LEVEL` requests to their smaller neighbour (levels are in
 /// order), naming the joined level after both ("4,8").
-fn merge_small(mut f: Factor) -> Factor {
+/// `n` is each cell's requests.
+fn merge_small(mut f: Factor, n: &[u64]) -> Factor {
     loop {
         let mut counts = vec![0u64; f.levels.len()];
-        f.of.iter().for_each(|&l| counts[usize::from(l)] += 1);
+        f.of.iter().zip(n).for_each(|(&l, n)| counts[usize::from(l)] += n);
         let Some((small, _)) = counts.iter().enumerate().filter(|(_, c)| **c < MIN_LEVEL).min_by_key(|(_, c)| **c)
         else {
             return Factor { counts, ..f };
@@ -168,16 +218,15 @@ pub struct Table {
 }
 
 impl Table {
-    /// The table of `factors` with one failure flag per family: `failed[family][request]`.
-    pub fn new(factors: &[Factor], failed: &[&[bool]]) -> Table {
-        let requests = factors.first().map_or(0, |f| f.of.len());
-        // One lookup per request: Fx hashing (rustc-hash), not SipHash, keeps it cheap.
+    /// The table of `factors` over cells with `n[cell]` requests and, per family,
+    /// `failed[family][cell]` failures.
+    pub fn new(factors: &[Factor], n: &[u64], failed: &[Vec<u64>]) -> Table {
         let mut at: rustc_hash::FxHashMap<[u16; FACTORS.len()], usize> = rustc_hash::FxHashMap::default();
         let mut t = Table { keys: Vec::new(), n: Vec::new(), k: vec![Vec::new(); failed.len()] };
-        for i in 0..requests {
+        for (cell, &requests) in n.iter().enumerate() {
             let mut key = [0u16; FACTORS.len()];
             for (f, slot) in factors.iter().zip(key.iter_mut()) {
-                *slot = f.of[i];
+                *slot = f.of[cell];
             }
             let j = *at.entry(key).or_insert_with(|| {
                 t.keys.push(key);
@@ -185,9 +234,9 @@ impl Table {
                 t.k.iter_mut().for_each(|k| k.push(0.0));
                 t.keys.len() - 1
             });
-            t.n[j] += 1.0;
-            for (family, flags) in failed.iter().enumerate() {
-                t.k[family][j] += f64::from(u8::from(flags[i]));
+            t.n[j] += requests as f64;
+            for (family, k) in failed.iter().enumerate() {
+                t.k[family][j] += k[cell] as f64;
             }
         }
         t
@@ -313,17 +362,19 @@ pub fn unadjusted_p(factors: &[Factor], t: &Table, family: usize, factor: usize)
     logistic::lr_test(&alone.data, &fit, &alone.term(factor)).map(|t| t.1)
 }
 
-/// Cramér's V between two factors' levels: 1 when one determines the other.
-pub fn association(a: &Factor, b: &Factor) -> f64 {
+/// Cramér's V between two factors' levels over cells of `n` requests: 1 when one determines the
+/// other.
+pub fn association(a: &Factor, b: &Factor, n: &[u64]) -> f64 {
     let (ra, rb) = (a.levels.len(), b.levels.len());
-    if ra < 2 || rb < 2 || a.of.is_empty() {
+    let total: u64 = n.iter().sum();
+    if ra < 2 || rb < 2 || total == 0 {
         return 0.0;
     }
     let mut table = vec![vec![0.0f64; rb]; ra];
-    for (&x, &y) in a.of.iter().zip(&b.of) {
-        table[usize::from(x)][usize::from(y)] += 1.0;
+    for ((&x, &y), &requests) in a.of.iter().zip(&b.of).zip(n) {
+        table[usize::from(x)][usize::from(y)] += requests as f64;
     }
-    let n = a.of.len() as f64;
+    let n = total as f64;
     let rows: Vec<f64> = table.iter().map(|r| r.iter().sum()).collect();
     let cols: Vec<f64> = (0..rb).map(|j| table.iter().map(|r| r[j]).sum()).collect();
     let mut chi = 0.0;
@@ -371,10 +422,28 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Attempt> = rows.iter().collect();
-        let f = factors(&refs, &vec![false; rows.len()]);
+        let (cells, _) = Cells::of(&refs, &vec![false; rows.len()]);
+        let f = factors(&cells);
         assert_eq!(f[0].levels, ["1", "4,8"]);
-        assert_eq!(f[0].of.iter().filter(|l| **l == 1).count(), 23);
+        assert_eq!(f[0].counts, [17, 23]);
+        assert_eq!(f[0].of.iter().zip(&cells.n).filter(|(l, _)| **l == 1).map(|(_, n)| n).sum::<u64>(), 23);
         assert_eq!(f[4].levels, ["no"]);
+    }
+
+    #[test]
+    fn jobs_are_levels_in_name_order_whatever_came_first() {
+        let rows: Vec<Attempt> = ["zeta", "alpha", "zeta", "mid"]
+            .iter()
+            .cycle()
+            .take(40)
+            .map(|j| Attempt { job: Arc::from(*j), ..attempt(1, 400) })
+            .collect();
+        let refs: Vec<&Attempt> = rows.iter().collect();
+        let (cells, of) = Cells::of(&refs, &vec![false; rows.len()]);
+        assert_eq!(cells.n, [20, 10, 10], "one cell per job, in the order they came");
+        let f = factors(&cells);
+        assert_eq!(f[5].levels, ["alpha", "mid", "zeta"]);
+        assert_eq!(of.iter().map(|&c| f[5].of[c as usize]).take(4).collect::<Vec<_>>(), [2, 0, 2, 1]);
     }
 
     #[test]
@@ -388,11 +457,16 @@ mod tests {
         }
         let failed: Vec<bool> = rows.iter().enumerate().map(|(i, r)| r.prompt_chars > 1000 && i % 3 == 0).collect();
         let refs: Vec<&Attempt> = rows.iter().collect();
-        let f = factors(&refs, &vec![false; rows.len()]);
-        let tests = adjusted_tests(&f, &Table::new(&f, &[&failed]), 0);
+        let (cells, of) = Cells::of(&refs, &vec![false; rows.len()]);
+        let mut k = vec![0u64; cells.n.len()];
+        of.iter().zip(&failed).for_each(|(&c, &fail)| k[c as usize] += u64::from(fail));
+        let f = factors(&cells);
+        let table = Table::new(&f, &cells.n, &[k]);
+        let tests = adjusted_tests(&f, &table, 0);
         let p = |name: &str| tests.iter().find(|t| FACTORS[t.factor] == name).map(|t| t.p_value).unwrap();
         assert!(p("prompt_size") < 1e-10 && p("concurrency") > 0.01, "{tests:?}");
-        assert!(unadjusted_p(&f, &Table::new(&f, &[&failed]), 0, 0).unwrap() < 1e-10);
-        assert!(association(&f[0], &f[1]) > 0.5, "{}", association(&f[0], &f[1]));
+        assert!(unadjusted_p(&f, &table, 0, 0).unwrap() < 1e-10);
+        let v = association(&f[0], &f[1], &cells.n);
+        assert!(v > 0.5, "{v}");
     }
 }

@@ -29,9 +29,11 @@ use serde::Serialize;
 pub use super::attempt::Attempt;
 use super::attribution::{self, FACTORS, Factor, MECHANISMS};
 use super::contingency::{MIN_SIDE, fisher_exact, holm};
+pub use super::crash_log::CrashLog;
+use super::crash_log::{Failure, NOT_ANALYSED, Request, Side, Sides};
 use super::episodes::{self, Episodes, Role};
-use super::request_count;
 pub use super::request_count::RequestCountPattern;
+use super::request_count::{self, CrashPoint};
 
 /// The analysis of one backend's requests. Every number is finite, so it serialises as JSON.
 #[derive(Serialize, Debug, Clone)]
@@ -133,37 +135,46 @@ enum Test {
 
 /// Failure patterns of ONE backend's time-ordered requests; `alpha` outside (0, 1) means 0.05.
 pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
+    analyse(rows.iter().cloned().collect(), alpha)
+}
+
+/// Failure patterns of ONE backend's requests, as `log` kept them; `alpha` outside (0, 1) means 0.05.
+pub fn analyse(log: CrashLog, alpha: f64) -> CrashReport {
     let alpha = if alpha > 0.0 && alpha < 1.0 { alpha } else { 0.05 };
-    let failures = rows.iter().filter(|r| r.failed).count() as u64;
-    let (roles, episodes) = episodes::roles(rows);
-    let lives = lifetimes(rows);
-    let first_after_load = first_after_load(rows, &lives, &roles);
-    let analysed: Vec<usize> = (0..rows.len()).filter(|&i| roles[i] != Role::Consequence).collect();
-    let refs: Vec<&Attempt> = analysed.iter().map(|&i| &rows[i]).collect();
-    let factors = attribution::factors(&refs, &analysed.iter().map(|&i| first_after_load[i]).collect::<Vec<_>>());
-    let triggered: Vec<bool> = analysed.iter().map(|&i| roles[i] == Role::Trigger).collect();
+    let failures = log.failures.len() as u64;
+    let attempts: Vec<&Attempt> = log.failures.iter().map(|f| &f.attempt).collect();
+    let (roles, episodes) = episodes::roles_of_failures(&attempts, &log.runs);
+    let triggers: Vec<&Failure> =
+        log.failures.iter().zip(&roles).filter(|(_, role)| **role == Role::Trigger).map(|(f, _)| f).collect();
+    let trigger_rows: Vec<usize> = triggers.iter().map(|t| t.row).collect();
+    let cell = |t: &Failure| log.requests[t.row].cell as usize;
+    let factors = attribution::factors(&log.cells);
 
     // Families: every trigger, then the commonest trigger signatures on their own.
     let signature_of = |r: &Attempt| r.signature().cloned().unwrap_or_else(|| r.outcome.clone());
     let mut by_signature: BTreeMap<Arc<str>, u64> = BTreeMap::new();
-    for (&i, t) in analysed.iter().zip(&triggered) {
-        if *t {
-            *by_signature.entry(signature_of(&rows[i])).or_default() += 1;
-        }
+    for t in &triggers {
+        *by_signature.entry(signature_of(&t.attempt)).or_default() += 1;
     }
-    let triggers: u64 = by_signature.values().sum();
-    let mut top: Vec<(Arc<str>, u64)> = by_signature.into_iter().filter(|(_, n)| *n >= 5 && *n < triggers).collect();
+    let total: u64 = by_signature.values().sum();
+    let mut top: Vec<(Arc<str>, u64)> = by_signature.into_iter().filter(|(_, n)| *n >= 5 && *n < total).collect();
     top.sort_by_key(|(s, n)| (Reverse(*n), s.clone()));
     top.truncate(SIGNATURES_ANALYSED);
-    let signatures = signatures(rows);
+    let signatures = signatures(&attempts);
     let failures_with = |sig: &str| signatures.iter().filter(|g| g.signature == sig).map(|g| g.count).sum::<u64>();
-    let mut families: Vec<(String, u64, Vec<bool>)> = vec![("*".into(), failures, triggered.clone())];
+    // (signature, its failures, its triggers per cell)
+    let per_cell = |of: &dyn Fn(&Failure) -> bool| {
+        let mut k = vec![0u64; log.cells.n.len()];
+        triggers.iter().filter(|t| of(t)).for_each(|t| k[cell(t)] += 1);
+        k
+    };
+    let mut families: Vec<(String, u64, Vec<u64>)> = vec![("*".into(), failures, per_cell(&|_| true))];
     for (sig, _) in &top {
-        let flags = analysed.iter().zip(&triggered).map(|(&i, t)| *t && signature_of(&rows[i]) == *sig).collect();
-        families.push((sig.to_string(), failures_with(sig), flags));
+        families.push((sig.to_string(), failures_with(sig), per_cell(&|t| signature_of(&t.attempt) == *sig)));
     }
 
-    let table = attribution::Table::new(&factors, &families.iter().map(|f| f.2.as_slice()).collect::<Vec<_>>());
+    let table =
+        attribution::Table::new(&factors, &log.cells.n, &families.iter().map(|f| f.2.clone()).collect::<Vec<_>>());
     let mut tests: Vec<(Test, f64)> = Vec::new();
     for family in 0..families.len() {
         for test in attribution::adjusted_tests(&factors, &table, family) {
@@ -171,11 +182,37 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             tests.push((Test::Factor { family, test }, p));
         }
     }
-    let at_request_count = request_count::find(rows, &lives, &roles);
+    let points: Vec<CrashPoint> = (triggers.iter())
+        .filter_map(|t| {
+            let life = &log.lives[t.life];
+            t.attempt.seq().map(|seq| CrashPoint {
+                life: t.life,
+                seq,
+                seconds: t.attempt.seconds_since(life.start_ms),
+                terminal: life.last_ok.is_none_or(|ok| ok < t.row),
+            })
+        })
+        .collect();
+    let at_multiples = |n: u64| {
+        let at = |r: &Request| r.seq > 0 && u64::from(r.seq) % n == 0;
+        let total = log.requests.iter().filter(|r| at(r)).count() as u64;
+        (total, trigger_rows.iter().filter(|&&t| at(&log.requests[t])).count() as u64)
+    };
+    let at_request_count = request_count::find(&points, log.lives.len(), at_multiples);
     if let Some(p) = at_request_count.as_ref().and_then(|c| c.p_value) {
         tests.push((Test::RequestCount, p));
     }
-    let (rapid, corruption) = (rapid_counts(&refs, &triggered), corruption_counts(rows, &lives, &roles));
+    let sides = |mut sides: Sides, of: fn(&Failure) -> Option<Side>| {
+        for t in &triggers {
+            match of(t) {
+                Some(Side::Inside) => sides.0.0 += 1,
+                Some(Side::Outside) => sides.1.0 += 1,
+                None => {}
+            }
+        }
+        sides
+    };
+    let (rapid, corruption) = (sides(log.rapid, |t| t.rapid), sides(log.corruption, |t| t.corruption));
     for (test, counts) in [(Test::Rapid, rapid), (Test::Corruption, corruption)] {
         if counts.0.1.min(counts.1.1) >= MIN_SIDE {
             tests.push((test, fisher(counts)));
@@ -188,14 +225,16 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
     for ((test, p), p_adjusted) in tests.iter().zip(&adjusted) {
         match test {
             Test::Factor { family, test } if *p_adjusted < alpha => {
-                let (signature, count, flags) = &families[*family];
-                if let Some(pattern) = factor_pattern(&factors, flags, test, signature, *count, *p, *p_adjusted) {
+                let (signature, count, k) = &families[*family];
+                let counts = (&log.cells.n[..], &k[..]);
+                if let Some(pattern) = factor_pattern(&factors, counts, test, signature, *count, *p, *p_adjusted) {
                     patterns.push((*family, test.statistic, pattern));
                 }
             }
             Test::RequestCount if *p_adjusted < alpha => {
                 if let Some(c) = &at_request_count {
-                    patterns.push((0, f64::INFINITY, count_pattern(&refs, &triggered, c, failures, *p, *p_adjusted)));
+                    let pattern = count_pattern(&log.requests, &trigger_rows, c, failures, *p, *p_adjusted);
+                    patterns.push((0, f64::INFINITY, pattern));
                 }
             }
             Test::Rapid => rapid_adj = *p_adjusted,
@@ -213,8 +252,8 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
                     && p.method != "request_count"
                     && request_count::explained_by(
                         &factors,
-                        &refs,
-                        &triggered,
+                        &log.requests,
+                        &trigger_rows,
                         c,
                         (p.factor, &p.level),
                         alpha / (tests.len() + 1) as f64,
@@ -233,7 +272,9 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
             .then(b.1.total_cmp(&a.1))
     });
     let at_request_count = at_request_count.filter(|c| c.period.is_some() || by_count);
-    let (mtbf_s, longest_failure_streak) = streaks(rows, episodes.count);
+    // MTBF: the observed span over the episodes.
+    let span = log.span.filter(|_| episodes.count > 0 && log.requests.len() > 1);
+    let mtbf_s = span.map(|(first, last)| (last as f64 - first as f64).max(0.0) / 1000.0 / episodes.count as f64);
     let hypotheses = Hypotheses {
         rapid_sequential: answer(rapid, rapid_adj, alpha, ["with < 1 s since the previous request", "after >= 1 s"]),
         corruption_after_first_success: answer(
@@ -244,15 +285,15 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
         ),
     };
     CrashReport {
-        requests: rows.len() as u64,
+        requests: log.requests.len() as u64,
         failures,
         signatures,
         patterns: patterns.into_iter().map(|p| p.2).collect(),
         tested: tests.len(),
         mtbf_s,
-        longest_failure_streak,
+        longest_failure_streak: log.runs.longest(),
         median_recovery_s: episodes.recovery_p50_s,
-        confounded: confounded(&factors, &table, alpha),
+        confounded: confounded(&factors, &table, &log.cells.n, alpha),
         episodes,
         at_request_count,
         hypotheses,
@@ -262,7 +303,7 @@ pub fn crash_patterns(rows: &[Attempt], alpha: f64) -> CrashReport {
 /// The pattern of a significant factor: its worst level against the rest, in raw rates.
 fn factor_pattern(
     factors: &[Factor],
-    failed: &[bool],
+    (n, k): (&[u64], &[u64]), // requests and triggers per cell
     test: &attribution::FactorTest,
     signature: &str,
     count: u64,
@@ -271,9 +312,9 @@ fn factor_pattern(
 ) -> Option<Pattern> {
     let f = &factors[test.factor];
     let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for (&level, &fail) in f.of.iter().zip(failed) {
+    for ((&level, &n), &k) in f.of.iter().zip(n).zip(k) {
         let side = if usize::from(level) == test.worst { &mut inside } else { &mut outside };
-        *side = (side.0 + u64::from(fail), side.1 + 1);
+        *side = (side.0 + k, side.1 + n);
     }
     let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };
     let c = if outside.0 == 0 { 0.5 } else { 0.0 };
@@ -303,8 +344,8 @@ fn factor_pattern(
 /// The request-count pattern as a `server_seq` pattern: triggers at request counts within the
 /// crash points' range against the rest.
 fn count_pattern(
-    rows: &[&Attempt],
-    failed: &[bool],
+    requests: &[Request],
+    triggers: &[usize],
     c: &RequestCountPattern,
     count: u64,
     p_value: f64,
@@ -312,10 +353,13 @@ fn count_pattern(
 ) -> Pattern {
     let (lo, hi) = c.seq_range;
     let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for (r, &fail) in rows.iter().zip(failed) {
-        let Some(s) = r.seq() else { continue };
-        let side = if (lo..=hi).contains(&s) { &mut inside } else { &mut outside };
-        *side = (side.0 + u64::from(fail), side.1 + 1);
+    // Analysed requests with a known server_seq, inside the range or not.
+    let side = |r: &Request| (r.cell != NOT_ANALYSED && r.seq > 0).then(|| (lo..=hi).contains(&u64::from(r.seq)));
+    for inside_range in requests.iter().filter_map(side) {
+        (if inside_range { &mut inside } else { &mut outside }).1 += 1;
+    }
+    for inside_range in triggers.iter().filter_map(|&t| side(&requests[t])) {
+        (if inside_range { &mut inside } else { &mut outside }).0 += 1;
     }
     let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };
     let h = if outside.0 == 0 { 0.5 } else { 0.0 };
@@ -341,7 +385,7 @@ fn count_pattern(
 }
 
 /// Mechanisms each significant alone, neither adjusted for the other, that travel together.
-fn confounded(factors: &[Factor], table: &attribution::Table, alpha: f64) -> Vec<Confounded> {
+fn confounded(factors: &[Factor], table: &attribution::Table, n: &[u64], alpha: f64) -> Vec<Confounded> {
     let tests = attribution::adjusted_tests(factors, table, 0);
     let adjusted = |f: usize| tests.iter().find(|t| t.factor == f).map_or(1.0, |t| t.p_value);
     let alone: Vec<Option<f64>> = (0..MECHANISMS).map(|f| attribution::unadjusted_p(factors, table, 0, f)).collect();
@@ -350,7 +394,7 @@ fn confounded(factors: &[Factor], table: &attribution::Table, alpha: f64) -> Vec
         for b in a + 1..MECHANISMS {
             let each_alone = alone[a].is_some_and(|p| p < alpha) && alone[b].is_some_and(|p| p < alpha);
             let neither = adjusted(a) >= alpha && adjusted(b) >= alpha;
-            let v = attribution::association(&factors[a], &factors[b]);
+            let v = attribution::association(&factors[a], &factors[b], n);
             if each_alone && neither && v >= CONFOUNDED_V {
                 let (x, y) = (FACTORS[a].replace('_', " "), FACTORS[b].replace('_', " "));
                 out.push(Confounded {
@@ -372,9 +416,9 @@ fn confounded(factors: &[Factor], table: &attribution::Table, alpha: f64) -> Vec
     out
 }
 
-fn signatures(rows: &[Attempt]) -> Vec<SignatureGroup> {
+fn signatures(failures: &[&Attempt]) -> Vec<SignatureGroup> {
     let mut groups = BTreeMap::new(); // (signature, outcome) -> (count, first, last, first error)
-    for r in rows.iter().filter(|r| r.failed) {
+    for r in failures {
         let key = (r.signature().map_or(&*r.outcome, |s| &**s), &*r.outcome);
         let g = groups.entry(key).or_insert((0, r.at_ms, r.at_ms, None));
         *g = (g.0 + 1, g.1.min(r.at_ms), g.2.max(r.at_ms), g.3.or(r.error()));
@@ -388,87 +432,6 @@ fn signatures(rows: &[Attempt]) -> Vec<SignatureGroup> {
         .collect();
     out.sort_by_key(|g| (Reverse(g.count), g.first_ms)); // stable: ties keep the map's key order
     out
-}
-
-/// (MTBF, longest failure streak): the observed span over the episodes, the longest run of
-/// consecutive failures.
-fn streaks(rows: &[Attempt], episodes: u64) -> (Option<f64>, u64) {
-    let longest =
-        rows.chunk_by(|a, b| a.failed == b.failed).filter(|run| run[0].failed).map(|run| run.len() as u64).max();
-    let span = rows.first().zip(rows.last()).filter(|_| episodes > 0 && rows.len() > 1);
-    let mtbf = span.map(|(first, last)| last.seconds_since(first.at_ms).max(0.0) / episodes as f64);
-    (mtbf, longest.unwrap_or(0))
-}
-
-/// Server lifetimes: a new one starts at a pid other than the last seen, or where server_seq falls
-/// back to 1 or by more than 64 (concurrent requests may finish a little out of order).
-fn lifetimes(rows: &[Attempt]) -> Vec<std::ops::Range<usize>> {
-    let (mut out, mut start, mut pid, mut last_seq) = (Vec::new(), 0, None, None);
-    for (i, r) in rows.iter().enumerate() {
-        let new_pid = matches!((pid, r.server_pid), (Some(a), Some(b)) if a != b);
-        let reload = matches!((last_seq, r.seq()), (Some(a), Some(b)) if b == 1 || b.saturating_add(64) < a);
-        if new_pid || reload {
-            out.push(start..i);
-            (start, last_seq) = (i, None);
-        }
-        (pid, last_seq) = (r.server_pid.or(pid), r.seq().or(last_seq));
-    }
-    out.extend(Some(start..rows.len()).filter(|life| !life.is_empty()));
-    out
-}
-
-/// For each request: the first one a (re)loaded model answered — the first of its lifetime that is
-/// not a refusal or a "loading" answer, in a lifetime the log saw begin (not the first lifetime,
-/// or one whose first request has a server_seq of 10 or less).
-fn first_after_load(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[Role]) -> Vec<bool> {
-    let mut out = vec![false; rows.len()];
-    for (n, life) in lives.iter().enumerate() {
-        let seen_begin = n > 0 || rows.get(life.start).and_then(Attempt::seq).is_some_and(|s| s <= 10);
-        if !seen_begin {
-            continue;
-        }
-        if let Some(i) = life.clone().find(|&i| roles[i] != Role::Consequence || !episodes::unavailable(&rows[i])) {
-            out[i] = roles[i] != Role::Consequence;
-        }
-    }
-    out
-}
-
-/// ((triggers, requests) with < 1 s since the previous request, the same with >= 1 s).
-type Sides = ((u64, u64), (u64, u64));
-
-fn rapid_counts(rows: &[&Attempt], failed: &[bool]) -> Sides {
-    let (mut fast, mut slow) = ((0, 0), (0, 0));
-    for (r, &f) in rows.iter().zip(failed) {
-        match r.gap_ms {
-            Some(g) if (0.0..1000.0).contains(&g) => fast = (fast.0 + u64::from(f), fast.1 + 1),
-            Some(g) if g >= 1000.0 => slow = (slow.0 + u64::from(f), slow.1 + 1),
-            _ => {}
-        }
-    }
-    (fast, slow)
-}
-
-/// Requests after a lifetime's first success against each lifetime's first request (the fresh
-/// state; "before the first success" would be all failures by definition). Consequences of a crash
-/// are left out.
-fn corruption_counts(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[Role]) -> Sides {
-    let (mut after, mut fresh) = ((0, 0), (0, 0));
-    for (n, life) in lives.iter().enumerate() {
-        let mut idx = life.clone().filter(|&i| roles[i] != Role::Consequence);
-        let Some(first) = idx.next() else { continue };
-        if n > 0 || rows[first].server_seq.is_none_or(|s| s <= 1) {
-            fresh = (fresh.0 + u64::from(roles[first] == Role::Trigger), fresh.1 + 1);
-        }
-        let mut seen_success = roles[first] == Role::Ok;
-        for i in idx {
-            if seen_success {
-                after = (after.0 + u64::from(roles[i] == Role::Trigger), after.1 + 1);
-            }
-            seen_success |= roles[i] == Role::Ok;
-        }
-    }
-    (after, fresh)
 }
 
 fn fisher(((ki, ni), (ko, no)): Sides) -> f64 {

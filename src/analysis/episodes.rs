@@ -73,46 +73,79 @@ pub fn unavailable(r: &Attempt) -> bool {
     UNAVAILABLE.iter().any(|p| lower.contains(p))
 }
 
-/// The role of each request (time-ordered) and the episodes' summary.
-pub fn roles(rows: &[Attempt]) -> (Vec<Role>, Episodes) {
-    let mut roles = vec![Role::Ok; rows.len()];
-    let mut summary = Episodes::default();
-    for (k, r) in rows.iter().enumerate() {
-        if r.failed {
-            roles[k] = if unavailable(r) { Role::Consequence } else { Role::Victim };
+/// Runs of failures in start order, counted as the requests stream past: each run is an episode,
+/// ended by a success (its recovery: from the run's first failure to that success) or by the end
+/// of the log.
+#[derive(Debug, Default)]
+pub struct Runs {
+    open: Option<(i64, u64)>, // the open run's first start and its failures so far
+    sizes: Vec<f64>,
+    recoveries: Vec<f64>,
+    longest: u64,
+}
+
+impl Runs {
+    /// The next request, in start order.
+    pub fn push(&mut self, at_ms: i64, failed: bool) {
+        match (&mut self.open, failed) {
+            (Some((_, n)), true) => *n += 1,
+            (None, true) => self.open = Some((at_ms, 1)),
+            (Some((first, n)), false) => {
+                self.recoveries.push(at_ms.saturating_sub(*first) as f64 / 1000.0);
+                self.sizes.push(*n as f64);
+                self.longest = self.longest.max(*n);
+                self.open = None;
+            }
+            (None, false) => {}
         }
     }
+
+    /// Episodes so far, the open one included.
+    pub fn count(&self) -> u64 {
+        self.sizes.len() as u64 + u64::from(self.open.is_some())
+    }
+
+    /// The longest run of consecutive failures.
+    pub fn longest(&self) -> u64 {
+        self.longest.max(self.open.map_or(0, |o| o.1))
+    }
+}
+
+/// The role of each failure of one backend (time-ordered; the successes between them play no
+/// part in it) and the episodes' summary, with the runs counted over all its requests.
+pub fn roles_of_failures(failures: &[&Attempt], runs: &Runs) -> (Vec<Role>, Episodes) {
+    let mut roles: Vec<Role> =
+        failures.iter().map(|r| if unavailable(r) { Role::Consequence } else { Role::Victim }).collect();
+    let mut summary = Episodes::default();
     // The trigger of each crash: of the failures in flight at it, the last started.
-    for crash in crashes(rows) {
-        if let Some(&trigger) = crash.iter().max_by_key(|&&k| (rows[k].at_ms, k)) {
+    for crash in crashes(failures, &roles) {
+        if let Some(&trigger) = crash.iter().max_by_key(|&&k| (failures[k].at_ms, k)) {
             roles[trigger] = Role::Trigger;
             summary.triggered += 1;
         }
     }
-    for (r, role) in rows.iter().zip(&roles) {
+    for (r, role) in failures.iter().zip(&roles) {
         if matches!(role, Role::Victim | Role::Consequence) {
             *summary.consequences.entry(r.outcome.to_string()).or_default() += 1;
         }
     }
-    // Episodes: runs of failures (in start order) ended by a success.
-    let (mut recoveries, mut sizes) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < rows.len() {
-        if !rows[i].failed {
-            i += 1;
-            continue;
-        }
-        let end = (i..rows.len()).find(|&j| !rows[j].failed).unwrap_or(rows.len());
-        summary.count += 1;
-        sizes.push((end - i) as f64);
-        if end < rows.len() {
-            recoveries.push(rows[end].at_ms.saturating_sub(rows[i].at_ms) as f64 / 1000.0);
-        }
-        i = end;
-    }
-    let [p50, p95] = percentiles(recoveries.iter().map(|s: &f64| s.max(0.0)), [50.0, 95.0]);
+    let sizes = runs.sizes.iter().copied().chain(runs.open.map(|o| o.1 as f64));
+    summary.count = runs.count();
+    let [p50, p95] = percentiles(runs.recoveries.iter().map(|s: &f64| s.max(0.0)), [50.0, 95.0]);
     (summary.recovery_p50_s, summary.recovery_p95_s) = (p50, p95);
     summary.failures_p50 = median(sizes);
+    (roles, summary)
+}
+
+/// The role of each request (time-ordered) and the episodes' summary.
+#[cfg(test)]
+pub fn roles(rows: &[Attempt]) -> (Vec<Role>, Episodes) {
+    let mut runs = Runs::default();
+    rows.iter().for_each(|r| runs.push(r.at_ms, r.failed));
+    let failed: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].failed).collect();
+    let (of_failures, summary) = roles_of_failures(&failed.iter().map(|&i| &rows[i]).collect::<Vec<_>>(), &runs);
+    let mut roles = vec![Role::Ok; rows.len()];
+    failed.iter().zip(of_failures).for_each(|(&i, role)| roles[i] = role);
     (roles, summary)
 }
 
@@ -126,11 +159,11 @@ const CRASH_TOLERANCE_MS: i64 = 1_000;
 /// after the trigger succeeds before it: split there, each long request that merely died with
 /// the crash would count as a crash of its own — and long requests, in flight at more crashes,
 /// would look guilty.
-fn crashes(rows: &[Attempt]) -> Vec<Vec<usize>> {
-    let end = |k: usize| rows[k].at_ms.saturating_add(rows[k].e2e_ms().unwrap_or(0.0).max(0.0) as i64);
-    let mut open: Vec<usize> = (0..rows.len()).filter(|&k| rows[k].failed && !unavailable(&rows[k])).collect();
+fn crashes(failures: &[&Attempt], roles: &[Role]) -> Vec<Vec<usize>> {
+    let end = |k: usize| failures[k].at_ms.saturating_add(failures[k].e2e_ms().unwrap_or(0.0).max(0.0) as i64);
+    let mut open: Vec<usize> = (0..failures.len()).filter(|&k| roles[k] != Role::Consequence).collect();
     open.sort_by_key(|&k| (end(k), k));
-    let mut taken = vec![false; rows.len()];
+    let mut taken = vec![false; failures.len()];
     let mut out = Vec::new();
     for (n, &first) in open.iter().enumerate() {
         if taken[first] {
@@ -143,7 +176,7 @@ fn crashes(rows: &[Attempt]) -> Vec<Vec<usize>> {
             if end(k) > at.saturating_add(CRASH_TOLERANCE_MS) {
                 break;
             }
-            if !taken[k] && rows[k].at_ms <= at {
+            if !taken[k] && failures[k].at_ms <= at {
                 taken[k] = true;
                 crash.push(k);
             }

@@ -13,6 +13,7 @@
 pub mod attempt;
 pub mod attribution;
 pub mod contingency;
+pub mod crash_log;
 pub mod crashes;
 pub mod drift;
 pub mod episodes;

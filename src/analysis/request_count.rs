@@ -11,10 +11,9 @@
 
 use serde::Serialize;
 
-use super::attempt::Attempt;
 use super::attribution::Factor;
 use super::contingency::{MIN_SIDE, fisher_exact};
-use super::episodes::Role;
+use super::crash_log::{NOT_ANALYSED, Request};
 use crate::measure::stats::{mean, median};
 
 /// Crashes at a request count, from the crash points: the trigger (with a known server_seq) that
@@ -44,8 +43,8 @@ const MAX_SEQ_CV: f64 = 0.25;
 /// burst's other requests past N.
 pub(super) fn explained_by(
     factors: &[Factor],
-    rows: &[&Attempt],
-    failed: &[bool],
+    requests: &[Request],
+    triggers: &[usize],
     c: &RequestCountPattern,
     (factor, level): (&str, &str),
     alpha: f64,
@@ -57,12 +56,17 @@ pub(super) fn explained_by(
     let Some(f) = factors.iter().find(|f| f.name == factor) else { return false };
     let Some(level) = f.levels.iter().position(|l| l == level) else { return false };
     let from = c.median_seq * (1.0 - 2.0 * c.seq_cv);
+    // The side of an analysed request late enough in its life: at `level` or not.
+    let side = |r: &Request| {
+        (r.cell != NOT_ANALYSED && r.seq > 0 && f64::from(r.seq) >= from)
+            .then(|| usize::from(f.of[r.cell as usize]) == level)
+    };
     let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for ((r, &fail), &l) in rows.iter().zip(failed).zip(&f.of) {
-        if r.seq().is_some_and(|s| s as f64 >= from) {
-            let side = if usize::from(l) == level { &mut inside } else { &mut outside };
-            *side = (side.0 + u64::from(fail), side.1 + 1);
-        }
+    for at_level in requests.iter().filter_map(side) {
+        (if at_level { &mut inside } else { &mut outside }).1 += 1;
+    }
+    for at_level in triggers.iter().filter_map(|&t| side(&requests[t])) {
+        (if at_level { &mut inside } else { &mut outside }).0 += 1;
     }
     let rate = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
     let p = fisher_exact(inside.0, inside.1 - inside.0, outside.0, outside.1 - outside.0);
@@ -97,40 +101,40 @@ fn memoryless_cv_p(k: usize, observed: f64) -> f64 {
     (hits as f64 + 1.0) / (DRAWS as f64 + 1.0)
 }
 
-/// The request-count pattern of time-ordered `rows`, split into server `lives`, whose failures'
-/// `roles` are known; `None` when the crash points show none.
-pub(super) fn find(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[Role]) -> Option<RequestCountPattern> {
-    // Crash points: each trigger with a seq, as (lifetime, seq, seconds since the lifetime's first
-    // request, whether no success follows it in its lifetime).
-    let mut points = Vec::new();
-    for (n, life) in lives.iter().enumerate() {
-        let slice = &rows[life.clone()];
-        for (i, r) in slice.iter().enumerate() {
-            if roles[life.start + i] != Role::Trigger {
-                continue;
-            }
-            if let Some(s) = r.seq() {
-                let terminal = !slice[i + 1..].iter().any(|x| !x.failed);
-                points.push((n, s, r.seconds_since(slice[0].at_ms), terminal));
-            }
-        }
-    }
+/// A trigger with a known server_seq: a candidate crash point.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CrashPoint {
+    pub life: usize,  // its server lifetime
+    pub seq: u64,     // its server_seq
+    pub seconds: f64, // since its lifetime's first request
+    /// No request of its lifetime after it succeeded: it ended the lifetime.
+    pub terminal: bool,
+}
+
+/// The request-count pattern of a backend's crash points (time-ordered) over `lives` server
+/// lifetimes; `at_multiples(n)` counts the requests at multiples of n and the triggers among
+/// them. `None` when the crash points show none.
+pub(super) fn find(
+    points: &[CrashPoint],
+    lives: usize,
+    at_multiples: impl Fn(u64) -> (u64, u64),
+) -> Option<RequestCountPattern> {
     // Statistics over the lifetimes that ended in a crash if there are 3 and they are at least half
     // the lifetimes that ended in the log (lives that end for other reasons are no such pattern),
     // else over all points.
-    let terminal = points.iter().filter(|p| p.3).map(|p| p.0).collect::<std::collections::BTreeSet<_>>().len();
-    let terminal_only = terminal >= 3 && terminal * 2 >= lives.len().saturating_sub(1);
-    let pts: Vec<_> = points.iter().filter(|p| p.3 || !terminal_only).collect();
-    let (seqs, times): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.1 as f64, p.2)).unzip();
-    let lifetimes = pts.windows(2).filter(|w| w[0].0 != w[1].0).count() + usize::from(!pts.is_empty());
+    let terminal = points.iter().filter(|p| p.terminal).map(|p| p.life).collect::<std::collections::BTreeSet<_>>();
+    let terminal_only = terminal.len() >= 3 && terminal.len() * 2 >= lives.saturating_sub(1);
+    let pts: Vec<_> = points.iter().filter(|p| p.terminal || !terminal_only).collect();
+    let (seqs, times): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.seq as f64, p.seconds)).unzip();
+    let lifetimes = pts.windows(2).filter(|w| w[0].life != w[1].life).count() + usize::from(!pts.is_empty());
     let (seq_cv, time_cv) = (cv(&seqs), cv(&times));
     // How the lives vary in time is reported, not required: under an even pace, or a schedule
     // whose bursts come on the clock, lives that end at a request count last alike too (CVs of
     // 0.06 in requests and 0.015 in time over five lives of ~350 requests and ~32 min).
     let by_count = terminal_only && seq_cv.is_some_and(|s| s < MAX_SEQ_CV);
     let p_value = seq_cv.filter(|_| by_count).map(|c| memoryless_cv_p(seqs.len(), c));
-    let period = period(rows, roles, points.iter().map(|p| p.1));
-    let seq_range = (pts.iter().map(|p| p.1).min().unwrap_or(0), pts.iter().map(|p| p.1).max().unwrap_or(0));
+    let period = period(points.iter().map(|p| p.seq), at_multiples);
+    let seq_range = (pts.iter().map(|p| p.seq).min().unwrap_or(0), pts.iter().map(|p| p.seq).max().unwrap_or(0));
     let (median_seq, seq_cv, time_cv) = (median(seqs)?, seq_cv.unwrap_or(0.0), time_cv.unwrap_or(0.0));
     (p_value.is_some() || period.is_some()).then_some(RequestCountPattern {
         lifetimes,
@@ -145,20 +149,21 @@ pub(super) fn find(rows: &[Attempt], lives: &[std::ops::Range<usize>], roles: &[
 
 /// The largest N >= 2 dividing all crash points' seqs (at least 3), provided at least half of
 /// the requests at multiples of N failed: otherwise a common divisor is a coincidence.
-fn period(rows: &[Attempt], roles: &[Role], seqs: impl Iterator<Item = u64>) -> Option<u64> {
+fn period(seqs: impl Iterator<Item = u64>, at_multiples: impl Fn(u64) -> (u64, u64)) -> Option<u64> {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
     let (count, n) = seqs.fold((0, 0), |(c, g), s| (c + 1, gcd(g, s)));
     let n = Some(n).filter(|&n| count >= 3 && n >= 2)?;
-    let at = rows.iter().zip(roles).filter(|(r, _)| r.seq().is_some_and(|s| s % n == 0));
-    let (total, failed) = at.fold((0u64, 0u64), |(t, f), (_, role)| (t + 1, f + u64::from(*role == Role::Trigger)));
+    let (total, failed) = at_multiples(n);
     (failed * 2 >= total).then_some(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::attempt::Attempt;
+    use crate::analysis::attribution::{Cells, factors};
 
     #[test]
     fn memoryless_lives_vary_as_much_as_they_last() {
@@ -188,8 +193,11 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Attempt> = rows.iter().collect();
-        let failed: Vec<bool> = rows.iter().map(|r| r.failed).collect();
-        let factors = super::super::attribution::factors(&refs, &vec![false; rows.len()]);
+        let (cells, of) = Cells::of(&refs, &vec![false; rows.len()]);
+        let requests: Vec<Request> =
+            rows.iter().zip(of).map(|(r, cell)| Request { seq: r.server_seq.unwrap() as u32, cell }).collect();
+        let triggers: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].failed).collect();
+        let factors = factors(&cells);
         let c = RequestCountPattern {
             lifetimes: 6,
             median_seq: 110.0,
@@ -199,9 +207,10 @@ mod tests {
             seq_range: (101, 120),
             p_value: Some(1e-6),
         };
-        assert!(explained_by(&factors, &refs, &failed, &c, ("concurrency", "4"), 0.01));
+        assert!(explained_by(&factors, &requests, &triggers, &c, ("concurrency", "4"), 0.01));
+        assert!(!explained_by(&factors, &requests, &triggers, &c, ("concurrency", "1"), 0.01));
         // The failures all lie in server_seq's bucket 101-1000 (p about 3e-4 against requests 99
         // and 100): that bucket is the count itself and explains nothing beyond it.
-        assert!(!explained_by(&factors, &refs, &failed, &c, ("server_seq", "101-1000"), 0.01));
+        assert!(!explained_by(&factors, &requests, &triggers, &c, ("server_seq", "101-1000"), 0.01));
     }
 }

@@ -6,7 +6,7 @@
 use super::model::{BackendReport, CrashPattern, Mode, Overhead, Percentiles, Rate, Report, ServerVersion, WindowOut};
 use super::pass::Served;
 use super::window::Window;
-use crate::analysis::crashes::{Attempt, crash_patterns};
+use crate::analysis::crashes::{CrashLog, analyse};
 use crate::analysis::drift::{DriftParams, detect_drift};
 use crate::analysis::leaks::{LeakParams, Lifetime, MemPoint, detect_leak};
 use crate::analysis::overhead::median_ratio_of;
@@ -152,8 +152,7 @@ fn backend(
         .map(Distribution::relative_error)
         .fold(0.0, f64::max);
     let (requests, ok, not_counted) = (g.requests, g.ok, g.rows - g.requests);
-    let (crash, crash_patterns) = crashes(&g.attempts);
-    drop(g.attempts);
+    let (crash, crash_patterns) = crashes(g.crashes);
     let (peak, last, available) = memory::memory_extremes(conn, name, w.from, w.to)?;
     let (leak, memory_metric) = leak(conn, name, w, &g.served, available)?;
     drop(g.served);
@@ -222,8 +221,8 @@ fn stuck(conn: &Connection, name: &str, to: i64) -> rusqlite::Result<Option<crat
 
 /// Crash analysis: all failures together and the commonest signatures on their own, under one
 /// correction (`analysis::crashes`).
-fn crashes(attempts: &[Attempt]) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
-    let report = crash_patterns(attempts, ALPHA);
+fn crashes(log: CrashLog) -> (crate::analysis::crashes::CrashReport, Vec<CrashPattern>) {
+    let report = analyse(log, ALPHA);
     let patterns = report.patterns.iter().map(CrashPattern::from_analysis).collect();
     (report, patterns)
 }

@@ -1,9 +1,10 @@
 //! One pass over a backend's finished requests in a window: everything the report needs from the
 //! rows, gathered as they stream past. No row is kept whole: only the values each analysis reads
-//! (successful requests' latencies, in bounded memory; the attempts for crash analysis; what each
+//! (successful requests' latencies, in bounded memory; what crash analysis keeps of each request; what each
 //! server process had served by when), and the drift's hours are closed as the pass leaves them.
 
 use crate::analysis::attempt::{Attempt, FailureDetail};
+use crate::analysis::crash_log::CrashLog;
 use crate::analysis::drift::{HourStats, Observation, hourly};
 use crate::measure::distribution::Distribution;
 use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
@@ -45,8 +46,8 @@ pub struct Gathered {
     pub modes: [ModeValues; 2],
     /// Successful, uncontended requests per UTC hour.
     pub hours: Vec<HourStats>,
-    /// Every counted request, for crash analysis.
-    pub attempts: Vec<Attempt>,
+    /// Every counted request, as the crash analysis keeps them.
+    pub crashes: CrashLog,
     pub served: Served,
     /// The longest model load the server reported.
     pub load_ms: Option<f64>,
@@ -111,7 +112,7 @@ pub fn gather(
                 error: r.error,
             })
         });
-        g.attempts.push(Attempt {
+        g.crashes.push(Attempt {
             at_ms: r.at_ms,
             failed,
             failure,
