@@ -12,11 +12,24 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
 }
 
-/// Sorts a copy of `values` (NaNs dropped) and takes several percentiles.
+/// Several percentiles of `values` (NaNs dropped), as `percentile` defines them over the sorted
+/// values: each found by selection, in linear time, not by sorting them all.
 pub fn percentiles<const N: usize>(values: impl IntoIterator<Item = f64>, ps: [f64; N]) -> [Option<f64>; N] {
     let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
-    v.sort_unstable_by(f64::total_cmp);
-    ps.map(|p| percentile(&v, p))
+    ps.map(|p| percentile_in_place(&mut v, p))
+}
+
+/// `percentile` of `values` (no NaNs) as if they were sorted; reorders them.
+fn percentile_in_place(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    let (_, &mut low, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    // The next one up is the smallest of those above.
+    let high = if hi == lo { low } else { above.iter().copied().min_by(f64::total_cmp)? };
+    Some(low + (high - low) * (rank - lo as f64))
 }
 
 /// The median (the 50th percentile as `percentile` defines it) of `values`, NaNs dropped.
@@ -69,6 +82,30 @@ mod tests {
             v.push(f64::NAN);
             assert_eq!(median_in_place(&mut v.clone()), median(v.iter().copied()), "n {n}");
         }
+    }
+
+    #[test]
+    fn percentiles_by_selection_are_those_of_the_sorted_values() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for n in [1usize, 2, 3, 5, 10, 99, 1000] {
+            let v: Vec<f64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 97) as f64 * 0.37 - 3.0
+                })
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            let ps = [0.0, 1.0, 25.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0];
+            let want = ps.map(|p| percentile(&sorted, p));
+            assert_eq!(
+                percentiles(v.iter().copied(), ps).map(|p| p.map(f64::to_bits)),
+                want.map(|p| p.map(f64::to_bits))
+            );
+        }
+        assert_eq!(percentiles([f64::NAN], [50.0]), [None]);
     }
 
     #[test]

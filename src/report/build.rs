@@ -49,7 +49,13 @@ pub fn build_with(
     }
     let mut backends = Vec::new();
     let mut samples: BTreeMap<String, (Distribution, Distribution)> = BTreeMap::new();
-    let built = each_backend(conn, &names, options.parallel, |c, n| backend(c, n, window, options))?;
+    let built = each_backend(
+        conn,
+        &names,
+        options.parallel,
+        |c, n| memory(c, n, window),
+        |c, n, memory| backend(c, n, window, options, memory),
+    )?;
     for (name, (report, ttft, tps)) in names.iter().zip(built) {
         samples.insert(name.clone(), (ttft, tps));
         backends.push(report);
@@ -73,33 +79,61 @@ pub fn build_with(
     Ok(report)
 }
 
-/// Backends built at once, at most: each holds its window's values while it is built.
+/// Threads building backends at once, at most: each holds a backend's values while it builds it.
 const MAX_THREADS: usize = 4;
 
-/// `f` for every name, in the names' order; with `parallel`, on up to as many threads as the
-/// machine has cores (each thread reads through its own connection to the same file). A log with
-/// no file (in memory) is read on this thread alone; so are the names a thread could not open the
-/// file for (this thread takes names until none is left, so every name is built).
-fn each_backend<T: Send>(
+/// `second(first(name))` for every name, in the names' order; with `parallel`, on up to as many
+/// threads as the machine has cores (each reading through its own connection to the same file).
+/// Each name's two parts are separate tasks, every `first` before any `second`, so a core that
+/// would wait for the last backend's long part reads another's short one: three backends on two
+/// cores take about one and a half backends' time, not two. A log with no file (in memory) is read
+/// on this thread alone; so are the tasks a thread could not open the file for (this thread takes
+/// tasks until none is left, so every one is done).
+fn each_backend<A: Send, B: Send>(
     conn: &Connection,
     names: &[String],
     parallel: bool,
-    f: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Sync,
-) -> rusqlite::Result<Vec<T>> {
-    use std::sync::Mutex;
+    first: impl Fn(&Connection, &str) -> rusqlite::Result<A> + Sync,
+    second: impl Fn(&Connection, &str, A) -> rusqlite::Result<B> + Sync,
+) -> rusqlite::Result<Vec<B>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
     let cores = if parallel { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
     let threads = cores.min(names.len()).min(MAX_THREADS);
     let path = conn.path().filter(|p| !p.is_empty() && threads > 1).map(std::path::PathBuf::from);
-    let Some(path) = path else { return names.iter().map(|n| f(conn, n)).collect() };
+    let Some(path) = path else {
+        return names.iter().map(|n| first(conn, n).and_then(|a| second(conn, n, a))).collect();
+    };
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<rusqlite::Result<T>>>> = Mutex::new(names.iter().map(|_| None).collect());
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    // A task claimed is always run by the thread that claimed it, and every `first` is claimed
+    // before any `second`: a `second` waits only for a `first` that is running.
+    let firsts: (Mutex<Vec<Option<rusqlite::Result<A>>>>, Condvar) =
+        (Mutex::new(names.iter().map(|_| None).collect()), Condvar::new());
+    let results: Mutex<Vec<Option<rusqlite::Result<B>>>> = Mutex::new(names.iter().map(|_| None).collect());
     let work = |conn: &Connection| {
         loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
+            let task = next.fetch_add(1, Ordering::Relaxed);
+            if let Some(name) = names.get(task) {
+                let done = first(conn, name);
+                lock(&firsts.0)[task] = Some(done);
+                firsts.1.notify_all();
+                continue;
+            }
+            let i = task - names.len();
             let Some(name) = names.get(i) else { break };
-            let built = f(conn, name);
-            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(built);
+            let mut ready = lock(&firsts.0);
+            let a = loop {
+                match ready[i].take() {
+                    Some(a) => break a,
+                    None => ready = firsts.1.wait(ready).unwrap_or_else(|e| e.into_inner()),
+                }
+            };
+            drop(ready);
+            let built = a.and_then(|a| second(conn, name, a));
+            lock(&results)[i] = Some(built);
         }
     };
     std::thread::scope(|s| {
@@ -127,14 +161,18 @@ fn raw_horizon(conn: &Connection, w: Window, only: &[String]) -> rusqlite::Resul
     Ok(Some(super::model::RawHorizon { horizon_at: horizon, horizon_utc: super::window::utc(horizon), rolled_up }))
 }
 
-/// One backend's section, plus its successful requests' TTFTs and decode rates (for overhead).
+/// One backend's section, plus its successful requests' TTFTs and decode rates (for overhead), from
+/// its rows and its `memory`.
 fn backend(
     conn: &Connection,
     name: &str,
     w: Window,
     options: Options,
+    memory: Memory,
 ) -> rusqlite::Result<(BackendReport, Distribution, Distribution)> {
-    let g = super::pass::gather(conn, name, w.from, w.to, options.include_contended)?;
+    let Memory { extremes: (peak, last, available), mut lifetimes, asked, footprint } = memory;
+    let served = Served::asking(asked);
+    let mut g = super::pass::gather(conn, name, w.from, w.to, options.include_contended, served)?;
     let pct =
         |d: &Distribution| Percentiles { p50: d.percentile(50.0), p95: d.percentile(95.0), p99: d.percentile(99.0) };
     let mode = |m: &super::pass::ModeValues| Mode {
@@ -152,10 +190,13 @@ fn backend(
         .map(Distribution::relative_error)
         .fold(0.0, f64::max);
     let (requests, ok, not_counted) = (g.requests, g.ok, g.rows - g.requests);
-    let (crash, crash_patterns) = crashes(g.crashes);
-    let (peak, last, available) = memory::memory_extremes(conn, name, w.from, w.to)?;
-    let (leak, memory_metric) = leak(conn, name, w, &g.served, available)?;
-    drop(g.served);
+    let (crash, crash_patterns) = crashes(std::mem::take(&mut g.crashes));
+    let points = lifetimes.iter_mut().flat_map(|l| l.points.iter_mut());
+    for (point, (requests, tokens)) in points.zip(std::mem::take(&mut g.served).answers()) {
+        (point.requests, point.tokens) = (requests, tokens);
+    }
+    let leak = detect_leak(&lifetimes, available.map(|a| a as f64), &LeakParams::default());
+    let memory_metric = if footprint { "footprint" } else { "rss" };
     let restarts = queries::restarts(conn, &[name.to_string()], w.from, w.to)?.get(name).copied().unwrap_or(0);
     let drift = detect_drift(&g.hours, &DriftParams::default());
     let (ttft, tps) = (g.ttft_ms, g.decode_tps);
@@ -247,20 +288,28 @@ impl CrashPattern {
     }
 }
 
-/// Leak analysis on idle samples, split into process lifetimes (a new pid or process start
-/// time). The footprint when nine in ten samples have it (RSS misses growth that is swapped out or
-/// compressed), else RSS. Each sample carries the requests and completion tokens
-/// its process had served by then. A life with more samples than the analysis keeps is thinned
-/// here, as it streams past, to medians of `span / POINTS_PER_LIFE` buckets — the life's own rule,
-/// so months of samples are never held at once and the verdict does not depend on the window.
-fn leak(
-    conn: &Connection,
-    name: &str,
-    w: Window,
-    served: &Served,
-    available: Option<u64>,
-) -> rusqlite::Result<(crate::analysis::leaks::LeakReport, &'static str)> {
+/// What a backend's report takes from its memory samples, read before its rows.
+struct Memory {
+    /// Peak and last tree RSS, the machine's latest available memory.
+    extremes: (Option<u64>, Option<u64>, Option<u64>),
+    /// Each process life's idle samples, thinned; the requests and tokens each point's process had
+    /// served are filled in by the row pass, which is asked about them (`asked`, in the order of
+    /// the lives' points).
+    lifetimes: Vec<Lifetime>,
+    asked: Vec<(u32, i64)>,
+    /// Whether the points are footprints (else RSS).
+    footprint: bool,
+}
+
+/// The leak analysis's input, from idle samples split into process lifetimes (a new pid or process
+/// start time). The footprint when nine in ten samples have it (RSS misses growth that is swapped
+/// out or compressed), else RSS. A life with more samples than the analysis keeps is thinned here,
+/// as it streams past, to medians of `span / POINTS_PER_LIFE` buckets — the life's own rule, so
+/// months of samples are never held at once and the verdict does not depend on the window. Each
+/// point asks what its process had served by its bucket's last sample.
+fn memory(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<Memory> {
     use crate::analysis::leaks::POINTS_PER_LIFE;
+    let extremes = memory::memory_extremes(conn, name, w.from, w.to)?;
     let lives = memory::idle_lives(conn, name, w.from, w.to)?;
     let (samples, with_footprint) = lives.iter().fold((0, 0), |a, l| (a.0 + l.samples, a.1 + l.with_footprint));
     let footprint = samples > 0 && with_footprint * 10 >= samples * 9;
@@ -273,15 +322,17 @@ fn leak(
         index.insert((l.pid, l.proc_started_at), (lifetimes.len(), l.first_ms, width));
         lifetimes.push(Lifetime { pid: l.pid, points: Vec::new() });
     }
+    // Per life, the time of each point's last sample.
+    let mut lasts: Vec<Vec<i64>> = vec![Vec::new(); lifetimes.len()];
     // The bucket being filled, per life: (bucket, times, bytes).
     let mut open: BTreeMap<usize, (i64, Vec<i64>, Vec<f64>)> = BTreeMap::new();
-    let flush = |life: &mut Lifetime, pid: u32, times: &mut Vec<i64>, bytes: &mut Vec<f64>| {
+    let flush = |life: &mut Lifetime, lasts: &mut Vec<i64>, times: &mut Vec<i64>, bytes: &mut Vec<f64>| {
         let Some(&last) = times.last() else { return };
         // Samples come in time order: the middle one is the median time.
         let at_ms = times[times.len() / 2];
         if let Some(mb) = crate::measure::stats::median_in_place(bytes) {
-            let (requests, tokens) = served.by(pid, last);
-            life.points.push(MemPoint { at_ms, bytes: mb, requests, tokens });
+            life.points.push(MemPoint { at_ms, bytes: mb, requests: None, tokens: None });
+            lasts.push(last);
         }
         times.clear();
         bytes.clear();
@@ -292,18 +343,17 @@ fn leak(
         let bucket = if width > 0 { (s.at_ms - first) / width } else { s.at_ms };
         let slot = open.entry(i).or_insert_with(|| (bucket, Vec::new(), Vec::new()));
         if slot.0 != bucket {
-            flush(&mut lifetimes[i], s.pid, &mut slot.1, &mut slot.2);
+            flush(&mut lifetimes[i], &mut lasts[i], &mut slot.1, &mut slot.2);
             slot.0 = bucket;
         }
         slot.1.push(s.at_ms);
         slot.2.push(bytes);
     })?;
     for (i, (_, mut times, mut bytes)) in open {
-        let pid = lifetimes[i].pid;
-        flush(&mut lifetimes[i], pid, &mut times, &mut bytes);
+        flush(&mut lifetimes[i], &mut lasts[i], &mut times, &mut bytes);
     }
-    let report = detect_leak(&lifetimes, available.map(|a| a as f64), &LeakParams::default());
-    Ok((report, if footprint { "footprint" } else { "rss" }))
+    let asked = lifetimes.iter().zip(&lasts).flat_map(|(l, lasts)| lasts.iter().map(|&at| (l.pid, at))).collect();
+    Ok(Memory { extremes, lifetimes, asked, footprint })
 }
 
 /// The same configured model on two backends: the first one's numbers relative to the other's.
@@ -350,14 +400,24 @@ mod tests {
             let threads = std::sync::Mutex::new(std::collections::HashSet::new());
             let started = std::time::Instant::now();
             let side_by_side = parallel && conn.path().is_some_and(|p| !p.is_empty());
-            let built = each_backend(conn, &names, parallel, |c, name| {
-                threads.lock().unwrap().insert(std::thread::current().id());
-                // Side by side, the first thread in waits (a while at most) for a second one.
-                while side_by_side && threads.lock().unwrap().len() < 2 && started.elapsed().as_secs() < 5 {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                c.query_row("SELECT ?1 || '!'", [name], |r| r.get::<_, String>(0))
-            })
+            let built = each_backend(
+                conn,
+                &names,
+                parallel,
+                |c, name| {
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                    // Side by side, the first thread in waits (a while at most) for a second one.
+                    while side_by_side && threads.lock().unwrap().len() < 2 && started.elapsed().as_secs() < 5 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    c.query_row("SELECT ?1 || '!'", [name], |r| r.get::<_, String>(0))
+                },
+                // The second part gets its own name's first part, wherever that ran.
+                |c, name, first: String| {
+                    assert_eq!(first, format!("{name}!"));
+                    c.query_row("SELECT ?1 || '!'", [name], |r| r.get::<_, String>(0))
+                },
+            )
             .unwrap();
             let want: Vec<String> = names.iter().map(|n| format!("{n}!")).collect();
             assert_eq!(built, want);

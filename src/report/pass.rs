@@ -48,6 +48,7 @@ pub struct Gathered {
     pub hours: Vec<HourStats>,
     /// Every counted request, as the crash analysis keeps them.
     pub crashes: CrashLog,
+    /// What each process had served at the times `gather` was asked about.
     pub served: Served,
     /// The longest model load the server reported.
     pub load_ms: Option<f64>,
@@ -61,8 +62,9 @@ pub fn gather(
     from: i64,
     to: i64,
     include_contended: bool,
+    served: Served,
 ) -> rusqlite::Result<Gathered> {
-    let mut g = Gathered::default();
+    let mut g = Gathered { served, ..Gathered::default() };
     let mut local_hour = LocalHour::default();
     // The hour being filled for the drift analysis, closed when a row of a later hour arrives.
     let mut hour: (i64, Vec<Observation>) = (i64::MIN, Vec::new());
@@ -135,32 +137,59 @@ pub fn gather(
     Ok(g)
 }
 
-/// What each server process had served by a given time: its requests (the latest `server_seq`
-/// sent to it, or a count of its rows where the log has no `server_seq`) and the completion
-/// tokens of its finished requests.
+/// What each server process had served by given times (the leak analysis's memory points), found
+/// as the rows stream past: its requests (the latest `server_seq` sent to it, or a count of its
+/// rows where the log has no `server_seq`) and the completion tokens of its finished requests.
 #[derive(Debug, Default)]
 pub struct Served {
-    by_pid: BTreeMap<u32, Vec<(i64, u64, u64)>>,
+    /// (time, pid, index of the question), in time order.
+    asked: Vec<(i64, u32, usize)>,
+    next: usize,
+    answers: Vec<(u64, u64)>,
+    /// Per process: (requests, tokens) so far.
+    by_pid: rustc_hash::FxHashMap<u32, (u64, u64)>,
 }
 
 impl Served {
-    /// Adds a row; rows come in time order.
-    fn push(&mut self, r: &RequestRow) {
-        let Some(pid) = r.server_pid else { return };
-        let list = self.by_pid.entry(pid).or_default();
-        let (count, tokens) = list.last().map_or((0, 0), |l| (l.1, l.2));
-        let seq = r.server_seq.unwrap_or(count + 1).max(count);
-        list.push((r.at_ms, seq, tokens + u64::from(r.completion_tokens.unwrap_or(0))));
+    /// Asks, for each (pid, time), what that process had served by then.
+    pub fn asking(questions: impl IntoIterator<Item = (u32, i64)>) -> Served {
+        let mut asked: Vec<(i64, u32, usize)> =
+            questions.into_iter().enumerate().map(|(i, (pid, at_ms))| (at_ms, pid, i)).collect();
+        asked.sort_unstable();
+        let answers = vec![(0, 0); asked.len()];
+        Served { asked, answers, ..Served::default() }
     }
 
-    /// (requests, completion tokens) process `pid` had served by `at_ms`.
-    pub fn by(&self, pid: u32, at_ms: i64) -> (Option<u64>, Option<u64>) {
-        let Some(list) = self.by_pid.get(&pid) else { return (None, None) };
-        let i = list.partition_point(|(at, _, _)| *at <= at_ms);
-        if i == 0 {
-            return (Some(0), Some(0));
+    /// Adds a row; rows come in time order. Questions about times before it are answered first.
+    fn push(&mut self, r: &RequestRow) {
+        self.answer_before(Some(r.at_ms));
+        let Some(pid) = r.server_pid else { return };
+        let (count, tokens) = self.by_pid.entry(pid).or_default();
+        *count = r.server_seq.unwrap_or(*count + 1).max(*count);
+        *tokens += u64::from(r.completion_tokens.unwrap_or(0));
+    }
+
+    /// Answers the questions about times before `at_ms` (all of them with `None`).
+    fn answer_before(&mut self, at_ms: Option<i64>) {
+        while let Some(&(at, pid, i)) = self.asked.get(self.next)
+            && at_ms.is_none_or(|t| at < t)
+        {
+            self.answers[i] = self.by_pid.get(&pid).copied().unwrap_or((0, 0));
+            self.next += 1;
         }
-        (Some(list[i - 1].1), Some(list[i - 1].2))
+    }
+
+    /// The answers, in the order asked: (requests, completion tokens) process `pid` had served by
+    /// that time; `None` for a process that served nothing in the whole window.
+    pub fn answers(mut self) -> Vec<(Option<u64>, Option<u64>)> {
+        self.answer_before(None);
+        let mut out = vec![(None, None); self.answers.len()];
+        for &(_, pid, i) in &self.asked {
+            if self.by_pid.contains_key(&pid) {
+                out[i] = (Some(self.answers[i].0), Some(self.answers[i].1));
+            }
+        }
+        out
     }
 }
 
@@ -181,5 +210,39 @@ impl LocalHour {
         let local = Local.timestamp_millis_opt(at_ms).single().map(|t| t.hour() as u8).unwrap_or(0);
         self.last = Some((hour, local));
         local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(at_ms: i64, pid: Option<u32>, seq: Option<u64>, tokens: u32) -> RequestRow {
+        RequestRow { at_ms, server_pid: pid, server_seq: seq, completion_tokens: Some(tokens), ..Default::default() }
+    }
+
+    #[test]
+    fn what_a_process_had_served_is_answered_as_the_rows_pass() {
+        let mut served = Served::asking([(7, 2_500), (7, 500), (9, 3_000), (7, 1_000), (8, 2_000), (7, 99_000)]);
+        for r in [
+            row(1_000, Some(7), Some(41), 10),
+            row(1_000, Some(8), None, 5),      // no server_seq: its rows are counted
+            row(2_000, Some(7), Some(40), 10), // finished out of order: the count does not fall back
+            row(2_000, Some(8), None, 5),
+            row(3_000, None, None, 100),
+        ] {
+            served.push(&r);
+        }
+        assert_eq!(
+            served.answers(),
+            [
+                (Some(41), Some(20)), // pid 7 by 2.5 s
+                (Some(0), Some(0)),   // before its first request
+                (None, None),         // pid 9 served nothing in the window
+                (Some(41), Some(10)), // a row at the very time counts
+                (Some(2), Some(10)),
+                (Some(41), Some(20)), // after the last row
+            ]
+        );
     }
 }

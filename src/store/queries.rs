@@ -147,7 +147,7 @@ fn per_backend(
 }
 
 /// One request as the report reads it (failures carry their error text).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestRow {
     pub at_ms: i64,
     pub outcome: std::sync::Arc<str>,
@@ -194,38 +194,26 @@ pub fn each_request(
     mut each: impl FnMut(RequestRow),
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(EACH_REQUEST)?;
-    let mut strings: rustc_hash::FxHashMap<String, std::sync::Arc<str>> = rustc_hash::FxHashMap::default();
-    // Outcomes, signatures and jobs repeat: one allocation each, looked up without allocating.
-    let mut share = |s: &str| -> std::sync::Arc<str> {
-        if let Some(a) = strings.get(s) {
-            return a.clone();
-        }
-        let a: std::sync::Arc<str> = s.into();
-        if strings.len() < 100_000 {
-            strings.insert(s.to_string(), a.clone());
-        }
-        a
-    };
-
+    let mut strings = Shared::default();
     let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
     while let Some(r) = rows.next()? {
         each(RequestRow {
             at_ms: r.get(0)?,
-            outcome: share(text(r, 1)?.unwrap_or_default()),
+            outcome: strings.get(0, text(r, 1)?.unwrap_or_default()),
             stream: r.get(2)?,
             ttft_ms: r.get(3)?,
             first_content_ms: r.get(4)?,
             e2e_ms: r.get(5)?,
             decode_tps: r.get(6)?,
             output_tps: r.get(7)?,
-            signature: text(r, 8)?.map(&mut share),
+            signature: text(r, 8)?.map(|s| strings.get(1, s)),
             error: r.get::<_, Option<String>>(9)?.map(Into::into),
             concurrency: r.get(10)?,
             prompt_chars: r.get(11)?,
             gap_ms: r.get(12)?,
             server_pid: r.get(13)?,
             server_seq: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
-            job: share(text(r, 15)?.unwrap_or_default()),
+            job: strings.get(2, text(r, 15)?.unwrap_or_default()),
             completion_tokens: r.get::<_, Option<i64>>(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
             http_status: r.get::<_, Option<i64>>(17)?.and_then(|n| u16::try_from(n).ok()),
             machine_in_flight: r.get::<_, Option<i64>>(18)?.and_then(|n| u32::try_from(n).ok()),
@@ -233,6 +221,36 @@ pub fn each_request(
         });
     }
     Ok(())
+}
+
+/// Strings that repeat down a column (outcome, signature, job): one allocation each, the same
+/// as the column's last one found without a lookup, others looked up without allocating.
+#[derive(Default)]
+struct Shared {
+    strings: rustc_hash::FxHashMap<String, std::sync::Arc<str>>,
+    last: [Option<std::sync::Arc<str>>; 3],
+}
+
+impl Shared {
+    fn get(&mut self, column: usize, s: &str) -> std::sync::Arc<str> {
+        if let Some(last) = &self.last[column]
+            && **last == *s
+        {
+            return last.clone();
+        }
+        let shared = match self.strings.get(s) {
+            Some(a) => a.clone(),
+            None => {
+                let a: std::sync::Arc<str> = s.into();
+                if self.strings.len() < 100_000 {
+                    self.strings.insert(s.to_string(), a.clone());
+                }
+                a
+            }
+        };
+        self.last[column] = Some(shared.clone());
+        shared
+    }
 }
 
 /// Column `i` of `r` as text (NULL: `None`), borrowed from the row.
