@@ -557,6 +557,31 @@ mod tests {
     }
 
     #[test]
+    fn lumpy_noise_whose_rises_do_not_hold_is_no_staircase() {
+        let points: Vec<MemPoint> = include_str!("../../tests/fixtures/flat_lumpy_life.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (s, mb) = l.split_once(' ').unwrap();
+                let (s, mb): (f64, f64) = (s.parse().unwrap(), mb.parse().unwrap());
+                MemPoint { at_ms: T0 + (s * 1000.0) as i64, bytes: mb * 1e6, requests: None, tokens: None }
+            })
+            .collect();
+        assert_eq!(points.len(), 300);
+        let r = detect_leak(&[Lifetime { pid: 1, points: points.clone() }], None, &LeakParams::default());
+        assert_ne!(r.verdict, Verdict::Leak, "{r:?}");
+        // The same life with each of its rises held: 40 MB more every 4 h is a staircase.
+        let stepped: Vec<MemPoint> = (points.iter())
+            .map(|p| {
+                let steps = ((p.at_ms - T0) / (4 * 60 * MIN)) as f64;
+                MemPoint { bytes: p.bytes + steps * 40e6, ..p.clone() }
+            })
+            .collect();
+        let r = detect_leak(&[Lifetime { pid: 1, points: stepped }], None, &LeakParams::default());
+        assert_eq!(r.verdict, Verdict::Leak, "{r:?}");
+    }
+
+    #[test]
     fn too_little_data_is_insufficient() {
         let short = life(T0, 9, 1.0, &mut Rng(1), |m| 1000.0 + m);
         let r = detect_leak(&[short], Some(1e9), &LeakParams::default());
