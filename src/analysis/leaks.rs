@@ -574,7 +574,7 @@ mod tests {
         let stepped: Vec<MemPoint> = (points.iter())
             .map(|p| {
                 let steps = ((p.at_ms - T0) / (4 * 60 * MIN)) as f64;
-                MemPoint { bytes: p.bytes + steps * 40e6, ..p.clone() }
+                MemPoint { bytes: p.bytes + steps * 40e6, ..*p }
             })
             .collect();
         let r = detect_leak(&[Lifetime { pid: 1, points: stepped }], None, &LeakParams::default());
