@@ -117,9 +117,18 @@ fn each_backend<A: Send, B: Send>(
         loop {
             let task = next.fetch_add(1, Ordering::Relaxed);
             if let Some(name) = names.get(task) {
-                let done = first(conn, name);
+                // A panic still fills the slot, so that no `second` waits for it forever; it then
+                // goes on unwinding, and the scope passes it on.
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| first(conn, name)));
+                let (done, panic) = match done {
+                    Ok(done) => (done, None),
+                    Err(panic) => (Err(rusqlite::Error::InvalidQuery), Some(panic)),
+                };
                 lock(&firsts.0)[task] = Some(done);
                 firsts.1.notify_all();
+                if let Some(panic) = panic {
+                    std::panic::resume_unwind(panic);
+                }
                 continue;
             }
             let i = task - names.len();
@@ -428,5 +437,29 @@ mod tests {
                 assert!(threads.len() > 1 || names.len() < 2, "side by side: {threads:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_part_that_panics_is_passed_on_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        drop(crate::store::open(&path).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let conn = crate::store::open(&path).unwrap();
+            let names: Vec<String> = (0..3).map(|i| format!("backend-{i}")).collect();
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                each_backend(
+                    &conn,
+                    &names,
+                    true,
+                    |_, name| if name == "backend-1" { panic!("a bug") } else { Ok(()) },
+                    |_, _, ()| Ok(()),
+                )
+            }));
+            let _ = tx.send(built.is_err());
+        });
+        let panicked = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("each_backend returned");
+        assert!(panicked, "the panic reached the caller");
     }
 }
