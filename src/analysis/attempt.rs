@@ -1,10 +1,11 @@
 //! The row every failure analysis reads: one request of one backend, as the store holds it
-//! (crash attribution, failure episodes, request-count crashes).
+//! (crash attribution, failure episodes, request-count crashes), handed to `CrashLog` one at a time.
 
 use std::sync::Arc;
 
-/// One request of one backend, as the store holds it. A report over months holds one per
-/// request, so what only a failure carries is boxed apart (`failure`): 104 bytes a request, not 144.
+/// One request of one backend, as the store holds it. The crash analysis keeps failures whole and
+/// 8 bytes of every other request (`crash_log`); what only a failure carries is boxed apart
+/// (`failure`), so the requests passing through stay small (104 bytes, not 144).
 #[derive(Debug, Clone, Default)]
 pub struct Attempt {
     pub at_ms: i64,       // start, ms since the epoch
@@ -66,7 +67,7 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_request_is_held_in_104_bytes_at_most() {
+    fn a_request_passing_through_is_104_bytes_at_most() {
         assert!(std::mem::size_of::<super::Attempt>() <= 104, "{} bytes", std::mem::size_of::<super::Attempt>());
     }
 }

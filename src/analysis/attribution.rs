@@ -1,6 +1,6 @@
-//! Which factor triggers a backend's failures, each tested adjusted for the others: the factor
-//! levels of each request, a Firth-penalised logistic model of "this request triggered a failure"
-//! (`logistic`), and one penalised likelihood-ratio test per factor.
+//! Which factor triggers a backend's failures, each tested adjusted for the others: the requests
+//! grouped by their factor levels (`Cells`), a Firth-penalised logistic model of "this request
+//! triggered a failure" (`logistic`), and one penalised likelihood-ratio test per factor.
 //!
 //! The mechanisms — concurrency, prompt size, the gap since the previous request, requests since
 //! the server started, the first request after a (re)load — are each tested adjusted for all the

@@ -10,7 +10,7 @@ use super::episodes::{self, Runs};
 /// A request as the analysis keeps it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Request {
-    /// Its server_seq; 0 when not known (one past u32::MAX reads as u32::MAX).
+    /// Its server_seq; 0 when not known, u32::MAX for any beyond (4 billion requests to one process).
     pub seq: u32,
     /// Its cell in `CrashLog::cells`, or `NOT_ANALYSED` for a failure that says the server was not
     /// there (a consequence: never at risk, left out of the attribution).

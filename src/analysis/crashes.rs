@@ -1,7 +1,7 @@
 //! Crash patterns of one backend: what triggers its failures, how often it fails and recovers,
 //! whether it dies at a request count, and the seed report's two hypotheses.
 //!
-//! Method (`episodes`, `attribution`, `logistic`):
+//! Method (`crash_log`: what is kept of the requests; `episodes`, `attribution`, `logistic`):
 //! 1. Failures are grouped into episodes: a trigger, then the failures it caused until the server
 //!    answers again (refused connections, "503 Loading model", "Model is unloaded"). Only
 //!    triggers count as failures below; the consequences are summarised apart (`episodes`).
@@ -147,7 +147,12 @@ pub fn analyse(log: CrashLog, alpha: f64) -> CrashReport {
     let triggers: Vec<&Failure> =
         log.failures.iter().zip(&roles).filter(|(_, role)| **role == Role::Trigger).map(|(f, _)| f).collect();
     let trigger_rows: Vec<usize> = triggers.iter().map(|t| t.row).collect();
-    let cell = |t: &Failure| log.requests[t.row].cell as usize;
+    // A trigger is a failure the request could have caused, never a consequence: it is analysed.
+    let cell = |t: &Failure| {
+        let cell = log.requests[t.row].cell;
+        debug_assert_ne!(cell, NOT_ANALYSED, "a trigger outside the attribution");
+        cell as usize
+    };
     let factors = attribution::factors(&log.cells);
 
     // Families: every trigger, then the commonest trigger signatures on their own.
@@ -512,7 +517,7 @@ mod tests {
     }
 
     /// Every number in the report is finite (serde_json would write NaN as null).
-    fn analyse(rows: &[Attempt]) -> CrashReport {
+    fn checked(rows: &[Attempt]) -> CrashReport {
         let r = crash_patterns(rows, 0.05);
         let count = r.at_request_count.iter().flat_map(|c| [c.median_seq, c.seq_cv, c.time_cv]);
         let rates = r.patterns.iter().flat_map(|p| [p.rate_inside, p.rate_outside, p.rate_ratio, p.p_adjusted]);
@@ -522,7 +527,7 @@ mod tests {
     }
 
     fn top(rows: &[Attempt]) -> Vec<(&'static str, String)> {
-        analyse(rows).patterns.into_iter().map(|p| (p.factor, p.level)).collect()
+        checked(rows).patterns.into_iter().map(|p| (p.factor, p.level)).collect()
     }
 
     #[test]
@@ -531,12 +536,12 @@ mod tests {
         assert_eq!(top(&rows(5000, 2, |r, u| r.prompt_chars >= 64_000 && u < 0.3)), [("prompt_size", ">=16k".into())]);
         let rapid = rows(5000, 3, |r, u| r.gap_ms.is_some_and(|g| g < 100.0) && u < 0.3);
         assert_eq!(top(&rapid), [("gap", "<100ms".into())]);
-        assert!(matches!(analyse(&rapid).hypotheses.rapid_sequential, Answer::Yes { .. }));
+        assert!(matches!(checked(&rapid).hypotheses.rapid_sequential, Answer::Yes { .. }));
     }
 
     #[test]
     fn random_failures_make_no_pattern() {
-        let report = analyse(&rows(9000, 4, |_, u| u < 0.05));
+        let report = checked(&rows(9000, 4, |_, u| u < 0.05));
         assert!(report.patterns.is_empty() && report.tested >= 7, "{:?} {}", report.patterns, report.tested);
         assert!(matches!(report.hypotheses.rapid_sequential, Answer::No { .. }));
         assert!(matches!(report.hypotheses.corruption_after_first_success, Answer::No { .. }));
@@ -561,7 +566,7 @@ mod tests {
                 rows.push(Attempt { gap_ms: Some(gap), ..row(at_ms, life, seq as u64 + 1, fails) });
             }
         }
-        let report = analyse(&rows);
+        let report = checked(&rows);
         assert!(report.at_request_count.is_some(), "lives end at about the 100th request");
         let first = report.patterns.first().map(|p| (p.factor, p.level.as_str()));
         assert_eq!(first, Some(("gap", "<100ms")), "{:?}", report.patterns);
@@ -575,15 +580,15 @@ mod tests {
             let (crash_at, pace, start) = (200 + u64::from(life * 7 % 20), [1, 3, 10][life as usize % 3], rows.len());
             rows.extend((1..=crash_at).map(|s| row(1000 * (start as i64 + s as i64 * pace), life, s, s == crash_at)));
         }
-        let report = analyse(&rows);
+        let report = checked(&rows);
         assert_eq!(report.patterns.first().map(|p| (p.factor, p.level.as_str())), Some(("server_seq", "101-1000")));
         let count = report.at_request_count.expect("request-count pattern");
         assert_eq!((count.lifetimes, count.period), (20, None));
         assert!(count.seq_cv < 0.05 && count.time_cv > 0.3 && (200.0..220.0).contains(&count.median_seq), "{count:?}");
         // ollama #263: every 500th request fails, the server lives on.
         let periodic: Vec<Attempt> = (1..=2000).map(|s| row(s as i64 * 1000, 7, s, s % 500 == 0)).collect();
-        assert_eq!(analyse(&periodic).at_request_count.and_then(|c| c.period), Some(500));
-        assert!(analyse(&rows[..5]).at_request_count.is_none());
+        assert_eq!(checked(&periodic).at_request_count.and_then(|c| c.period), Some(500));
+        assert!(checked(&rows[..5]).at_request_count.is_none());
         // An even pace: lives that end at about their 500th request also last about as long
         // (here more alike in time than in requests). Still a request count.
         let mut even: Vec<Attempt> = Vec::new();
@@ -594,7 +599,7 @@ mod tests {
             let pace = |s: u64| start + (s as f64 * ms) as i64;
             even.extend((1..=crash_at).map(|s| row(pace(s), life, s, s == crash_at)));
         }
-        let count = analyse(&even).at_request_count.expect("request-count pattern under an even pace");
+        let count = checked(&even).at_request_count.expect("request-count pattern under an even pace");
         assert!(count.seq_cv > 3.0 * count.time_cv, "{count:?}");
     }
 
@@ -602,7 +607,7 @@ mod tests {
     fn seed_report_hypotheses() {
         // LM Studio, 2 of 5 requests crashed after the first success: too little to say anything.
         let five = (0..5).map(|i| Attempt { gap_ms: Some(200.0), ..row(i * 3000, 1, i as u64 + 1, i % 2 == 1) });
-        let report = analyse(&five.collect::<Vec<_>>());
+        let report = checked(&five.collect::<Vec<_>>());
         assert!(report.patterns.is_empty() && report.tested == 0 && report.failures == 2);
         let Hypotheses { rapid_sequential: rapid, corruption_after_first_success: corruption } = report.hypotheses;
         assert!(matches!((rapid, corruption), (Answer::NotEnoughData { .. }, Answer::NotEnoughData { .. })));
@@ -611,7 +616,7 @@ mod tests {
         let rows: Vec<Attempt> = (0..300)
             .map(|i| row(i * 1000, i as u32 / 10, i as u64 % 10 + 1, [3, 5, 7, 9].contains(&(i % 10))))
             .collect();
-        let answer = analyse(&rows).hypotheses.corruption_after_first_success;
+        let answer = checked(&rows).hypotheses.corruption_after_first_success;
         assert!(matches!(answer, Answer::Yes { ref evidence } if evidence.contains("(0/30)")), "{answer:?}");
     }
 
@@ -626,7 +631,7 @@ mod tests {
                 r
             })
             .collect();
-        let r = analyse(&rows);
+        let r = checked(&rows);
         assert_eq!((r.mtbf_s, r.longest_failure_streak, r.median_recovery_s), (Some(50.0), 3, Some(35.0)));
         let groups: Vec<_> =
             r.signatures.iter().map(|g| (g.signature.as_str(), g.count, g.first_ms, g.last_ms)).collect();
@@ -639,9 +644,9 @@ mod tests {
         let odd = |r| Attempt { gap_ms: Some(f64::NAN), hour_local: 99, server_seq: Some(0), ..r };
         let odd = rows(50, 8, |_, u| u < 0.5).into_iter().map(odd).collect();
         for input in [vec![], rows(1, 7, |_, _| true), rows(40, 7, |_, _| true), odd] {
-            assert!(analyse(&input).patterns.is_empty() && crash_patterns(&input, f64::NAN).patterns.is_empty());
+            assert!(checked(&input).patterns.is_empty() && crash_patterns(&input, f64::NAN).patterns.is_empty());
         }
-        let ok = analyse(&rows(2000, 7, |_, _| false));
+        let ok = checked(&rows(2000, 7, |_, _| false));
         assert!(ok.failures == 0 && ok.signatures.is_empty() && ok.mtbf_s.is_none() && ok.at_request_count.is_none());
         assert!(ok.patterns.is_empty() && ok.median_recovery_s.is_none() && ok.episodes.count == 0);
     }

@@ -1,7 +1,8 @@
 //! One pass over a backend's finished requests in a window: everything the report needs from the
 //! rows, gathered as they stream past. No row is kept whole: only the values each analysis reads
-//! (successful requests' latencies, in bounded memory; what crash analysis keeps of each request; what each
-//! server process had served by when), and the drift's hours are closed as the pass leaves them.
+//! (successful requests' latencies, in bounded memory; what the crash analysis keeps of each
+//! request; what each server process had served by the times the leak analysis asks about), and
+//! the drift's hours are closed as the pass leaves them.
 
 use crate::analysis::attempt::{Attempt, FailureDetail};
 use crate::analysis::crash_log::CrashLog;

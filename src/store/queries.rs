@@ -199,21 +199,21 @@ pub fn each_request(
     while let Some(r) = rows.next()? {
         each(RequestRow {
             at_ms: r.get(0)?,
-            outcome: strings.get(0, text(r, 1)?.unwrap_or_default()),
+            outcome: strings.get(Shared::OUTCOME, text(r, 1)?.unwrap_or_default()),
             stream: r.get(2)?,
             ttft_ms: r.get(3)?,
             first_content_ms: r.get(4)?,
             e2e_ms: r.get(5)?,
             decode_tps: r.get(6)?,
             output_tps: r.get(7)?,
-            signature: text(r, 8)?.map(|s| strings.get(1, s)),
+            signature: text(r, 8)?.map(|s| strings.get(Shared::SIGNATURE, s)),
             error: r.get::<_, Option<String>>(9)?.map(Into::into),
             concurrency: r.get(10)?,
             prompt_chars: r.get(11)?,
             gap_ms: r.get(12)?,
             server_pid: r.get(13)?,
-            server_seq: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
-            job: strings.get(2, text(r, 15)?.unwrap_or_default()),
+            server_seq: r.get::<_, Option<i64>>(14)?.and_then(|n| u64::try_from(n).ok()),
+            job: strings.get(Shared::JOB, text(r, 15)?.unwrap_or_default()),
             completion_tokens: r.get::<_, Option<i64>>(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
             http_status: r.get::<_, Option<i64>>(17)?.and_then(|n| u16::try_from(n).ok()),
             machine_in_flight: r.get::<_, Option<i64>>(18)?.and_then(|n| u32::try_from(n).ok()),
@@ -232,6 +232,10 @@ struct Shared {
 }
 
 impl Shared {
+    const OUTCOME: usize = 0;
+    const SIGNATURE: usize = 1;
+    const JOB: usize = 2;
+
     fn get(&mut self, column: usize, s: &str) -> std::sync::Arc<str> {
         if let Some(last) = &self.last[column]
             && **last == *s
