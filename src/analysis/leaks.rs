@@ -556,17 +556,29 @@ mod tests {
         assert!((r.mb_per_hour.unwrap() - 5.0).abs() < 0.5 && r.reason.contains("after each release"), "{r:?}");
     }
 
-    #[test]
-    fn lumpy_noise_whose_rises_do_not_hold_is_no_staircase() {
-        let points: Vec<MemPoint> = include_str!("../../tests/fixtures/flat_lumpy_life.txt")
-            .lines()
-            .filter(|l| !l.starts_with('#'))
+    /// A life kept in tests/fixtures: lines of seconds since its first point and MB.
+    fn fixture(text: &str) -> Vec<MemPoint> {
+        (text.lines().filter(|l| !l.starts_with('#')))
             .map(|l| {
                 let (s, mb) = l.split_once(' ').unwrap();
                 let (s, mb): (f64, f64) = (s.parse().unwrap(), mb.parse().unwrap());
                 MemPoint { at_ms: T0 + (s * 1000.0) as i64, bytes: mb * 1e6, requests: None, tokens: None }
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_step_just_after_an_alarm_of_noise_is_still_taken_out() {
+        let points = fixture(include_str!("../../tests/fixtures/step_after_alarm_life.txt"));
+        let r = detect_leak(&[Lifetime { pid: 1, points }], None, &LeakParams::default());
+        assert_eq!(r.verdict, Verdict::Leak, "{r:?}");
+        assert!(r.steps.iter().any(|s| (s.delta_mb - 721.0).abs() < 5.0), "{:?}", r.steps);
+        assert!(r.noise_mb.unwrap() < 2.0 && (r.mb_per_hour.unwrap() - 3.8).abs() < 0.8, "{r:?}");
+    }
+
+    #[test]
+    fn lumpy_noise_whose_rises_do_not_hold_is_no_staircase() {
+        let points = fixture(include_str!("../../tests/fixtures/flat_lumpy_life.txt"));
         assert_eq!(points.len(), 300);
         let r = detect_leak(&[Lifetime { pid: 1, points: points.clone() }], None, &LeakParams::default());
         assert_ne!(r.verdict, Verdict::Leak, "{r:?}");

@@ -344,8 +344,10 @@ fn warmup_end(pts: &[Pt], diff_sigma_mb: f64) -> usize {
 }
 
 /// Level shifts of a series: candidates from CUSUM (a candidate found in two pieces, a flush
-/// caught mid-way by a sample, is one), each sized by the lines the segments on either side of it
-/// follow — the Theil–Sen line of up to 60 points between it and its neighbouring candidates,
+/// caught mid-way by a sample, is one: where the segment after it is too short for a line, its
+/// level is the point after its last piece — a 721 MB step found a point after a same-signed
+/// alarm of 1 MB grains was once sized at the alarm, as 0.6 MB), each sized by the lines the
+/// segments on either side of it follow — the Theil–Sen line of up to 60 points between it and its neighbouring candidates,
 /// after minus before, both at the shift's time (a segment of fewer than 4 points: its point next
 /// to the shift). So a step in a growing series does not take the
 /// growth with it, the drop of a sawtooth is the whole ramp it ends, and a lump of memory that came
@@ -354,12 +356,15 @@ fn warmup_end(pts: &[Pt], diff_sigma_mb: f64) -> usize {
 fn shifts(pts: &[Pt], diff_sigma_mb: f64) -> Vec<(usize, f64)> {
     const SIDE: usize = 60;
     let (h, mb): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.h, p.mb)).unzip();
-    let mut found: Vec<(usize, f64)> = Vec::new();
+    // (index, size, the index of its last piece)
+    let mut found: Vec<(usize, f64, usize)> = Vec::new();
     for st in cusum_steps_at(&h, &mb, STEP_SIGMAS) {
         let local = st.after - st.before;
         match found.last_mut() {
-            Some(last) if st.index - last.0 <= 3 && last.1.signum() == local.signum() => last.1 += local,
-            _ => found.push((st.index, local)),
+            Some(last) if st.index - last.0 <= 3 && last.1.signum() == local.signum() => {
+                (last.1, last.2) = (last.1 + local, st.index);
+            }
+            _ => found.push((st.index, local, st.index)),
         }
     }
     let floor = (STEP_MIN_SIGMAS * diff_sigma_mb).max(STEP_MIN_MB);
@@ -371,12 +376,14 @@ fn shifts(pts: &[Pt], diff_sigma_mb: f64) -> Vec<(usize, f64)> {
         theil_sen(&h[range.clone()], &mb[range]).map(|l| l.intercept + l.slope * at)
     };
     let mut out = Vec::new();
-    for (j, &(i, _)) in found.iter().enumerate() {
+    for (j, &(i, _, last)) in found.iter().enumerate() {
         let prev = if j > 0 { found[j - 1].0 } else { 0 };
         let next = found.get(j + 1).map_or(mb.len(), |n| n.0);
         let before = prev.max(i.saturating_sub(SIDE))..i;
         let after = i..next.min(i + SIDE);
-        let (Some(b), Some(a)) = (level_at(before, h[i], i.saturating_sub(1)), level_at(after, h[i], i)) else {
+        // A short segment after a shift found in pieces: the point after its last piece.
+        let nearest = last.min(after.end.saturating_sub(1)).max(i);
+        let (Some(b), Some(a)) = (level_at(before, h[i], i.saturating_sub(1)), level_at(after, h[i], nearest)) else {
             continue;
         };
         let delta = a - b;
