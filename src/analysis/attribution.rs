@@ -220,7 +220,7 @@ pub struct Table {
 impl Table {
     /// The table of `factors` over cells with `n[cell]` requests and, per family,
     /// `failed[family][cell]` failures.
-    pub fn new(factors: &[Factor], n: &[u64], failed: &[Vec<u64>]) -> Table {
+    pub fn new(factors: &[Factor], n: &[u64], failed: &[&[u64]]) -> Table {
         let mut at: rustc_hash::FxHashMap<[u16; FACTORS.len()], usize> = rustc_hash::FxHashMap::default();
         let mut t = Table { keys: Vec::new(), n: Vec::new(), k: vec![Vec::new(); failed.len()] };
         for (cell, &requests) in n.iter().enumerate() {
@@ -461,7 +461,7 @@ mod tests {
         let mut k = vec![0u64; cells.n.len()];
         of.iter().zip(&failed).for_each(|(&c, &fail)| k[c as usize] += u64::from(fail));
         let f = factors(&cells);
-        let table = Table::new(&f, &cells.n, &[k]);
+        let table = Table::new(&f, &cells.n, &[&k]);
         let tests = adjusted_tests(&f, &table, 0);
         let p = |name: &str| tests.iter().find(|t| FACTORS[t.factor] == name).map(|t| t.p_value).unwrap();
         assert!(p("prompt_size") < 1e-10 && p("concurrency") > 0.01, "{tests:?}");

@@ -26,6 +26,13 @@ pub(super) enum Side {
     Outside,
 }
 
+impl Side {
+    /// Inside when `inside`.
+    pub(super) fn of(inside: bool) -> Side {
+        if inside { Side::Inside } else { Side::Outside }
+    }
+}
+
 /// ((triggers, requests) inside, the same outside); triggers are added once roles are known.
 pub(super) type Sides = ((u64, u64), (u64, u64));
 
@@ -123,8 +130,8 @@ impl CrashLog {
                 now.succeeded.then_some(Side::Inside)
             };
             now.succeeded |= !r.failed;
-            count(&mut self.rapid, rapid);
-            count(&mut self.corruption, corruption);
+            tally(&mut self.rapid, rapid, false);
+            tally(&mut self.corruption, corruption, false);
         }
         let seq = r.seq().map_or(0, |s| u32::try_from(s).unwrap_or(u32::MAX));
         self.requests.push(Request { seq, cell });
@@ -134,13 +141,23 @@ impl CrashLog {
     }
 }
 
-/// Counts a request on its side.
-fn count(sides: &mut Sides, side: Option<Side>) {
-    match side {
-        Some(Side::Inside) => sides.0.1 += 1,
-        Some(Side::Outside) => sides.1.1 += 1,
-        None => {}
-    }
+/// Counts a request on its side: among the triggers, or among the requests.
+pub(super) fn tally(sides: &mut Sides, side: Option<Side>, trigger: bool) {
+    let at = match side {
+        Some(Side::Inside) => &mut sides.0,
+        Some(Side::Outside) => &mut sides.1,
+        None => return,
+    };
+    if trigger { at.0 += 1 } else { at.1 += 1 }
+}
+
+/// The requests split by `side` (`None`: left out), with the triggers among them (`triggers`:
+/// indices into `requests`).
+pub(super) fn split(requests: &[Request], triggers: &[usize], side: impl Fn(&Request) -> Option<Side>) -> Sides {
+    let mut sides = ((0, 0), (0, 0));
+    requests.iter().for_each(|r| tally(&mut sides, side(r), false));
+    triggers.iter().for_each(|&t| tally(&mut sides, side(&requests[t]), true));
+    sides
 }
 
 impl FromIterator<Attempt> for CrashLog {

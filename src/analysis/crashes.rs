@@ -30,7 +30,7 @@ pub use super::attempt::Attempt;
 use super::attribution::{self, FACTORS, Factor, MECHANISMS};
 use super::contingency::{MIN_SIDE, fisher_exact, holm};
 pub use super::crash_log::CrashLog;
-use super::crash_log::{Failure, NOT_ANALYSED, Request, Side, Sides};
+use super::crash_log::{Failure, NOT_ANALYSED, Request, Side, Sides, split, tally};
 use super::episodes::{self, Episodes, Role};
 pub use super::request_count::RequestCountPattern;
 use super::request_count::{self, CrashPoint};
@@ -178,8 +178,7 @@ pub fn analyse(log: CrashLog, alpha: f64) -> CrashReport {
         families.push((sig.to_string(), failures_with(sig), per_cell(&|t| signature_of(&t.attempt) == *sig)));
     }
 
-    let table =
-        attribution::Table::new(&factors, &log.cells.n, &families.iter().map(|f| f.2.clone()).collect::<Vec<_>>());
+    let table = attribution::Table::new(&factors, &log.cells.n, &families.iter().map(|f| &f.2[..]).collect::<Vec<_>>());
     let mut tests: Vec<(Test, f64)> = Vec::new();
     for family in 0..families.len() {
         for test in attribution::adjusted_tests(&factors, &table, family) {
@@ -199,22 +198,16 @@ pub fn analyse(log: CrashLog, alpha: f64) -> CrashReport {
         })
         .collect();
     let at_multiples = |n: u64| {
-        let at = |r: &Request| r.seq > 0 && u64::from(r.seq) % n == 0;
-        let total = log.requests.iter().filter(|r| at(r)).count() as u64;
-        (total, trigger_rows.iter().filter(|&&t| at(&log.requests[t])).count() as u64)
+        let at = |r: &Request| (r.seq > 0 && u64::from(r.seq) % n == 0).then_some(Side::Inside);
+        let ((triggers, total), _) = split(&log.requests, &trigger_rows, at);
+        (total, triggers)
     };
     let at_request_count = request_count::find(&points, log.lives.len(), at_multiples);
     if let Some(p) = at_request_count.as_ref().and_then(|c| c.p_value) {
         tests.push((Test::RequestCount, p));
     }
     let sides = |mut sides: Sides, of: fn(&Failure) -> Option<Side>| {
-        for t in &triggers {
-            match of(t) {
-                Some(Side::Inside) => sides.0.0 += 1,
-                Some(Side::Outside) => sides.1.0 += 1,
-                None => {}
-            }
-        }
+        triggers.iter().for_each(|t| tally(&mut sides, of(t), true));
         sides
     };
     let (rapid, corruption) = (sides(log.rapid, |t| t.rapid), sides(log.corruption, |t| t.corruption));
@@ -357,15 +350,10 @@ fn count_pattern(
     p_adjusted: f64,
 ) -> Pattern {
     let (lo, hi) = c.seq_range;
-    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
     // Analysed requests with a known server_seq, inside the range or not.
-    let side = |r: &Request| (r.cell != NOT_ANALYSED && r.seq > 0).then(|| (lo..=hi).contains(&u64::from(r.seq)));
-    for inside_range in requests.iter().filter_map(side) {
-        (if inside_range { &mut inside } else { &mut outside }).1 += 1;
-    }
-    for inside_range in triggers.iter().filter_map(|&t| side(&requests[t])) {
-        (if inside_range { &mut inside } else { &mut outside }).0 += 1;
-    }
+    let side =
+        |r: &Request| (r.cell != NOT_ANALYSED && r.seq > 0).then(|| Side::of((lo..=hi).contains(&u64::from(r.seq))));
+    let (inside, outside) = split(requests, triggers, side);
     let rate = |k: u64, n: u64, c: f64| if n == 0 { 0.0 } else { (k as f64 + c) / (n as f64 + 2.0 * c) };
     let h = if outside.0 == 0 { 0.5 } else { 0.0 };
     let bucket =

@@ -254,11 +254,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         };
         let risen: f64 = report.steps.iter().map(|s| s.delta_mb).filter(|d| *d > 0.0).sum();
         // A step holds: the judged series ends higher than it began by the practical bar too.
-        let held = lives.iter().any(|l| {
-            let ends = |r: &[(f64, f64)]| median(r.iter().map(|p| p.1));
-            let n = l.raw.len();
-            ends(&l.raw[n.saturating_sub(5)..]).zip(ends(&l.raw[..5.min(n)])).is_some_and(|(b, a)| b - a >= rise_bar)
-        });
+        let held = lives.iter().any(|l| l.risen(5).is_some_and(|r| r >= rise_bar));
         report.verdict = if report.plateau.is_some() {
             Verdict::Plateau
         } else if held && risen >= rise_bar && report.steps.iter().any(|s| s.delta_mb >= rise_bar) {

@@ -209,6 +209,14 @@ impl Life {
         self.pts[self.pts.len() - 1].h - self.pts[self.start].h
     }
 
+    /// How much higher the judged series, as it was (shifts not removed), ends than it begins: the
+    /// median of its last `k` points less that of its first `k` (all of them when fewer).
+    pub(crate) fn risen(&self, k: usize) -> Option<f64> {
+        let (n, k) = (self.raw.len(), k.min(self.raw.len()));
+        let level = |r: &[(f64, f64)]| median(r.iter().map(|p| p.1));
+        level(&self.raw[n - k..]).zip(level(&self.raw[..k])).map(|(end, start)| end - start)
+    }
+
     /// The hour where the last third of the judged span begins (persistence and the staircase's
     /// late rise are asked from here on).
     pub(crate) fn late_h(&self) -> f64 {

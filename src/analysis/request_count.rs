@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::attribution::Factor;
 use super::contingency::{MIN_SIDE, fisher_exact};
-use super::crash_log::{NOT_ANALYSED, Request};
+use super::crash_log::{NOT_ANALYSED, Request, Side, split};
 use crate::measure::stats::{mean, median};
 
 /// Crashes at a request count, from the crash points: the trigger (with a known server_seq) that
@@ -59,15 +59,9 @@ pub(super) fn explained_by(
     // The side of an analysed request late enough in its life: at `level` or not.
     let side = |r: &Request| {
         (r.cell != NOT_ANALYSED && r.seq > 0 && f64::from(r.seq) >= from)
-            .then(|| usize::from(f.of[r.cell as usize]) == level)
+            .then(|| Side::of(usize::from(f.of[r.cell as usize]) == level))
     };
-    let (mut inside, mut outside) = ((0u64, 0u64), (0u64, 0u64));
-    for at_level in requests.iter().filter_map(side) {
-        (if at_level { &mut inside } else { &mut outside }).1 += 1;
-    }
-    for at_level in triggers.iter().filter_map(|&t| side(&requests[t])) {
-        (if at_level { &mut inside } else { &mut outside }).0 += 1;
-    }
+    let (inside, outside) = split(requests, triggers, side);
     let rate = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
     let p = fisher_exact(inside.0, inside.1 - inside.0, outside.0, outside.1 - outside.0);
     inside.1.min(outside.1) >= MIN_SIDE && rate(inside) > rate(outside) && p < alpha

@@ -42,17 +42,7 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
 /// time instead of a sort: reorders `values`; NaNs dropped.
 pub fn median_in_place(values: &mut Vec<f64>) -> Option<f64> {
     values.retain(|x| !x.is_nan());
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let (below, &mut hi, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
-    if n % 2 == 1 {
-        return Some(hi);
-    }
-    // Even: the mean of the two middle values; the lower one is the largest of those below.
-    let lo = below.iter().copied().max_by(f64::total_cmp)?;
-    Some(lo + (hi - lo) * 0.5)
+    percentile_in_place(values, 50.0)
 }
 
 /// The standard normal 97.5 % quantile: the half-width, in standard errors, of a 95 % interval.

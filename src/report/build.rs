@@ -134,15 +134,9 @@ fn each_backend<A: Send, B: Send>(
             }
             let i = task - names.len();
             let Some(name) = names.get(i) else { break };
-            let mut ready = lock(&firsts.0);
-            let a = loop {
-                match ready[i].take() {
-                    Some(a) => break a,
-                    None => ready = firsts.1.wait(ready).unwrap_or_else(|e| e.into_inner()),
-                }
-            };
-            drop(ready);
-            let built = a.and_then(|a| second(conn, name, a));
+            let ready = firsts.1.wait_while(lock(&firsts.0), |r| r[i].is_none());
+            let a = ready.unwrap_or_else(|e| e.into_inner())[i].take();
+            let built = a.unwrap_or(Err(rusqlite::Error::InvalidQuery)).and_then(|a| second(conn, name, a));
             lock(&results)[i] = Some(built);
         }
     };
