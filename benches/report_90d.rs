@@ -28,10 +28,22 @@ fn main() {
         generate(&path);
         println!("generated {} in {:.0} s", path.display(), t.elapsed().as_secs_f64());
     }
-    let conn = soakd::store::open(&path).expect("open");
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-    let (requests, samples) = (count("SELECT count(*) FROM requests"), count("SELECT count(*) FROM memory_samples"));
-    let to: i64 = count("SELECT max(started_at) FROM requests") + 1;
+    let mut conn = soakd::store::open(&path).expect("open");
+    let count = |conn: &rusqlite::Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let (requests, samples) =
+        (count(&conn, "SELECT count(*) FROM requests"), count(&conn, "SELECT count(*) FROM memory_samples"));
+    let to: i64 = count(&conn, "SELECT max(started_at) FROM requests") + 1;
+    // What the daemon's hourly upkeep does: keep the latency sketches of the hours that are over
+    // (the first time, all 90 days of them).
+    let t = Instant::now();
+    let filled = soakd::store::latency_hours::fill(&mut conn, to + 3_600_000, &|| false).expect("sketches");
+    println!(
+        "latency sketches kept: {} hours, {} requests, in {:.2} s",
+        filled.hours,
+        filled.requests,
+        t.elapsed().as_secs_f64()
+    );
+    let conn = conn;
     let window = soakd::report::Window { from: to - DAYS * 86_400_000, to };
     // As `soakd report` builds it (backends side by side), then as the daemon does (one at a time).
     let parallel = soakd::report::build::Options { parallel: true, ..Default::default() };
@@ -49,6 +61,7 @@ fn main() {
         rendered / 1024,
         peak_rss_mib()
     );
+    same_answers_from_rows(&conn, window, to, &report);
     let mut conn = conn;
     for (label, hours) in [("24 h", 24), ("90-day", DAYS * 24)] {
         let window = soakd::report::Window { from: to - hours * 3_600_000, to };
@@ -73,6 +86,48 @@ fn main() {
         );
     }
     long_replies();
+}
+
+/// The same report from every row's latencies (the sketches deleted in a transaction rolled
+/// back): its time, and how far its percentiles are from the sketches' (both within the sketch's
+/// 1 %; the whole-window ones are the same sketch, so equal).
+fn same_answers_from_rows(
+    conn: &rusqlite::Connection,
+    window: soakd::report::Window,
+    to: i64,
+    from_sketches: &soakd::report::Report,
+) {
+    conn.execute_batch("BEGIN; DELETE FROM latency_hours;").unwrap();
+    let parallel = soakd::report::build::Options { parallel: false, ..Default::default() };
+    let t = Instant::now();
+    let from_rows = soakd::report::build::build_with(conn, window, &[], to, parallel).expect("report");
+    let took = t.elapsed().as_secs_f64();
+    conn.execute_batch("ROLLBACK").unwrap();
+    let (mut window_max, mut hourly_max): (f64, f64) = (0.0, 0.0);
+    let rel = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a != 0.0 => ((a - b) / a).abs(),
+        (a, b) => if a == b { 0.0 } else { f64::INFINITY },
+    };
+    for (a, b) in from_rows.backends.iter().zip(&from_sketches.backends) {
+        for (x, y) in [(&a.ttft_ms, &b.ttft_ms), (&a.first_content_ms, &b.first_content_ms), (&a.e2e_ms, &b.e2e_ms)] {
+            for (p, q) in [(x.p50, y.p50), (x.p95, y.p95), (x.p99, y.p99)] {
+                window_max = window_max.max(rel(p, q));
+            }
+        }
+        window_max = window_max.max(rel(a.decode_tps.p50, b.decode_tps.p50));
+        for (h, k) in a.hourly.iter().zip(&b.hourly) {
+            assert_eq!((h.hour_start_ms, h.requests), (k.hour_start_ms, k.requests));
+            for (p, q) in [(h.ttft_p50, k.ttft_p50), (h.ttft_p95, k.ttft_p95), (h.tps_p50, k.tps_p50)] {
+                hourly_max = hourly_max.max(rel(p, q));
+            }
+        }
+    }
+    println!(
+        "report_90d from every row's latencies, one backend at a time: {took:.2} s; percentiles vs the sketches': \
+         window's differ by {:.3} % at most, hours' by {:.3} %",
+        window_max * 100.0,
+        hourly_max * 100.0
+    );
 }
 
 /// The report over a log of long replies, through the covering index and then (in a transaction

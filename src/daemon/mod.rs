@@ -38,6 +38,7 @@ enum Upkeep {
     Digest,
     Mail,
     Retention,
+    Sketches,
 }
 
 impl Upkeep {
@@ -46,6 +47,7 @@ impl Upkeep {
             Upkeep::Digest => "digest",
             Upkeep::Mail => "mail",
             Upkeep::Retention => "retention",
+            Upkeep::Sketches => "sketches",
         }
     }
 }
@@ -54,6 +56,9 @@ impl Upkeep {
 const MAIL_CRON: &str = "0 * * * * *";
 /// Retention's cadence: a pass every hour (cheap when nothing has aged out).
 const RETENTION_CRON: &str = "0 7 * * * *";
+/// The latency sketches' cadence: every hour, once the hour before has settled
+/// (`store::latency_hours::SETTLE_MS`).
+const SKETCHES_CRON: &str = "0 12 * * * *";
 /// How long a mail being sent may hold up soakd's stop.
 const MAIL_STOP_GRACE: Duration = Duration::from_secs(60);
 
@@ -74,6 +79,7 @@ pub async fn run(session: &Session, schedules: Schedules, trigger: Trigger) {
     if cfg.retention.raw_days.is_some() {
         upkeep.push((Upkeep::Retention, CronExpr::parse(RETENTION_CRON).expect("a valid cron")));
     }
+    upkeep.push((Upkeep::Sketches, CronExpr::parse(SKETCHES_CRON).expect("a valid cron")));
     let inner = Arc::new(Inner {
         jobs: enabled,
         upkeep: upkeep.iter().map(|(u, _)| *u).collect(),
@@ -214,6 +220,9 @@ impl Inner {
                     let (writer, stop) = (self.session_parts.writer.clone(), self.session_parts.shutdown.clone());
                     crate::store::retention::pass(self.db.clone(), days, writer, stop).await;
                 }
+            }
+            Upkeep::Sketches => {
+                crate::store::latency_hours::pass(self.db.clone(), self.session_parts.shutdown.clone()).await
             }
         }
         self.upkeep_running.lock().expect("upkeep").remove(&task);

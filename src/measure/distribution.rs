@@ -9,7 +9,8 @@
 //! in a few kilobytes — a 90-day window of 1.5 M requests held 8 B a value before. A uniform
 //! sample of [`SAMPLE_SIZE`] values (Vitter 1985, "Random sampling with a reservoir", algorithm R,
 //! seeded) stays for what needs values, the overhead comparison's bootstrap. The count, the sum
-//! (so the mean), the minimum and the maximum stay exact.
+//! (so the mean), the minimum and the maximum stay exact. Hours sketched ahead of time
+//! (`store::latency_hours`) merge in as they are: the same bins, so the same percentiles.
 
 use sketches_ddsketch::{Config, DDSketch};
 
@@ -33,6 +34,9 @@ pub struct Distribution {
     sum: f64,
     sorted: bool,
     rng: u64,
+    /// Whether sketches kept elsewhere were merged in: then the sample is drawn from the sketch
+    /// (`finish`), not kept as values arrive.
+    merged: bool,
 }
 
 impl Distribution {
@@ -63,9 +67,41 @@ impl Distribution {
             }
             Some(sketch) => {
                 sketch.add(x);
-                self.resample(x);
+                if !self.merged {
+                    self.resample(x);
+                }
             }
         }
+    }
+
+    /// Adds the values a sketch kept elsewhere holds (`store::latency_hours`). From then on the
+    /// percentiles are the sketch's, and the sample is `SAMPLE_SIZE` of its quantiles at evenly
+    /// spaced ranks, drawn at `finish` (a stratified sample, within the sketch's error of the
+    /// values at those ranks). A sketch with other bins is refused.
+    pub fn merge_sketch(&mut self, other: &DDSketch) -> Result<(), sketches_ddsketch::DDSketchError> {
+        if other.count() == 0 {
+            return Ok(());
+        }
+        let exact = self.sketch.is_none();
+        let mut sketch = self.sketch.take().unwrap_or_else(|| {
+            let mut sketch = new_sketch();
+            self.values.iter().for_each(|v| sketch.add(*v));
+            sketch
+        });
+        let refused = sketch.merge(other);
+        // Refused: nothing changes (an exact distribution stays exact).
+        if !exact || refused.is_ok() {
+            self.sketch = Some(sketch);
+        }
+        refused?;
+        if !self.merged {
+            self.merged = true;
+            self.values = Vec::new();
+        }
+        self.count += other.count() as u64;
+        self.sum += other.sum().unwrap_or(0.0);
+        self.sorted = false;
+        Ok(())
     }
 
     /// Adds the value when there is one.
@@ -77,6 +113,14 @@ impl Distribution {
 
     /// Sorts the kept values once, after the last `push`: percentiles read them sorted.
     pub fn finish(&mut self) {
+        if self.merged
+            && let Some(sketch) = &self.sketch
+        {
+            let n = (self.count as usize).min(SAMPLE_SIZE);
+            self.values = (0..n)
+                .filter_map(|i| sketch.quantile((i as f64 + 0.5) / n as f64).ok().flatten())
+                .collect();
+        }
         self.values.sort_unstable_by(f64::total_cmp);
         self.sorted = true;
     }
@@ -141,6 +185,12 @@ impl std::fmt::Debug for Distribution {
             .field("relative_error", &self.relative_error())
             .finish_non_exhaustive()
     }
+}
+
+/// An empty sketch with the bins every `Distribution` uses (`store::latency_hours` keeps hours of
+/// them, so merged hours give the very sketch the rows would have built).
+pub fn new_sketch() -> DDSketch {
+    DDSketch::new(config())
 }
 
 fn config() -> Config {
@@ -214,5 +264,55 @@ mod tests {
         (0..n).for_each(|i| again.push(i as f64));
         again.finish();
         assert_eq!(again.sample(), sample);
+    }
+
+    #[test]
+    fn sketches_merged_in_give_the_same_percentiles_and_a_sample_from_their_ranks() {
+        let all = values(200_000, 4);
+        let mut pushed = Distribution::default();
+        all.iter().for_each(|x| pushed.push(*x));
+        pushed.finish();
+        // Some values pushed (exact so far), the rest in four sketches kept elsewhere.
+        let mut merged = Distribution::default();
+        all[..1_000].iter().for_each(|x| merged.push(*x));
+        for part in all[1_000..].chunks(50_000) {
+            let mut sketch = new_sketch();
+            part.iter().for_each(|x| sketch.add(*x));
+            merged.merge_sketch(&sketch).unwrap();
+        }
+        merged.push(all[0]);
+        merged.finish();
+        assert_eq!(merged.len(), pushed.len() + 1);
+        assert_eq!(merged.relative_error(), SKETCH_RELATIVE_ERROR);
+        let mean = all.iter().sum::<f64>() / all.len() as f64;
+        assert!((merged.mean().unwrap() - (mean * 200_000.0 + all[0]) / 200_001.0).abs() < 1e-9 * mean);
+        let mut once_more = pushed.clone();
+        once_more.push(all[0]);
+        once_more.finish();
+        for p in [1.0, 10.0, 50.0, 90.0, 99.0] {
+            assert_eq!(merged.percentile(p), once_more.percentile(p), "p{p}");
+        }
+        // The sample: SAMPLE_SIZE values at evenly spaced ranks, so its own percentiles are the
+        // distribution's, within the sketch's error (and the spacing of its ranks).
+        let sample = merged.sample();
+        assert_eq!(sample.len(), SAMPLE_SIZE);
+        assert!(sample.is_sorted_by(|a, b| a <= b));
+        let mut sorted = all.clone();
+        sorted.sort_unstable_by(f64::total_cmp);
+        for p in [5.0, 25.0, 50.0, 75.0, 95.0] {
+            let (exact, from_sample) = (percentile(&sorted, p).unwrap(), percentile(sample, p).unwrap());
+            assert!((from_sample - exact).abs() <= exact * 0.015, "p{p}: {from_sample} vs {exact}");
+        }
+        // Another sketch's bins are refused, and change nothing.
+        let mut other = DDSketch::new(Config::new(0.05, 2_048, 1e-9));
+        other.add(1.0);
+        assert!(merged.merge_sketch(&other).is_err());
+        assert_eq!(merged.len(), pushed.len() + 1);
+        let mut exact = Distribution::default();
+        [1.0, 2.0, 4.0].into_iter().for_each(|x| exact.push(x));
+        assert!(exact.merge_sketch(&other).is_err());
+        exact.push(3.0);
+        exact.finish();
+        assert_eq!((exact.relative_error(), exact.percentile(50.0), exact.len()), (0.0, Some(2.5), 4));
     }
 }

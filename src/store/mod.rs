@@ -9,6 +9,7 @@ mod apply;
 pub mod export;
 pub mod findings;
 pub mod host;
+pub mod latency_hours;
 pub mod memory;
 mod ops;
 pub mod outbox;
@@ -41,6 +42,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0007_host.sql", include_str!("../../db/0007_host.sql")),
     ("0008_memory_hours.sql", include_str!("../../db/0008_memory_hours.sql")),
     ("0009_report_index.sql", include_str!("../../db/0009_report_index.sql")),
+    ("0010_latency_hours.sql", include_str!("../../db/0010_latency_hours.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

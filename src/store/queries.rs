@@ -185,27 +185,33 @@ const EACH_REQUEST: &str =
     ORDER BY started_at, id";
 
 /// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
-/// Repeated strings (outcome, job, signature) are shared, so months of rows stay small.
+/// Repeated strings (outcome, job, signature) are shared, so months of rows stay small. The
+/// latencies (TTFT, first content, end to end, decode and output rates) are read only for the
+/// rows `latencies` says need them (given the row's start), else left `None`.
 pub fn each_request(
     conn: &Connection,
     backend: &str,
     from: i64,
     to: i64,
+    mut latencies: impl FnMut(i64) -> bool,
     mut each: impl FnMut(RequestRow),
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(EACH_REQUEST)?;
     let mut strings = Shared::default();
     let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
     while let Some(r) = rows.next()? {
+        let at_ms = r.get(0)?;
+        let read = latencies(at_ms);
+        let latency = |i: usize| -> rusqlite::Result<Option<f64>> { if read { r.get(i) } else { Ok(None) } };
         each(RequestRow {
-            at_ms: r.get(0)?,
+            at_ms,
             outcome: strings.get(Shared::OUTCOME, text(r, 1)?.unwrap_or_default()),
             stream: r.get(2)?,
-            ttft_ms: r.get(3)?,
-            first_content_ms: r.get(4)?,
-            e2e_ms: r.get(5)?,
-            decode_tps: r.get(6)?,
-            output_tps: r.get(7)?,
+            ttft_ms: latency(3)?,
+            first_content_ms: latency(4)?,
+            e2e_ms: latency(5)?,
+            decode_tps: latency(6)?,
+            output_tps: latency(7)?,
             signature: text(r, 8)?.map(|s| strings.get(Shared::SIGNATURE, s)),
             error: r.get::<_, Option<String>>(9)?.map(Into::into),
             concurrency: r.get(10)?,

@@ -166,6 +166,8 @@ fn roll_requests(tx: &Transaction<'_>, hour: i64, backend: &str) -> rusqlite::Re
         "DELETE FROM requests WHERE backend = ?3 AND started_at >= ?1 AND started_at < ?2",
         params![hour, hour + HOUR_MS, backend],
     )?;
+    // Its latency sketches (migration 0010) go with the rows they are checked against.
+    tx.execute("DELETE FROM latency_hours WHERE backend = ?2 AND hour_at = ?1", params![hour, backend])?;
     Ok(n)
 }
 

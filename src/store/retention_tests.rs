@@ -111,9 +111,21 @@ fn rollups_equal_the_raw_aggregates_and_old_rows_go() {
     let hourly_before = count(&conn, &hourly_sql);
     let recent_before = count(&conn, &format!("SELECT count(*) FROM requests WHERE started_at >= {}", NOW - DAY));
 
+    crate::store::latency_hours::fill(&mut conn, NOW, &|| false).unwrap();
+    let sketched = |conn: &Connection, at: i64| {
+        count(conn, &format!("SELECT count(*) FROM latency_hours WHERE hour_at >= {at} AND hour_at < {}", at + HOUR_MS))
+    };
+    assert_eq!(sketched(&conn, old_hour), 2, "the old hour's sketches, of backends a and b");
+    let recent_sketches = count(&conn, &format!("SELECT count(*) FROM latency_hours WHERE hour_at >= {}", NOW - DAY));
+
     let done = prune(&mut conn, NOW, 30.0).unwrap();
     assert_eq!(done.horizon_at, cutoff(NOW, 30.0));
     assert_eq!(done.requests, 21, "the old hour's 20 requests and its cancelled one");
+    assert_eq!(sketched(&conn, old_hour), 0, "its sketches go with its rows");
+    assert_eq!(
+        count(&conn, &format!("SELECT count(*) FROM latency_hours WHERE hour_at >= {}", NOW - DAY)),
+        recent_sketches
+    );
     assert_eq!(done.hours_kept_in_flight, 1);
     assert_eq!(done.samples, 20);
 
