@@ -331,7 +331,7 @@ fn memory(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<Memory> 
     // Per life, the time of each point's last sample.
     let mut lasts: Vec<Vec<i64>> = vec![Vec::new(); lifetimes.len()];
     // The bucket being filled, per life: (bucket, times, bytes).
-    let mut open: BTreeMap<usize, (i64, Vec<i64>, Vec<f64>)> = BTreeMap::new();
+    let mut open: Vec<Option<(i64, Vec<i64>, Vec<f64>)>> = vec![None; lifetimes.len()];
     let flush = |life: &mut Lifetime, lasts: &mut Vec<i64>, times: &mut Vec<i64>, bytes: &mut Vec<f64>| {
         let Some(&last) = times.last() else { return };
         // Samples come in time order: the middle one is the median time.
@@ -343,11 +343,18 @@ fn memory(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<Memory> 
         times.clear();
         bytes.clear();
     };
+    // Samples of one life come in runs: the last life found is looked up first.
+    let mut last: Option<((u32, i64), (usize, i64, i64))> = None;
     memory::each_idle_sample(conn, name, w.from, w.to, |s| {
         let bytes = if footprint { s.footprint_bytes } else { Some(s.rss_bytes) };
-        let (Some(bytes), Some(&(i, first, width))) = (bytes, index.get(&(s.pid, s.proc_started_at))) else { return };
+        let key = (s.pid, s.proc_started_at);
+        let life = match last {
+            Some((k, life)) if k == key => Some(life),
+            _ => index.get(&key).copied().inspect(|&life| last = Some((key, life))),
+        };
+        let (Some(bytes), Some((i, first, width))) = (bytes, life) else { return };
         let bucket = if width > 0 { (s.at_ms - first) / width } else { s.at_ms };
-        let slot = open.entry(i).or_insert_with(|| (bucket, Vec::new(), Vec::new()));
+        let slot = open[i].get_or_insert_with(|| (bucket, Vec::new(), Vec::new()));
         if slot.0 != bucket {
             flush(&mut lifetimes[i], &mut lasts[i], &mut slot.1, &mut slot.2);
             slot.0 = bucket;
@@ -355,8 +362,10 @@ fn memory(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<Memory> 
         slot.1.push(s.at_ms);
         slot.2.push(bytes);
     })?;
-    for (i, (_, mut times, mut bytes)) in open {
-        flush(&mut lifetimes[i], &mut lasts[i], &mut times, &mut bytes);
+    for (i, slot) in open.into_iter().enumerate() {
+        if let Some((_, mut times, mut bytes)) = slot {
+            flush(&mut lifetimes[i], &mut lasts[i], &mut times, &mut bytes);
+        }
     }
     let asked = lifetimes.iter().zip(&lasts).flat_map(|(l, lasts)| lasts.iter().map(|&at| (l.pid, at))).collect();
     Ok(Memory { extremes, lifetimes, asked, footprint })

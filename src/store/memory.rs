@@ -84,20 +84,22 @@ pub fn each_idle_sample(
     to: i64,
     mut each: impl FnMut(IdleSample),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(&format!(
+    use super::fast_rows::{Param, Rows};
+    let sql = format!(
         "SELECT pid, coalesce(proc_started_at, 0), taken_at, rss_bytes, footprint_bytes
          FROM memory_samples
          WHERE backend = ?1 AND taken_at >= ?2 AND taken_at < ?3 AND {IDLE_SAMPLE}
          ORDER BY taken_at, id"
-    ))?;
-    let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
+    );
+    let mut rows = Rows::query(conn, &sql, &[Param::Text(backend), Param::Int(from), Param::Int(to)])?;
+    // The query's condition makes pid and rss_bytes not NULL; the others are NOT NULL columns.
     while let Some(r) = rows.next()? {
         each(IdleSample {
-            pid: r.get(0)?,
-            proc_started_at: r.get(1)?,
-            at_ms: r.get(2)?,
-            rss_bytes: r.get(3)?,
-            footprint_bytes: r.get(4)?,
+            pid: r.int_as(0)?.unwrap_or_default(),
+            proc_started_at: r.int(1)?.unwrap_or_default(),
+            at_ms: r.int(2)?.unwrap_or_default(),
+            rss_bytes: r.real(3)?.unwrap_or_default(),
+            footprint_bytes: r.real(4)?,
         });
     }
     Ok(())

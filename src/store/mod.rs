@@ -6,6 +6,7 @@
 //! `interrupted`.
 
 mod apply;
+mod fast_rows;
 pub mod export;
 pub mod findings;
 pub mod host;

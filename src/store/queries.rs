@@ -185,9 +185,11 @@ const EACH_REQUEST: &str =
     ORDER BY started_at, id";
 
 /// Every finished request of `backend` in `[from, to)`, in time order, handed to `each`.
-/// Repeated strings (outcome, job, signature) are shared, so months of rows stay small. The
-/// latencies (TTFT, first content, end to end, decode and output rates) are read only for the
-/// rows `latencies` says need them (given the row's start), else left `None`.
+/// Repeated strings (outcome, job, signature) are shared, so months of rows stay small. A
+/// successful request's latencies (TTFT, first content, end to end, decode and output rates) are
+/// read only where `latencies` says they are needed (given the row's start), else left `None`;
+/// the error columns (signature, error, HTTP status) only for a request that did not succeed, and
+/// of its latencies only its end-to-end time.
 pub fn each_request(
     conn: &Connection,
     backend: &str,
@@ -196,41 +198,47 @@ pub fn each_request(
     mut latencies: impl FnMut(i64) -> bool,
     mut each: impl FnMut(RequestRow),
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare(EACH_REQUEST)?;
+    use super::fast_rows::{Param, Rows};
+    let mut rows = Rows::query(conn, EACH_REQUEST, &[Param::Text(backend), Param::Int(from), Param::Int(to)])?;
     let mut strings = Shared::default();
-    let mut rows = stmt.query(rusqlite::params![backend, from, to])?;
     while let Some(r) = rows.next()? {
-        let at_ms = r.get(0)?;
-        let read = latencies(at_ms);
-        let latency = |i: usize| -> rusqlite::Result<Option<f64>> { if read { r.get(i) } else { Ok(None) } };
+        let at_ms = r.int(0)?.unwrap_or_default();
+        let shared = |strings: &mut Shared, column: usize, i: usize| -> rusqlite::Result<Option<std::sync::Arc<str>>> {
+            r.bytes(i)?.map(|b| strings.get(column, i, b)).transpose()
+        };
+        let outcome = shared(&mut strings, Shared::OUTCOME, 1)?.unwrap_or_default();
+        // What only a failure has, read only for one.
+        let ok = &*outcome == "ok";
+        let read = ok && latencies(at_ms);
+        let latency = |i: usize| if read { r.real(i) } else { Ok(None) };
         each(RequestRow {
             at_ms,
-            outcome: strings.get(Shared::OUTCOME, text(r, 1)?.unwrap_or_default()),
-            stream: r.get(2)?,
+            stream: r.int(2)?.is_some_and(|v| v != 0),
             ttft_ms: latency(3)?,
             first_content_ms: latency(4)?,
-            e2e_ms: latency(5)?,
+            e2e_ms: if read || !ok { r.real(5)? } else { None },
             decode_tps: latency(6)?,
             output_tps: latency(7)?,
-            signature: text(r, 8)?.map(|s| strings.get(Shared::SIGNATURE, s)),
-            error: r.get::<_, Option<String>>(9)?.map(Into::into),
-            concurrency: r.get(10)?,
-            prompt_chars: r.get(11)?,
-            gap_ms: r.get(12)?,
-            server_pid: r.get(13)?,
-            server_seq: r.get::<_, Option<i64>>(14)?.and_then(|n| u64::try_from(n).ok()),
-            job: strings.get(Shared::JOB, text(r, 15)?.unwrap_or_default()),
-            completion_tokens: r.get::<_, Option<i64>>(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
-            http_status: r.get::<_, Option<i64>>(17)?.and_then(|n| u16::try_from(n).ok()),
-            machine_in_flight: r.get::<_, Option<i64>>(18)?.and_then(|n| u32::try_from(n).ok()),
-            server_load_ms: r.get(19)?,
+            signature: if ok { None } else { shared(&mut strings, Shared::SIGNATURE, 8)? },
+            error: if ok { None } else { r.text(9)?.map(Into::into) },
+            concurrency: r.int_as(10)?.unwrap_or_default(),
+            prompt_chars: r.int_as(11)?.unwrap_or_default(),
+            gap_ms: r.real(12)?,
+            server_pid: r.int_as(13)?,
+            server_seq: r.int(14)?.and_then(|n| u64::try_from(n).ok()),
+            job: shared(&mut strings, Shared::JOB, 15)?.unwrap_or_default(),
+            completion_tokens: r.int(16)?.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
+            http_status: if ok { None } else { r.int(17)?.and_then(|n| u16::try_from(n).ok()) },
+            machine_in_flight: r.int(18)?.and_then(|n| u32::try_from(n).ok()),
+            server_load_ms: r.real(19)?,
+            outcome,
         });
     }
     Ok(())
 }
 
 /// Strings that repeat down a column (outcome, signature, job): one allocation each, the same
-/// as the column's last one found without a lookup, others looked up without allocating.
+/// as the column's last one found by comparing bytes, others looked up without allocating.
 #[derive(Default)]
 struct Shared {
     strings: rustc_hash::FxHashMap<String, std::sync::Arc<str>>,
@@ -242,12 +250,14 @@ impl Shared {
     const SIGNATURE: usize = 1;
     const JOB: usize = 2;
 
-    fn get(&mut self, column: usize, s: &str) -> std::sync::Arc<str> {
+    /// `bytes` (of column `i`) as a shared string; text that is not UTF-8 is an error.
+    fn get(&mut self, column: usize, i: usize, bytes: &[u8]) -> rusqlite::Result<std::sync::Arc<str>> {
         if let Some(last) = &self.last[column]
-            && **last == *s
+            && last.as_bytes() == bytes
         {
-            return last.clone();
+            return Ok(last.clone());
         }
+        let s = super::fast_rows::utf8(i, bytes)?;
         let shared = match self.strings.get(s) {
             Some(a) => a.clone(),
             None => {
@@ -259,14 +269,8 @@ impl Shared {
             }
         };
         self.last[column] = Some(shared.clone());
-        shared
+        Ok(shared)
     }
-}
-
-/// Column `i` of `r` as text (NULL: `None`), borrowed from the row.
-fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
-    let value = r.get_ref(i)?;
-    value.as_str_or_null().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e)))
 }
 
 /// Backends with requests or memory samples in the window, by name.
