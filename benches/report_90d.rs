@@ -37,8 +37,11 @@ fn main() {
     // (the first time, all 90 days of them).
     let t = Instant::now();
     let filled = soakd::store::latency_hours::fill(&mut conn, to + 3_600_000, &|| false).expect("sketches");
+    let lives =
+        soakd::store::life_points::fill(&mut conn, to + 3_600_000, soakd::analysis::leaks::POINTS_PER_LIFE, &|| false)
+            .expect("life points");
     println!(
-        "latency sketches kept: {} hours, {} requests, in {:.2} s",
+        "summaries kept: latency sketches of {} hours ({} requests), points of {lives} lives, in {:.2} s",
         filled.hours,
         filled.requests,
         t.elapsed().as_secs_f64()
@@ -88,16 +91,16 @@ fn main() {
     long_replies();
 }
 
-/// The same report from every row's latencies (the sketches deleted in a transaction rolled
-/// back): its time, and how far its percentiles are from the sketches' (both within the sketch's
-/// 1 %; the whole-window ones are the same sketch, so equal).
+/// The same report from every row and sample (the summaries deleted in a transaction rolled
+/// back): its time, the same verdicts, and how far its percentiles are from the sketches' (both
+/// within the sketch's 1 %; the whole-window ones are the same sketch, so equal).
 fn same_answers_from_rows(
     conn: &rusqlite::Connection,
     window: soakd::report::Window,
     to: i64,
     from_sketches: &soakd::report::Report,
 ) {
-    conn.execute_batch("BEGIN; DELETE FROM latency_hours;").unwrap();
+    conn.execute_batch("BEGIN; DELETE FROM latency_hours; DELETE FROM life_points;").unwrap();
     let parallel = soakd::report::build::Options { parallel: false, ..Default::default() };
     let t = Instant::now();
     let from_rows = soakd::report::build::build_with(conn, window, &[], to, parallel).expect("report");
@@ -106,9 +109,20 @@ fn same_answers_from_rows(
     let (mut window_max, mut hourly_max): (f64, f64) = (0.0, 0.0);
     let rel = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if a != 0.0 => ((a - b) / a).abs(),
-        (a, b) => if a == b { 0.0 } else { f64::INFINITY },
+        (a, b) => {
+            if a == b {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        }
     };
     for (a, b) in from_rows.backends.iter().zip(&from_sketches.backends) {
+        assert_eq!(
+            serde_json::to_string(&a.leak).unwrap(),
+            serde_json::to_string(&b.leak).unwrap(),
+            "the leak verdict from every sample and from the kept points"
+        );
         for (x, y) in [(&a.ttft_ms, &b.ttft_ms), (&a.first_content_ms, &b.first_content_ms), (&a.e2e_ms, &b.e2e_ms)] {
             for (p, q) in [(x.p50, y.p50), (x.p95, y.p95), (x.p99, y.p99)] {
                 window_max = window_max.max(rel(p, q));
@@ -123,7 +137,7 @@ fn same_answers_from_rows(
         }
     }
     println!(
-        "report_90d from every row's latencies, one backend at a time: {took:.2} s; percentiles vs the sketches': \
+        "report_90d from every row and sample, one backend at a time: {took:.2} s; percentiles vs the sketches': \
          window's differ by {:.3} % at most, hours' by {:.3} %",
         window_max * 100.0,
         hourly_max * 100.0

@@ -38,7 +38,7 @@ enum Upkeep {
     Digest,
     Mail,
     Retention,
-    Sketches,
+    Summaries,
 }
 
 impl Upkeep {
@@ -47,7 +47,7 @@ impl Upkeep {
             Upkeep::Digest => "digest",
             Upkeep::Mail => "mail",
             Upkeep::Retention => "retention",
-            Upkeep::Sketches => "sketches",
+            Upkeep::Summaries => "summaries",
         }
     }
 }
@@ -56,9 +56,9 @@ impl Upkeep {
 const MAIL_CRON: &str = "0 * * * * *";
 /// Retention's cadence: a pass every hour (cheap when nothing has aged out).
 const RETENTION_CRON: &str = "0 7 * * * *";
-/// The latency sketches' cadence: every hour, once the hour before has settled
-/// (`store::latency_hours::SETTLE_MS`).
-const SKETCHES_CRON: &str = "0 12 * * * *";
+/// The report's summaries' cadence (`store::summaries`): every hour, once the hour before has
+/// settled (`store::latency_hours::SETTLE_MS`).
+const SUMMARIES_CRON: &str = "0 12 * * * *";
 /// How long a mail being sent may hold up soakd's stop.
 const MAIL_STOP_GRACE: Duration = Duration::from_secs(60);
 
@@ -79,7 +79,7 @@ pub async fn run(session: &Session, schedules: Schedules, trigger: Trigger) {
     if cfg.retention.raw_days.is_some() {
         upkeep.push((Upkeep::Retention, CronExpr::parse(RETENTION_CRON).expect("a valid cron")));
     }
-    upkeep.push((Upkeep::Sketches, CronExpr::parse(SKETCHES_CRON).expect("a valid cron")));
+    upkeep.push((Upkeep::Summaries, CronExpr::parse(SUMMARIES_CRON).expect("a valid cron")));
     let inner = Arc::new(Inner {
         jobs: enabled,
         upkeep: upkeep.iter().map(|(u, _)| *u).collect(),
@@ -221,8 +221,9 @@ impl Inner {
                     crate::store::retention::pass(self.db.clone(), days, writer, stop).await;
                 }
             }
-            Upkeep::Sketches => {
-                crate::store::latency_hours::pass(self.db.clone(), self.session_parts.shutdown.clone()).await
+            Upkeep::Summaries => {
+                let points = crate::analysis::leaks::POINTS_PER_LIFE;
+                crate::store::summaries::pass(self.db.clone(), points, self.session_parts.shutdown.clone()).await
             }
         }
         self.upkeep_running.lock().expect("upkeep").remove(&task);

@@ -117,9 +117,7 @@ impl Distribution {
             && let Some(sketch) = &self.sketch
         {
             let n = (self.count as usize).min(SAMPLE_SIZE);
-            self.values = (0..n)
-                .filter_map(|i| sketch.quantile((i as f64 + 0.5) / n as f64).ok().flatten())
-                .collect();
+            self.values = (0..n).filter_map(|i| sketch.quantile((i as f64 + 0.5) / n as f64).ok().flatten()).collect();
         }
         self.values.sort_unstable_by(f64::total_cmp);
         self.sorted = true;

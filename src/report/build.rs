@@ -309,65 +309,67 @@ struct Memory {
 
 /// The leak analysis's input, from idle samples split into process lifetimes (a new pid or process
 /// start time). The footprint when nine in ten samples have it (RSS misses growth that is swapped
-/// out or compressed), else RSS. A life with more samples than the analysis keeps is thinned here,
-/// as it streams past, to medians of `span / POINTS_PER_LIFE` buckets — the life's own rule, so
-/// months of samples are never held at once and the verdict does not depend on the window. Each
-/// point asks what its process had served by its bucket's last sample.
+/// out or compressed), else RSS. Each life is thinned to at most `POINTS_PER_LIFE` points by the
+/// life's own rule (`store::life_points`), so the verdict does not depend on the window: a life
+/// the window holds whole takes the points kept for it, when they were kept from the same
+/// samples; the others' samples are read and thinned as they stream past, so months of samples
+/// are never held at once. Each point asks what its process had served by its bucket's last
+/// sample.
 fn memory(conn: &Connection, name: &str, w: Window) -> rusqlite::Result<Memory> {
     use crate::analysis::leaks::POINTS_PER_LIFE;
+    use crate::store::life_points::{self, Point, Thinner};
     let extremes = memory::memory_extremes(conn, name, w.from, w.to)?;
     let lives = memory::idle_lives(conn, name, w.from, w.to)?;
     let (samples, with_footprint) = lives.iter().fold((0, 0), |a, l| (a.0 + l.samples, a.1 + l.with_footprint));
     let footprint = samples > 0 && with_footprint * 10 >= samples * 9;
-    // Per life: its index in `lifetimes`, its first sample and bucket width (0: every sample kept).
-    let mut index: BTreeMap<(u32, i64), (usize, i64, i64)> = BTreeMap::new();
-    let mut lifetimes: Vec<Lifetime> = Vec::new();
-    for l in &lives {
-        let width =
-            if l.samples > POINTS_PER_LIFE as u64 { (l.last_ms - l.first_ms) / POINTS_PER_LIFE as i64 + 1 } else { 0 };
-        index.insert((l.pid, l.proc_started_at), (lifetimes.len(), l.first_ms, width));
-        lifetimes.push(Lifetime { pid: l.pid, points: Vec::new() });
-    }
-    // Per life, the time of each point's last sample.
-    let mut lasts: Vec<Vec<i64>> = vec![Vec::new(); lifetimes.len()];
-    // The bucket being filled, per life: (bucket, times, bytes).
-    let mut open: Vec<Option<(i64, Vec<i64>, Vec<f64>)>> = vec![None; lifetimes.len()];
-    let flush = |life: &mut Lifetime, lasts: &mut Vec<i64>, times: &mut Vec<i64>, bytes: &mut Vec<f64>| {
-        let Some(&last) = times.last() else { return };
-        // Samples come in time order: the middle one is the median time.
-        let at_ms = times[times.len() / 2];
-        if let Some(mb) = crate::measure::stats::median_in_place(bytes) {
-            life.points.push(MemPoint { at_ms, bytes: mb, requests: None, tokens: None });
-            lasts.push(last);
-        }
-        times.clear();
-        bytes.clear();
-    };
-    // Samples of one life come in runs: the last life found is looked up first.
-    let mut last: Option<((u32, i64), (usize, i64, i64))> = None;
-    memory::each_idle_sample(conn, name, w.from, w.to, |s| {
-        let bytes = if footprint { s.footprint_bytes } else { Some(s.rss_bytes) };
-        let key = (s.pid, s.proc_started_at);
-        let life = match last {
-            Some((k, life)) if k == key => Some(life),
-            _ => index.get(&key).copied().inspect(|&life| last = Some((key, life))),
-        };
-        let (Some(bytes), Some((i, first, width))) = (bytes, life) else { return };
-        let bucket = if width > 0 { (s.at_ms - first) / width } else { s.at_ms };
-        let slot = open[i].get_or_insert_with(|| (bucket, Vec::new(), Vec::new()));
-        if slot.0 != bucket {
-            flush(&mut lifetimes[i], &mut lasts[i], &mut slot.1, &mut slot.2);
-            slot.0 = bucket;
-        }
-        slot.1.push(s.at_ms);
-        slot.2.push(bytes);
-    })?;
-    for (i, slot) in open.into_iter().enumerate() {
-        if let Some((_, mut times, mut bytes)) = slot {
-            flush(&mut lifetimes[i], &mut lasts[i], &mut times, &mut bytes);
+    let mut kept = life_points::read(conn, name, &lives, POINTS_PER_LIFE)?;
+    let streamed: Vec<&memory::IdleLife> =
+        lives.iter().filter(|l| !kept.contains_key(&(l.pid, l.proc_started_at))).collect();
+    let mut thinner = Thinner::new(streamed.iter().copied(), POINTS_PER_LIFE);
+    // The samples of the lives streamed: their spans, joined where they overlap.
+    let mut spans: Vec<(i64, i64)> =
+        streamed.iter().map(|l| (l.first_ms.max(w.from), (l.last_ms + 1).min(w.to))).collect();
+    spans.sort_unstable();
+    let mut joined: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in spans {
+        match joined.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => joined.push((a, b)),
         }
     }
-    let asked = lifetimes.iter().zip(&lasts).flat_map(|(l, lasts)| lasts.iter().map(|&at| (l.pid, at))).collect();
+    for (from, to) in joined {
+        memory::each_idle_sample(conn, name, from, to, |s| {
+            if let Some(bytes) = if footprint { s.footprint_bytes } else { Some(s.rss_bytes) } {
+                thinner.push(&s, bytes);
+            }
+        })?;
+    }
+    let mut thinned = thinner.finish().into_iter();
+    let points: Vec<Vec<Point>> = lives
+        .iter()
+        .map(|l| match kept.remove(&(l.pid, l.proc_started_at)) {
+            Some(k) => {
+                if footprint {
+                    k.footprint
+                } else {
+                    k.rss
+                }
+            }
+            None => thinned.next().unwrap_or_default(),
+        })
+        .collect();
+    let lifetimes = lives
+        .iter()
+        .zip(&points)
+        .map(|(l, points)| Lifetime {
+            pid: l.pid,
+            points: points
+                .iter()
+                .map(|p| MemPoint { at_ms: p.at_ms, bytes: p.bytes, requests: None, tokens: None })
+                .collect(),
+        })
+        .collect();
+    let asked = lives.iter().zip(&points).flat_map(|(l, points)| points.iter().map(|p| (l.pid, p.last_ms))).collect();
     Ok(Memory { extremes, lifetimes, asked, footprint })
 }
 
@@ -467,5 +469,37 @@ mod tests {
         });
         let panicked = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("each_backend returned");
         assert!(panicked, "the panic reached the caller");
+    }
+
+    #[test]
+    fn kept_life_points_give_the_memory_the_samples_give_in_every_window() {
+        use crate::store::life_points::tests::{T0, log};
+        use crate::store::retention::HOUR_MS;
+        let (_dir, mut conn) = log();
+        crate::store::life_points::fill(&mut conn, T0 + 9 * HOUR_MS, crate::analysis::leaks::POINTS_PER_LIFE, &|| {
+            false
+        })
+        .unwrap();
+        let kept: i64 = conn.query_row("SELECT count(*) FROM life_points", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 6, "three lives of two backends");
+        let windows = [
+            (T0, T0 + 8 * HOUR_MS),
+            (T0 - 86_400_000, T0 + 9 * HOUR_MS),
+            (T0 + HOUR_MS, T0 + 9 * HOUR_MS),
+            (T0 + 3 * HOUR_MS / 2, T0 + 4 * HOUR_MS),
+        ];
+        for (from, to) in windows {
+            let w = Window { from, to };
+            for name in ["a", "b"] {
+                let with = memory(&conn, name, w).unwrap();
+                conn.execute_batch("SAVEPOINT s; DELETE FROM life_points;").unwrap();
+                let without = memory(&conn, name, w).unwrap();
+                conn.execute_batch("ROLLBACK TO s; RELEASE s;").unwrap();
+                assert_eq!(with.lifetimes, without.lifetimes, "{name} {from}..{to}");
+                assert_eq!(with.asked, without.asked);
+                assert_eq!((with.footprint, with.extremes), (without.footprint, without.extremes));
+                assert!(!with.lifetimes.is_empty());
+            }
+        }
     }
 }

@@ -247,8 +247,7 @@ impl Sketched {
         let mut flush = |g: &mut Gathered, (hour_at, kept, readable): &mut (i64, Vec<HourSketch>, bool)| {
             if agree.get(hour_at) == Some(&true) {
                 if *readable {
-                    let kept: Vec<&HourSketch> =
-                        kept.iter().filter(|h| include_contended || !h.contended).collect();
+                    let kept: Vec<&HourSketch> = kept.iter().filter(|h| include_contended || !h.contended).collect();
                     g.merge(&kept);
                     g.hours.push(hour_stats(*hour_at, &kept));
                 } else {
@@ -268,20 +267,27 @@ impl Sketched {
                 hour.0 = at;
             }
             match k {
-                Kept::Hour(h) => hour.1.push(h),
+                Kept::Hour(h) => hour.1.push(*h),
                 Kept::Unreadable { .. } => hour.2 = false,
             }
         })?;
         flush(g, &mut hour);
         for hour_at in reread {
             let mut observed = Vec::new();
-            queries::each_request(conn, name, hour_at, hour_at + HOUR_MS, |_| true, |r| {
-                let contended = r.machine_in_flight.is_some_and(|n| n > 0);
-                if &*r.outcome == "ok" && (include_contended || !contended) {
-                    g.latencies(&r);
-                    observed.push(Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps });
-                }
-            })?;
+            queries::each_request(
+                conn,
+                name,
+                hour_at,
+                hour_at + HOUR_MS,
+                |_| true,
+                |r| {
+                    let contended = r.machine_in_flight.is_some_and(|n| n > 0);
+                    if &*r.outcome == "ok" && (include_contended || !contended) {
+                        g.latencies(&r);
+                        observed.push(Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps });
+                    }
+                },
+            )?;
             g.hours.extend(hourly(&observed));
         }
         g.hours.sort_by_key(|h| h.hour_start_ms);
@@ -437,8 +443,11 @@ mod tests {
         );
     }
 
+    /// Percentiles (and whether each came from a sketch), the drift's hours and their figures.
+    type Figures = (Vec<(Option<f64>, bool)>, Vec<(i64, u64)>, Vec<[Option<f64>; 3]>);
+
     /// Every percentile the report gives (and whether it came from a sketch), and the drift's hours.
-    fn figures(g: &Gathered) -> (Vec<(Option<f64>, bool)>, Vec<(i64, u64)>, Vec<[Option<f64>; 3]>) {
+    fn figures(g: &Gathered) -> Figures {
         let ds = [&g.ttft_ms, &g.first_content_ms, &g.e2e_ms, &g.decode_tps]
             .into_iter()
             .chain(g.modes.iter().flat_map(|m| [&m.ttft_ms, &m.e2e_ms, &m.tps]));

@@ -97,7 +97,8 @@ pub struct Row<'s> {
 impl Row<'_> {
     #[inline]
     fn kind(&self, i: usize) -> Result<(c_int, c_int)> {
-        let col = c_int::try_from(i).ok().filter(|c| *c < self.rows.columns).ok_or_else(|| Error::InvalidColumnIndex(i))?;
+        let col =
+            c_int::try_from(i).ok().filter(|c| *c < self.rows.columns).ok_or_else(|| Error::InvalidColumnIndex(i))?;
         // SAFETY: a column of the current row.
         Ok((col, unsafe { ffi::sqlite3_column_type(self.rows.stmt, col) }))
     }
@@ -228,7 +229,10 @@ mod tests {
         // The cases above, by name.
         let mut rows = Rows::query(&conn, "SELECT i, r, s FROM t", &[]).unwrap();
         let first = rows.next().unwrap().unwrap();
-        assert_eq!((first.int(0).unwrap(), first.real(1).unwrap(), first.text(2).unwrap()), (Some(42), Some(1.5), Some("ok")));
+        assert_eq!(
+            (first.int(0).unwrap(), first.real(1).unwrap(), first.text(2).unwrap()),
+            (Some(42), Some(1.5), Some("ok"))
+        );
         let second = rows.next().unwrap().unwrap();
         assert_eq!((second.int(0).unwrap(), second.real(1).unwrap()), (None, Some(3.0)), "an integer read as a real");
         let third = rows.next().unwrap().unwrap();

@@ -130,15 +130,13 @@ pub fn fill(conn: &mut Connection, now_ms: i64, stop: &dyn Fn() -> bool) -> rusq
     Ok(done)
 }
 
+/// Sketches by (hour, stream, contended).
+type Hours = BTreeMap<(i64, bool, bool), HourSketch>;
+
 /// The sketches of `backend`'s hours in `[from, to)` (whole hours), from its rows; hours with a
 /// request in flight are left out. Also the successful requests sketched.
-fn sketch_hours(
-    conn: &Connection,
-    backend: &str,
-    from: i64,
-    to: i64,
-) -> rusqlite::Result<(BTreeMap<(i64, bool, bool), HourSketch>, u64)> {
-    let mut hours: BTreeMap<(i64, bool, bool), HourSketch> = BTreeMap::new();
+fn sketch_hours(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite::Result<(Hours, u64)> {
+    let mut hours = Hours::new();
     let mut in_flight = std::collections::BTreeSet::new();
     let mut stmt = conn.prepare_cached(
         "SELECT started_at, outcome = 'in_flight', stream, coalesce(machine_in_flight, 0) > 0, ttft_ms,
@@ -155,7 +153,8 @@ fn sketch_hours(
             continue;
         }
         let (stream, contended) = (r.get(2)?, r.get(3)?);
-        let h = hours.entry((hour_at, stream, contended)).or_insert_with(|| HourSketch::new(hour_at, stream, contended));
+        let h =
+            hours.entry((hour_at, stream, contended)).or_insert_with(|| HourSketch::new(hour_at, stream, contended));
         h.ok += 1;
         requests += 1;
         for (i, sketch) in h.sketches.iter_mut().enumerate() {
@@ -175,16 +174,20 @@ pub fn counts(conn: &Connection, backend: &str, from: i64, to: i64) -> rusqlite:
         "SELECT hour_at, stream, contended, ok FROM latency_hours
          WHERE backend = ?1 AND hour_at >= ?2 AND hour_at < ?3 ORDER BY hour_at, stream, contended",
     )?
-    .query_map(params![backend, from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?.max(0) as u64)))?
+    .query_map(params![backend, from, to], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?.max(0) as u64))
+    })?
     .collect()
 }
 
 /// One kept row, as `read` hands it over.
 pub enum Kept {
-    Hour(HourSketch),
+    Hour(Box<HourSketch>),
     /// A row whose sketch does not decode to the bins `Distribution` uses: its hour must be read
     /// from the rows.
-    Unreadable { hour_at: i64 },
+    Unreadable {
+        hour_at: i64,
+    },
 }
 
 /// `backend`'s kept hours in `[from, to)`, in time order, one row at a time (a few kilobytes each).
@@ -208,7 +211,7 @@ pub fn read(conn: &Connection, backend: &str, from: i64, to: i64, mut each: impl
                 }
             }
         }
-        each(Kept::Hour(h));
+        each(Kept::Hour(Box::new(h)));
     }
     Ok(())
 }
@@ -223,20 +226,6 @@ fn decode(bytes: &[u8]) -> Option<DDSketch> {
     // Merging checks the configuration: one that differs is refused, not mixed.
     new_sketch().merge(&sketch).ok()?;
     Some(sketch)
-}
-
-/// The daemon's hourly pass, on its own connection off the async threads.
-pub async fn pass(db: std::path::PathBuf, shutdown: crate::shutdown::Shutdown) {
-    let pass = tokio::task::spawn_blocking(move || {
-        let mut conn = super::open(&db).map_err(|e| e.to_string())?;
-        fill(&mut conn, crate::time::now_ms(), &|| shutdown.is_stopping()).map_err(|e| e.to_string())
-    })
-    .await;
-    match pass {
-        Ok(Ok(done)) => tracing::debug!(hours = done.hours, requests = done.requests, "latency sketches kept"),
-        Ok(Err(e)) => tracing::warn!("keeping the latency sketches failed (tried again within the hour): {e}"),
-        Err(e) => tracing::warn!("keeping the latency sketches stopped: {e}"),
-    }
 }
 
 #[cfg(test)]

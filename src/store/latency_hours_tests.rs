@@ -38,7 +38,7 @@ pub(crate) fn requests(conn: &Connection, backend: &str, from: i64, n: i64, step
 fn kept(conn: &Connection, backend: &str) -> Vec<HourSketch> {
     let mut out = Vec::new();
     read(conn, backend, i64::MIN, i64::MAX, |k| match k {
-        Kept::Hour(h) => out.push(h),
+        Kept::Hour(h) => out.push(*h),
         Kept::Unreadable { hour_at } => panic!("hour {hour_at} unreadable"),
     })
     .unwrap();
@@ -56,7 +56,7 @@ fn the_hours_that_are_over_are_kept_and_merge_into_the_sketch_the_rows_build() {
     let kept = kept(&conn, "a");
     let hours: Vec<i64> = kept.iter().map(|h| h.hour_at).collect();
     assert_eq!(hours.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
-    assert!(hours.iter().all(|&h| h >= T0 && h < T0 + 3 * H));
+    assert!(hours.iter().all(|h| (T0..T0 + 3 * H).contains(h)));
     // Per hour and mode, the sketch holds exactly that hour's successful requests.
     for h in &kept {
         let ok: i64 = conn
@@ -111,8 +111,11 @@ fn hours_with_a_request_in_flight_wait_and_a_later_pass_keeps_them() {
     fill(&mut conn, T0 + 3 * H, &|| false).unwrap();
     let after = kept(&conn, "a");
     assert!(after.iter().any(|h| h.hour_at == in_flight_hour));
-    let again: Vec<_> =
-        after.iter().filter(|h| h.hour_at != in_flight_hour).map(|h| (h.hour_at, h.stream, h.contended, h.ok)).collect();
+    let again: Vec<_> = after
+        .iter()
+        .filter(|h| h.hour_at != in_flight_hour)
+        .map(|h| (h.hour_at, h.stream, h.contended, h.ok))
+        .collect();
     assert_eq!(again, before);
 }
 
@@ -135,13 +138,17 @@ fn a_sketch_that_does_not_decode_is_reported_not_used() {
     let mut other = DDSketch::new(sketches_ddsketch::Config::new(0.05, 2048, 1e-9));
     other.add(12.0);
     assert!(decode(&other.to_java_bytes()).is_none());
-    assert!(decode(&encode(&{
-        let mut s = new_sketch();
-        s.add(12.0);
-        s
-    })
-    .unwrap())
-    .is_some());
+    assert!(
+        decode(
+            &encode(&{
+                let mut s = new_sketch();
+                s.add(12.0);
+                s
+            })
+            .unwrap()
+        )
+        .is_some()
+    );
 }
 
 #[test]

@@ -6,11 +6,12 @@
 //! `interrupted`.
 
 mod apply;
-mod fast_rows;
 pub mod export;
+mod fast_rows;
 pub mod findings;
 pub mod host;
 pub mod latency_hours;
+pub mod life_points;
 pub mod memory;
 mod ops;
 pub mod outbox;
@@ -20,6 +21,7 @@ pub mod retention;
 pub mod rows;
 pub mod shown;
 mod signals;
+pub mod summaries;
 pub mod tally;
 mod tap;
 pub mod writer;
@@ -44,6 +46,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0008_memory_hours.sql", include_str!("../../db/0008_memory_hours.sql")),
     ("0009_report_index.sql", include_str!("../../db/0009_report_index.sql")),
     ("0010_latency_hours.sql", include_str!("../../db/0010_latency_hours.sql")),
+    ("0011_life_points.sql", include_str!("../../db/0011_life_points.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =

@@ -281,6 +281,9 @@ fn roll_samples(tx: &Transaction<'_>, hour: i64, backend: &str) -> rusqlite::Res
     )?;
     // The hour's running sums (migration 0008) go with its samples: the rollup holds it now.
     tx.execute("DELETE FROM memory_hours WHERE backend = ?2 AND hour_at = ?1", params![hour, backend])?;
+    // So do the kept points of lives that began by then (migration 0011): thinned from samples
+    // that are gone.
+    tx.execute("DELETE FROM life_points WHERE backend = ?2 AND first_at < ?1", params![hour + HOUR_MS, backend])?;
     Ok(deleted as u64)
 }
 
