@@ -72,7 +72,7 @@ fn prune_then_report_says_where_raw_rows_end() {
 fn status_shows_the_database_and_the_last_digest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("soakd.db");
-    let conn = database(&path);
+    let mut conn = database(&path);
     let db = path.to_str().unwrap();
     let home = dir.path().join("home");
     let h = home.to_str().unwrap();
@@ -81,6 +81,24 @@ fn status_shows_the_database_and_the_last_digest() {
     assert!(out.contains("agent") && out.contains("not installed"), "{out}");
     assert!(out.contains("MiB") && out.contains("mlx: "), "{out}");
     assert!(out.contains("last digest   none sent yet"), "{out}");
+    assert!(out.contains("summaries     none yet"), "{out}");
+    // The daemon's hourly pass keeps the hours that are over.
+    let now_ms = now();
+    soakd::store::latency_hours::fill(&mut conn, now_ms, &|| false).unwrap();
+    // Through the end of the last hour that is over and had a successful request.
+    let until = (now_ms - soakd::store::latency_hours::SETTLE_MS) / 3_600_000 * 3_600_000;
+    let through: i64 = conn
+        .query_row(
+            "SELECT max(started_at / 3600000 * 3600000) + 3600000 FROM requests WHERE outcome = 'ok' AND started_at < ?1",
+            [until],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (_, out, _) = soakd(&["status", "--db", db, "--home", h]);
+    let line = out.lines().find(|l| l.starts_with("summaries")).unwrap();
+    let through = chrono::DateTime::from_timestamp_millis(through).unwrap().format("%Y-%m-%d %H:%M UTC");
+    assert!(line.contains(&format!("latency sketches through {through}")), "{line}");
+    assert!(line.contains("memory points of 0 settled lives"), "{line}");
     // A digest sent an hour ago.
     conn.execute(
         "INSERT INTO outbox (kind, created_at, subject, envelope_from, envelope_to, message_id, message, status,

@@ -130,7 +130,24 @@ fn database_lines(db: &Path, now: i64, config: Option<&config::Config>) -> Vec<(
             (None, None) => "off: raw rows are kept forever".to_string(),
         },
     ));
+    if queries::has_table(&conn, "life_points") {
+        out.push(("summaries", summaries(&conn)));
+    }
     out
+}
+
+/// What the daemon has kept ahead of a long report (`store::summaries`).
+fn summaries(conn: &rusqlite::Connection) -> String {
+    let through: Option<i64> =
+        conn.query_row("SELECT max(hour_at) FROM latency_hours", [], |r| r.get(0)).ok().flatten();
+    let lives: i64 = conn.query_row("SELECT count(*) FROM life_points", [], |r| r.get(0)).unwrap_or(0);
+    match through {
+        None if lives == 0 => "none yet (the daemon keeps them every hour)".to_string(),
+        _ => format!(
+            "latency sketches through {}; memory points of {lives} settled lives",
+            through.map_or("no hour yet".to_string(), |h| utc(h + crate::store::retention::HOUR_MS))
+        ),
+    }
 }
 
 fn mib(bytes: u64) -> String {

@@ -196,8 +196,7 @@ struct Sketched {
 
 impl Sketched {
     fn read(conn: &Connection, name: &str, from: i64, to: i64, include_contended: bool) -> rusqlite::Result<Sketched> {
-        let first = (from.div_euclid(HOUR_MS) + i64::from(from.rem_euclid(HOUR_MS) != 0)) * HOUR_MS;
-        let last = to.div_euclid(HOUR_MS) * HOUR_MS;
+        let (first, last) = crate::store::memory::whole_hours(from, to);
         if first >= last {
             return Ok(Sketched::default());
         }

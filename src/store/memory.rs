@@ -33,7 +33,7 @@ const IDLE_SAMPLE: &str = "in_flight = 0 AND pid IS NOT NULL AND rss_bytes IS NO
 
 /// `[from, to)` split into its whole UTC hours `[a, b)` (empty when there are none) and the
 /// edges before and after, which only raw rows can answer: `from ≤ a ≤ b ≤ to`.
-fn whole_hours(from: i64, to: i64) -> (i64, i64) {
+pub fn whole_hours(from: i64, to: i64) -> (i64, i64) {
     let a = (from.div_euclid(HOUR_MS) + i64::from(from.rem_euclid(HOUR_MS) != 0)) * HOUR_MS;
     let a = a.clamp(from, to.max(from));
     let b = (to.div_euclid(HOUR_MS) * HOUR_MS).max(a);
