@@ -181,7 +181,8 @@ pub enum Command {
     },
 
     /// Whether the agent is installed and loaded, its last failed start, the last request, the
-    /// last digest, the database's size, and where raw history ends.
+    /// last digest, the database's size, where raw history ends, and how far the long report's
+    /// summaries reach.
     Status {
         /// The database (default: the config's `db`).
         #[arg(long, value_name = "PATH")]
