@@ -103,8 +103,11 @@ pub fn fill(conn: &mut Connection, now_ms: i64, stop: &dyn Fn() -> bool) -> rusq
                 return Ok(done);
             }
             let to = (from + HOURS_PER_TRANSACTION as i64 * HOUR_MS).min(until);
+            // Read before the write lock is taken, so the daemon's writer never waits on the read;
+            // a row committed in between makes its hour's count disagree, and the report reads
+            // that hour's rows until the next pass.
+            let (hours, requests) = sketch_hours(conn, &backend, from, to)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (hours, requests) = sketch_hours(&tx, &backend, from, to)?;
             tx.execute(
                 "DELETE FROM latency_hours WHERE backend = ?1 AND hour_at >= ?2 AND hour_at < ?3",
                 params![backend, from, to],
