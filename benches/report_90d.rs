@@ -38,7 +38,7 @@ fn main() {
     let t = Instant::now();
     let filled = soakd::store::latency_hours::fill(&mut conn, to + 3_600_000, &|| false).expect("sketches");
     let lives =
-        soakd::store::life_points::fill(&mut conn, to + 3_600_000, soakd::analysis::leaks::POINTS_PER_LIFE, &|| false)
+        soakd::store::life_points::fill(&conn, to + 3_600_000, soakd::analysis::leaks::POINTS_PER_LIFE, &|| false)
             .expect("life points");
     println!(
         "summaries kept: latency sketches of {} hours ({} requests), points of {lives} lives, in {:.2} s",

@@ -475,11 +475,9 @@ mod tests {
     fn kept_life_points_give_the_memory_the_samples_give_in_every_window() {
         use crate::store::life_points::tests::{T0, log};
         use crate::store::retention::HOUR_MS;
-        let (_dir, mut conn) = log();
-        crate::store::life_points::fill(&mut conn, T0 + 9 * HOUR_MS, crate::analysis::leaks::POINTS_PER_LIFE, &|| {
-            false
-        })
-        .unwrap();
+        let (_dir, conn) = log();
+        crate::store::life_points::fill(&conn, T0 + 9 * HOUR_MS, crate::analysis::leaks::POINTS_PER_LIFE, &|| false)
+            .unwrap();
         let kept: i64 = conn.query_row("SELECT count(*) FROM life_points", [], |r| r.get(0)).unwrap();
         assert_eq!(kept, 6, "three lives of two backends");
         let windows = [

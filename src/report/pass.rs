@@ -91,7 +91,7 @@ pub fn gather(
         if failed {
             *g.failures.entry(r.outcome.to_string()).or_default() += 1;
         }
-        let contended = !include_contended && r.machine_in_flight.is_some_and(|n| n > 0);
+        let contended = !include_contended && r.ran_beside_others();
         g.contended_left_out += u64::from(contended);
         if !contended {
             let mode = &mut g.modes[usize::from(r.stream)];
@@ -105,7 +105,7 @@ pub fn gather(
                         g.hours.extend(hourly(&hour.1));
                         hour = (start, Vec::new());
                     }
-                    hour.1.push(Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps });
+                    hour.1.push(observation(&r));
                 }
             }
         }
@@ -225,7 +225,7 @@ impl Sketched {
     fn counts(&mut self, r: &RequestRow) -> bool {
         match self.hours.find(r.at_ms) {
             Some(i) => {
-                self.seen[i][Self::key(r.stream, r.machine_in_flight.is_some_and(|n| n > 0))] += 1;
+                self.seen[i][Self::key(r.stream, r.ran_beside_others())] += 1;
                 true
             }
             None => false,
@@ -280,10 +280,9 @@ impl Sketched {
                 hour_at + HOUR_MS,
                 |_| true,
                 |r| {
-                    let contended = r.machine_in_flight.is_some_and(|n| n > 0);
-                    if &*r.outcome == "ok" && (include_contended || !contended) {
+                    if &*r.outcome == "ok" && (include_contended || !r.ran_beside_others()) {
                         g.latencies(&r);
-                        observed.push(Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps });
+                        observed.push(observation(&r));
                     }
                 },
             )?;
@@ -311,6 +310,11 @@ impl HourSet {
         }
         Some(self.at)
     }
+}
+
+/// What the drift analysis reads of a successful request.
+fn observation(r: &RequestRow) -> Observation {
+    Observation { at_ms: r.at_ms, ttft_ms: r.ttft_ms, decode_tps: r.decode_tps }
 }
 
 /// The drift's figures for an hour, from its sketches.

@@ -12,7 +12,7 @@
 
 use super::memory::{IdleLife, IdleSample, idle_lives};
 use super::retention::HOUR_MS;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
 /// A point: the median of a bucket's samples, at its middle sample's time; `last_ms`: the time of
@@ -119,15 +119,11 @@ pub const SETTLED_MS: i64 = HOUR_MS;
 
 /// Keeps the points (at most `points` a life) of every life of every backend whose last idle
 /// sample is `SETTLED_MS` before `now_ms` and whose kept figures are not its figures now (never
-/// kept, samples arrived since, or kept for another number of points). One life a transaction;
+/// kept, samples arrived since, or kept for another number of points). One life a statement;
 /// stops between them when `stop` says so. Returns the lives kept.
-pub fn fill(conn: &mut Connection, now_ms: i64, points: usize, stop: &dyn Fn() -> bool) -> rusqlite::Result<u64> {
-    let backends: Vec<String> = conn
-        .prepare("SELECT DISTINCT backend FROM memory_hours")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+pub fn fill(conn: &Connection, now_ms: i64, points: usize, stop: &dyn Fn() -> bool) -> rusqlite::Result<u64> {
     let mut kept = 0;
-    for backend in backends {
+    for backend in super::queries::backends_in(conn, i64::MIN / 2, now_ms)? {
         for life in idle_lives(conn, &backend, i64::MIN / 2, now_ms)? {
             if life.last_ms >= now_ms - SETTLED_MS || figures(conn, &backend, &life)? == Some((life, points)) {
                 continue;
@@ -136,8 +132,7 @@ pub fn fill(conn: &mut Connection, now_ms: i64, points: usize, stop: &dyn Fn() -
                 return Ok(kept);
             }
             let (rss, footprint) = thin(conn, &backend, &life, points)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
+            conn.execute(
                 "INSERT OR REPLACE INTO life_points (backend, pid, proc_started_at, first_at, last_at, samples,
                      with_footprint, points, rss, footprint)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -154,7 +149,6 @@ pub fn fill(conn: &mut Connection, now_ms: i64, points: usize, stop: &dyn Fn() -
                     encode(&footprint)
                 ],
             )?;
-            tx.commit()?;
             kept += 1;
         }
     }

@@ -47,13 +47,13 @@ fn streamed(conn: &Connection, life: &IdleLife, footprint: bool) -> Vec<Point> {
 
 #[test]
 fn lives_that_are_over_are_kept_with_the_points_their_samples_give() {
-    let (_dir, mut conn) = log();
+    let (_dir, conn) = log();
     let all = lives(&conn);
     assert_eq!(all.iter().map(|l| l.pid).collect::<Vec<_>>(), [42, 43, 77]);
     // Half an hour after the last sample: the first two lives have been quiet an hour or more,
     // on both backends.
     let now = T0 + 8 * HOUR_MS + HOUR_MS / 2;
-    assert_eq!(fill(&mut conn, now, POINTS, &|| false).unwrap(), 4);
+    assert_eq!(fill(&conn, now, POINTS, &|| false).unwrap(), 4);
     let kept = read(&conn, "a", &all, POINTS).unwrap();
     assert_eq!(kept.keys().copied().collect::<Vec<_>>(), [(42, 1000), (43, 2000)]);
     for life in &all[..2] {
@@ -66,13 +66,13 @@ fn lives_that_are_over_are_kept_with_the_points_their_samples_give() {
     assert!(long.rss.len() <= POINTS && long.rss.len() > POINTS / 2, "{}", long.rss.len());
     assert_eq!(kept[&(43, 2000)].rss.len() as u64, all[1].samples, "a short life's samples as they are");
     // Kept again: nothing to do.
-    assert_eq!(fill(&mut conn, now, POINTS, &|| false).unwrap(), 0);
+    assert_eq!(fill(&conn, now, POINTS, &|| false).unwrap(), 0);
 }
 
 #[test]
 fn points_kept_from_other_samples_are_not_taken() {
-    let (_dir, mut conn) = log();
-    fill(&mut conn, T0 + 9 * HOUR_MS, POINTS, &|| false).unwrap();
+    let (_dir, conn) = log();
+    fill(&conn, T0 + 9 * HOUR_MS, POINTS, &|| false).unwrap();
     // A sample committed late into the first life: its figures change, so its kept points are
     // not taken, and the next pass keeps them again from all its samples.
     conn.execute(
@@ -83,7 +83,7 @@ fn points_kept_from_other_samples_are_not_taken() {
     .unwrap();
     let all = lives(&conn);
     assert!(!read(&conn, "a", &all, POINTS).unwrap().contains_key(&(42, 1000)));
-    assert_eq!(fill(&mut conn, T0 + 9 * HOUR_MS, POINTS, &|| false).unwrap(), 1);
+    assert_eq!(fill(&conn, T0 + 9 * HOUR_MS, POINTS, &|| false).unwrap(), 1);
     let kept = read(&conn, "a", &all, POINTS).unwrap();
     assert_eq!(kept[&(42, 1000)].rss, streamed(&conn, &all[0], false));
     // A window that cuts a life gives other figures: its points come from its samples.

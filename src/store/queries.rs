@@ -173,6 +173,13 @@ pub struct RequestRow {
     pub server_load_ms: Option<f64>,
 }
 
+impl RequestRow {
+    /// Whether soakd had requests to other backends in flight when this one started.
+    pub fn ran_beside_others(&self) -> bool {
+        self.machine_in_flight.is_some_and(|n| n > 0)
+    }
+}
+
 /// What `each_request` reads: every column from the covering index `requests_report`
 /// (migration 0009), in time order — a column added here belongs in that index too (a test
 /// checks the plan).

@@ -118,7 +118,7 @@ fn rollups_equal_the_raw_aggregates_and_old_rows_go() {
     assert_eq!(sketched(&conn, old_hour), 2, "the old hour's sketches, of backends a and b");
     let recent_sketches = count(&conn, &format!("SELECT count(*) FROM latency_hours WHERE hour_at >= {}", NOW - DAY));
     // The life that began in the old hour, kept once it is quiet an hour.
-    assert_eq!(crate::store::life_points::fill(&mut conn, NOW + 2 * HOUR_MS, 300, &|| false).unwrap(), 1);
+    assert_eq!(crate::store::life_points::fill(&conn, NOW + 2 * HOUR_MS, 300, &|| false).unwrap(), 1);
 
     let done = prune(&mut conn, NOW, 30.0).unwrap();
     assert_eq!(done.horizon_at, cutoff(NOW, 30.0));

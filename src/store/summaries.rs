@@ -11,7 +11,7 @@ pub async fn pass(db: std::path::PathBuf, points: usize, shutdown: crate::shutdo
         let now = crate::time::now_ms();
         let stop = || shutdown.is_stopping();
         let hours = super::latency_hours::fill(&mut conn, now, &stop).map_err(|e| e.to_string())?;
-        let lives = super::life_points::fill(&mut conn, now, points, &stop).map_err(|e| e.to_string())?;
+        let lives = super::life_points::fill(&conn, now, points, &stop).map_err(|e| e.to_string())?;
         Ok::<_, String>((hours, lives))
     })
     .await;
