@@ -23,11 +23,12 @@ use crate::schedule::Timeouts;
 use crate::shutdown::Shutdown;
 use crate::text::{MAX_ERROR_BYTES, bounded};
 use crate::time::Instant;
-use eventsource_stream::{EventStreamError, Eventsource};
+use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use reqwest::{Response, Url};
 use serde_json::{Value, json};
+use std::pin::Pin;
 
 pub struct OpenAi {
     http: Http,
@@ -103,45 +104,20 @@ impl Wire for OpenAi {
     async fn read_stream(&self, response: Response, t: &mut Try<'_, '_>, total: Instant) -> Result<(), Attempt> {
         let (tl, shutdown, calls) = (&mut *t.tl, t.shutdown, &mut t.calls);
         let mut events = std::pin::pin!(Guarded::new(response.bytes_stream(), self.http.timeouts.stall).eventsource());
-        loop {
-            let event = match race(events.next(), total, shutdown).await {
-                Err(Stop::Deadline) => {
-                    return Err(fail(
-                        Outcome::Timeout,
-                        format!("still streaming after {} ms", self.http.timeouts.total.as_millis()),
-                    ));
-                }
-                Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
-                Ok(None) if tl.finish_reason.is_some() || tl.done_marker => {
-                    tl.ended(Instant::now());
-                    return Ok(());
-                }
-                Ok(None) => {
-                    return Err(fail(
-                        Outcome::Truncated,
-                        format!("the stream ended after {} tokens without a finish reason or [DONE]", tl.deltas()),
-                    ));
-                }
-                Ok(Some(Err(e))) => return Err(stream_error(e, tl)),
-                Ok(Some(Ok(event))) => event,
-            };
-            let now = Instant::now();
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                tl.done_marker = true;
-                tl.ended(now);
-                // Read on to the end of the body, as clients do, so the connection can be reused.
-                let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async { while events.next().await.is_some() {} }).await;
-                return Ok(());
+        // One deadline and one abort watch for the whole stream, not a pair per event.
+        let read = match race(read_events(events.as_mut(), tl, calls), total, shutdown).await {
+            Err(Stop::Deadline) => {
+                let ms = self.http.timeouts.total.as_millis();
+                return Err(fail(Outcome::Timeout, format!("still streaming after {ms} ms")));
             }
-            if data.is_empty() {
-                continue;
-            }
-            let chunk: Body = serde_json::from_str(data).map_err(|e| {
-                fail(Outcome::Malformed, format!("a stream event is not JSON ({e}): {}", bounded(data, 512)))
-            })?;
-            take_chunk(chunk, tl, calls, now)?;
+            Err(Stop::Aborted) => return Err(fail(Outcome::Cancelled, "soakd shut down mid-stream")),
+            Ok(read) => read?,
+        };
+        if read == Read::DoneMarker {
+            // Read on to the end of the body, as clients do, so the connection can be reused.
+            let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async { while events.next().await.is_some() {} }).await;
         }
+        Ok(())
     }
 
     /// A non-streamed reply (or a server that answered a streamed request with plain JSON).
@@ -260,6 +236,52 @@ fn keep_server_fields(body: &Body, tl: &mut Timeline) {
             Some(Value::Object(kept)) => kept.extend(server),
             _ => tl.server_timings = Some(Value::Object(server)),
         }
+    }
+}
+
+/// How a stream that ended well ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// At `data: [DONE]`: the rest of the body is still to be read.
+    DoneMarker,
+    /// At the body's end, after a finish reason (or a `[DONE]` seen earlier).
+    BodyEnd,
+}
+
+/// Reads SSE events into the timeline until `[DONE]` or the body's end.
+async fn read_events<S>(mut events: Pin<&mut S>, tl: &mut Timeline, calls: &mut ToolCalls) -> Result<Read, Attempt>
+where
+    S: Stream<Item = Result<Event, EventStreamError<StreamFault>>>,
+{
+    loop {
+        let event = match events.next().await {
+            None if tl.finish_reason.is_some() || tl.done_marker => {
+                tl.ended(Instant::now());
+                return Ok(Read::BodyEnd);
+            }
+            None => {
+                return Err(fail(
+                    Outcome::Truncated,
+                    format!("the stream ended after {} tokens without a finish reason or [DONE]", tl.deltas()),
+                ));
+            }
+            Some(Err(e)) => return Err(stream_error(e, tl)),
+            Some(Ok(event)) => event,
+        };
+        let now = Instant::now();
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            tl.done_marker = true;
+            tl.ended(now);
+            return Ok(Read::DoneMarker);
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let chunk: Body = serde_json::from_str(data).map_err(|e| {
+            fail(Outcome::Malformed, format!("a stream event is not JSON ({e}): {}", bounded(data, 512)))
+        })?;
+        take_chunk(chunk, tl, calls, now)?;
     }
 }
 
