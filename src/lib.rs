@@ -14,6 +14,7 @@
 //! fields              config/schedule field readers whose errors name file, entry and field
 //! secrets             the one scrubber the writer, the logs and the mail pass through
 //! shutdown, clock     stop/abort signalling; the injectable wall clock
+//! threads             the measuring threads: a single-threaded runtime per core (up to 4)
 //! logging             daily log files (scrubbed)
 //! config              soakd.toml: backends, database, [log], [retention], [smtp]/[digest]/[alerts]
 //! schedule            schedules/*.toml, read once: validated jobs and the digest's [digest] table
@@ -83,6 +84,7 @@ pub mod shutdown;
 pub mod sim;
 pub mod store;
 pub mod text;
+pub mod threads;
 pub mod time;
 
 pub use commands::run_cli;

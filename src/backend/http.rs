@@ -13,7 +13,9 @@ use serde_json::Value;
 use std::time::Duration;
 
 pub(crate) struct Http {
-    pooled: Client,
+    /// One pool per measuring thread (`crate::threads`): a connection is read on the thread
+    /// that opened it.
+    pooled: Vec<Client>,
     fresh: Client,
     reuse: bool,
     auth: Option<HeaderValue>,
@@ -36,7 +38,7 @@ impl Http {
             b.build().map_err(|err| BackendError::Client { backend: config.name.clone(), err })
         };
         Ok(Http {
-            pooled: build(true)?,
+            pooled: (0..crate::threads::count()).map(|_| build(true)).collect::<Result<_, _>>()?,
             fresh: build(false)?,
             reuse: config.reuse_connections,
             auth,
@@ -58,7 +60,11 @@ impl Http {
     /// The client for an attempt: pooled for a first attempt when reuse is on, else a new
     /// connection.
     pub(crate) fn client(&self, first_attempt: bool) -> &Client {
-        if self.reuse && first_attempt { &self.pooled } else { &self.fresh }
+        if self.reuse && first_attempt {
+            &self.pooled[crate::threads::current() % self.pooled.len()]
+        } else {
+            &self.fresh
+        }
     }
 
     /// A POST of `body` to `url`, with the bearer token when one is configured.

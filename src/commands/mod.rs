@@ -40,7 +40,13 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => unreachable!("handled above"),
-            Command::Once { job, backends } => once::run(cli.config.as_deref(), &job, &backends).await,
+            Command::Once { job, backends } => {
+                crate::threads::start()?;
+                // A task, not the runtime's main future: a task woken by a reply runs at once,
+                // where the main future waits for the runtime's next look at its sockets.
+                let config = cli.config.clone();
+                tokio::spawn(async move { once::run(config.as_deref(), &job, &backends).await }).await?
+            }
             Command::Check { next } => check::run(cli.config.as_deref(), next),
             Command::Report { db, since, until, backends, format, no_save, include_contended } => report::run(
                 cli.config.as_deref(),
@@ -127,13 +133,16 @@ fn start_daemon(flag: Option<&std::path::Path>, log: Option<&str>) -> anyhow::Re
     let dir = config.log.dir.clone().or_else(|| paths.as_ref().map(crate::agent::Paths::log_dir));
     let files = dir.as_deref().map(|dir| crate::logging::Files { dir, keep_days: config.log.keep_days });
     crate::logging::init(log, true, files);
+    crate::threads::start()?;
     measuring_runtime()?.block_on(run_daemon(config, jobs))
 }
 
-/// The runtime soakd measures on: one thread. Its work per request is waiting on sockets and a
-/// little parsing; spread over worker threads it cost wake-ups between them (futex, eventfd) on
-/// every hop of every request — twice the CPU per request and later timestamps. What blocks
-/// (reports, digests, the SQLite writer, full process scans) runs on threads of its own.
+/// The runtime soakd measures on: one thread (`threads` adds one per core for `run` and
+/// `once`, each with its own workers and connections). Its work per request is waiting on
+/// sockets and a little parsing; a work-stealing runtime cost wake-ups between threads (futex,
+/// eventfd) on every hop of every request — twice the CPU per request and later timestamps.
+/// What blocks (reports, digests, the SQLite writer, full process scans) runs on threads of its
+/// own.
 fn measuring_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }

@@ -21,7 +21,6 @@ use crate::store::rows::{
 use crate::text::{MAX_ERROR_BYTES, bounded, signature};
 use crate::time::Instant;
 use crate::time::{Stamp, ms_between, now_ms};
-use futures_util::future::join_all;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -123,20 +122,38 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
         _ = shutdown.stopping() => true,
     };
 
-    let ctx = Worker {
-        spec: &spec,
+    // Each worker is a task of its own: a reply's bytes wake only the worker that reads it.
+    let ctx = Arc::new(Worker {
+        job: spec.job.clone(),
+        backend: spec.backend.name.clone(),
         run,
-        adapter: adapter.as_ref(),
-        target,
-        writer,
-        sampler,
-        shutdown,
+        adapter: adapter.clone(),
+        target: target.clone(),
+        shutdown: shutdown.clone(),
         on_outcome,
         next: AtomicU32::new(0),
         done: AtomicU32::new(0),
         begin: Instant::now(),
-    };
-    join_all((0..w.concurrency).map(|i| ctx.work(i))).await;
+    });
+    // An HTTP server's workers are spread over the measuring threads; a worker process's
+    // requests take turns anyway, so they stay on this one.
+    let threads = if spec.backend.kind.is_worker() { 1 } else { crate::threads::count() };
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..w.concurrency {
+        let ctx = ctx.clone();
+        let work = async move { ctx.work(i).await };
+        match crate::threads::runtime(i as usize % threads) {
+            Some(runtime) => workers.spawn_on(work, runtime),
+            None => workers.spawn(work),
+        };
+    }
+    while let Some(ended) = workers.join_next().await {
+        if let Err(e) = ended
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
     let done = ctx.done.load(Ordering::SeqCst);
     let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
     if !shutdown.is_stopping() {
@@ -211,14 +228,14 @@ async fn observe(adapter: &dyn Backend, writer: &WriterHandle, backend: &str, ru
     }
 }
 
-struct Worker<'a> {
-    spec: &'a RunSpec<'a>,
+/// What a run's workers share: they claim request indexes from `next` in turn.
+struct Worker {
+    job: Job,
+    backend: String,
     run: RunKey,
-    adapter: &'a dyn Backend,
-    target: &'a Target,
-    writer: &'a WriterHandle,
-    sampler: &'a SamplerHandle,
-    shutdown: &'a Shutdown,
+    adapter: Arc<dyn Backend>,
+    target: Target,
+    shutdown: Shutdown,
     on_outcome: Option<OnOutcome>,
     /// The next request index to claim.
     next: AtomicU32,
@@ -226,9 +243,9 @@ struct Worker<'a> {
     begin: Instant,
 }
 
-impl Worker<'_> {
+impl Worker {
     async fn work(&self, worker: u32) {
-        let w = &self.spec.job.workload;
+        let w = &self.job.workload;
         let deadline = self.begin + w.max_duration;
         let mut previous_end: Option<Instant> = None;
         loop {
@@ -263,17 +280,17 @@ impl Worker<'_> {
 
     /// Sends request `seq` and records it; returns when it ended.
     async fn one(&self, worker: u32, seq: u32, intended: Instant, previous_end: Option<Instant>) -> Instant {
-        let w = &self.spec.job.workload;
+        let w = &self.job.workload;
         let prompt = &w.prompts[seq as usize % w.prompts.len()];
-        let position = self.sampler.request_starting(self.run).await;
-        let (machine_in_flight, _in_flight) = self.target.machine.request_started(&self.spec.backend.name);
+        let position = self.target.sampler.request_starting(self.run).await;
+        let (machine_in_flight, _in_flight) = self.target.machine.request_started(&self.backend);
         let start = Stamp::now();
-        let key = self.writer.next_request_key();
-        self.writer.request_started(RequestStart {
+        let key = self.target.writer.next_request_key();
+        self.target.writer.request_started(RequestStart {
             key,
             run: self.run,
-            backend: self.spec.backend.name.clone(),
-            job: self.spec.job.name.clone(),
+            backend: self.backend.clone(),
+            job: self.job.name.clone(),
             worker,
             seq,
             intended_at: start.wall_ms - ms_between(intended, start.mono).round() as i64,
@@ -289,12 +306,12 @@ impl Worker<'_> {
             machine_in_flight,
         });
         let mut timeline = Timeline::new(start.mono);
-        let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, self.shutdown).await;
+        let exchange = self.adapter.chat(ChatRequest { prompt, workload: w }, &mut timeline, &self.shutdown).await;
         let end = timeline.end().unwrap_or_else(Instant::now);
         for e in self.adapter.noticed() {
-            tracing::info!(backend = %self.spec.backend.name, kind = %e.kind, detail = %e.detail, "the server's replies show a change");
-            let backend = Some(self.spec.backend.name.clone());
-            self.writer.event(Event { backend, kind: e.kind, at: now_ms(), detail: e.detail });
+            tracing::info!(backend = %self.backend, kind = %e.kind, detail = %e.detail, "the server's replies show a change");
+            let backend = Some(self.backend.clone());
+            self.target.writer.event(Event { backend, kind: e.kind, at: now_ms(), detail: e.detail });
         }
         if let Err(failure) = &exchange.result {
             self.after_failure(key, failure, position.pid).await;
@@ -302,11 +319,11 @@ impl Worker<'_> {
         let record = finished(key, &timeline, exchange, end);
         let outcome = record.outcome;
         if !outcome.is_ok() {
-            tracing::debug!(backend = %self.spec.backend.name, seq, %outcome, error = ?record.error, "request failed");
+            tracing::debug!(backend = %self.backend, seq, %outcome, error = ?record.error, "request failed");
         }
-        self.writer.request_finished(record);
+        self.target.writer.request_finished(record);
         let reached = !matches!(outcome, Outcome::ConnectRefused | Outcome::ConnectTimeout | Outcome::ConnectError);
-        self.sampler.request_finished(start.wall_ms, reached, position);
+        self.target.sampler.request_finished(start.wall_ms, reached, position);
         if let Some(f) = &self.on_outcome {
             f(outcome);
         }
@@ -314,18 +331,18 @@ impl Worker<'_> {
     }
 }
 
-impl Worker<'_> {
+impl Worker {
     /// Asks the server what its state says about a failure, and gathers crash evidence in the
     /// background (the next request does not wait for it).
     async fn after_failure(&self, key: u64, failure: &Failure, pid: Option<u32>) {
         if matches!(failure.outcome, Outcome::Cancelled) {
             return;
         }
-        let backend = &self.spec.backend.name;
+        let (backend, writer) = (&self.backend, &self.target.writer);
         let said = tokio::time::timeout(ASK_TIMEOUT, self.adapter.after_failure(failure)).await.unwrap_or_default();
         for e in said {
             tracing::warn!(%backend, kind = %e.kind, detail = %e.detail, "the server's state changed after a failure");
-            self.writer.event(Event { backend: Some(backend.clone()), kind: e.kind, at: now_ms(), detail: e.detail });
+            writer.event(Event { backend: Some(backend.clone()), kind: e.kind, at: now_ms(), detail: e.detail });
         }
         // A process that died under the request: its exit status or signal is evidence itself,
         // kept with every such failure (the rest is gathered once per burst).
@@ -334,7 +351,7 @@ impl Worker<'_> {
             path: None,
             text: bounded(&failure.error, MAX_ERROR_BYTES),
         });
-        let (collector, writer, backend) = (self.target.evidence.clone(), self.writer.clone(), backend.clone());
+        let (collector, writer, backend) = (self.target.evidence.clone(), writer.clone(), backend.clone());
         tokio::spawn(async move {
             let mut items = collector.gather(Cause::FailedRequest, pid).await.unwrap_or_default();
             items.extend(exit);
