@@ -74,3 +74,37 @@ fn max_duration_bounds_a_run() {
     let span: i64 = one(&conn, "SELECT finished_at - started_at FROM runs");
     assert!(span < 3000, "the run lasted {span} ms");
 }
+
+#[test]
+fn back_to_back_requests_are_sampled_with_none_in_flight_at_most_every_20_ms() {
+    // Zero-delay replies one after another, one in ten an HTTP 500.
+    let (_dir, conn) = run(
+        &["--ttft-ms", "0", "--tokens-per-s", "100000", "--fault", "http500=0.1", "--seed", "11"],
+        "requests = 400\nmax_tokens = 4\n",
+    );
+    let quiet = "FROM memory_samples WHERE phase IN ('before', 'after')";
+    // A `before` sample precedes its request's sending, and an `after` the next one's.
+    assert_eq!(one::<i64>(&conn, &format!("SELECT count(*) {quiet} AND in_flight <> 0")), 0);
+    let requests: i64 = one(&conn, "SELECT count(*) FROM requests");
+    let failed: i64 = one(&conn, "SELECT count(*) FROM requests WHERE outcome <> 'ok'");
+    let span: i64 = one(&conn, "SELECT max(started_at) - min(started_at) FROM requests");
+    let before: i64 = one(&conn, "SELECT count(*) FROM memory_samples WHERE phase = 'before'");
+    assert_eq!(requests, 400);
+    assert!(failed > 0, "the sim failed some requests");
+    // One `before` at most per 20 ms, besides those after a failure: fewer than the requests.
+    assert!(before <= failed + span / 20 + 2, "{before} before samples, {failed} failures, over {span} ms");
+    assert!(before < requests, "{before} before samples for {requests} back-to-back requests");
+    // The request after a failure has its `before` sample, whatever the last one's age.
+    let unsampled: i64 = one(
+        &conn,
+        "SELECT count(*) FROM requests f JOIN requests n ON n.seq = f.seq + 1
+          WHERE f.outcome <> 'ok' AND NOT EXISTS (
+                SELECT 1 FROM memory_samples s WHERE s.phase = 'before'
+                   AND s.taken_at BETWEEN f.started_at AND n.started_at)",
+    );
+    assert_eq!(unsampled, 0, "requests after a failure without a before sample");
+    // The run's last request has its `after`.
+    let last_after: i64 = one(&conn, "SELECT max(taken_at) FROM memory_samples WHERE phase = 'after'");
+    let last_start: i64 = one(&conn, "SELECT max(started_at) FROM requests");
+    assert!(last_after >= last_start, "the last after sample at {last_after}, the last request began at {last_start}");
+}

@@ -154,6 +154,7 @@ pub async fn run(spec: RunSpec<'_>, target: &Target, shutdown: &Shutdown, on_out
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    target.sampler.run_ended().await;
     let done = ctx.done.load(Ordering::SeqCst);
     let status = if shutdown.is_stopping() && done < w.requests { RunStatus::Cancelled } else { RunStatus::Completed };
     if !shutdown.is_stopping() {
@@ -323,7 +324,7 @@ impl Worker {
         }
         self.target.writer.request_finished(record);
         let reached = !matches!(outcome, Outcome::ConnectRefused | Outcome::ConnectTimeout | Outcome::ConnectError);
-        self.target.sampler.request_finished(start.wall_ms, reached, position);
+        self.target.sampler.request_finished(start.wall_ms, reached, !outcome.is_ok(), position);
         if let Some(f) = &self.on_outcome {
             f(outcome);
         }

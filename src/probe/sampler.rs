@@ -18,7 +18,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -26,6 +26,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
 /// Looking for a missing process at most this often.
 const RESOLVE_EVERY: Duration = Duration::from_millis(500);
+/// Requests back to back: a `before` or `after` sample is left out when one with none in flight
+/// was taken less than this long ago in the same run, unless the request before it failed (a
+/// run's last `after` is always taken). A server answering 1,000 requests a second one at a
+/// time then gets about 50 `before`/`after` pairs a second instead of 1,000.
+pub const BACK_TO_BACK: Duration = Duration::from_millis(20);
 /// Recent request ends remembered, to count what a restarted server received before it was seen.
 const RECENT: usize = 4096;
 
@@ -34,13 +39,34 @@ const RECENT: usize = 4096;
 struct Shared {
     /// True once the first sample has looked for the process.
     ready: watch::Sender<bool>,
+    /// Requests begun: sent, or waiting for their `before` sample.
     in_flight: AtomicU32,
+    /// Requests sent and not yet ended: what a sample records as `in_flight`.
+    on_wire: AtomicU32,
+    /// Taken to begin a request, so that one that starts while another waits for its `before`
+    /// sample sees `sampling_before` set.
+    starting: Mutex<()>,
+    /// True while a `before` sample is being taken: requests that begin meanwhile wait for it.
+    sampling_before: watch::Sender<bool>,
     /// Latest finished requests that started with no server process known: their start (unix ms)
     /// and whether they reached a server.
     recent: Mutex<std::collections::VecDeque<(i64, bool)>>,
     /// The run whose requests are in flight (for `memory_samples.run_id`): its key, 0 when none.
     run: AtomicU64,
     server: Mutex<ServerCount>,
+    /// When the last sample with none in flight was taken, and in which run (0: none).
+    quiet: Mutex<Option<(Instant, u64)>>,
+    /// An `after` sample was left out (`BACK_TO_BACK`): the run's end takes it.
+    after_owed: AtomicBool,
+    /// The last request to end failed: the next `before` sample is taken whatever the last one's age.
+    failed: AtomicBool,
+}
+
+impl Shared {
+    /// Whether a sample with none in flight was taken in `run` under `BACK_TO_BACK` ago.
+    fn quiet_sample_is_fresh(&self, run: u64) -> bool {
+        matches!(*self.quiet.lock().expect("sampler state"), Some((at, r)) if r == run && at.elapsed() < BACK_TO_BACK)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -84,9 +110,15 @@ impl Sampler {
         let shared = Arc::new(Shared {
             ready: watch::Sender::new(false),
             in_flight: AtomicU32::new(0),
+            on_wire: AtomicU32::new(0),
+            starting: Mutex::new(()),
+            sampling_before: watch::Sender::new(false),
             recent: Mutex::default(),
             run: AtomicU64::new(0),
             server: Mutex::default(),
+            quiet: Mutex::default(),
+            after_owed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         });
         if matches!(selector, ProcessSelector::None) {
             shared.ready.send_replace(true);
@@ -132,15 +164,34 @@ pub struct ServerPosition {
 
 impl SamplerHandle {
     /// A request is about to start: takes a `before` sample first when nothing else is in
-    /// flight, and returns the server's pid and this request's position in its life.
+    /// flight (see `BACK_TO_BACK`), and returns the server's pid and this request's position in
+    /// its life.
     pub async fn request_starting(&self, run: RunKey) -> ServerPosition {
-        if self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+        let first = {
+            let _starting = self.shared.starting.lock().expect("sampler state");
+            let first = self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
+            if first {
+                self.shared.sampling_before.send_replace(true);
+            }
+            first
+        };
+        if first {
+            // Lowered however this ends, a request given up on mid-sample included.
+            let _lowered = Lower(&self.shared.sampling_before);
             self.shared.run.store(run.0, Ordering::Relaxed);
-            self.sample_and_wait(Phase::Before).await;
+            let after_failure = self.shared.failed.swap(false, Ordering::SeqCst);
+            if after_failure || !self.shared.quiet_sample_is_fresh(run.0) {
+                self.sample_and_wait(Phase::Before).await;
+            }
         } else if self.tx.is_some() {
-            // Concurrent starters wait for the first look at the process, so they know its pid.
+            // Concurrent starters wait for the first look at the process, so they know its pid,
+            // and for a `before` sample being taken, which is of a server with nothing to do.
             let _ = self.shared.ready.subscribe().wait_for(|ready| *ready).await;
+            if *self.shared.sampling_before.borrow() {
+                let _ = self.shared.sampling_before.subscribe().wait_for(|sampling| !*sampling).await;
+            }
         }
+        self.shared.on_wire.fetch_add(1, Ordering::SeqCst);
         let mut server = self.shared.server.lock().expect("sampler state");
         match server.identity {
             Some(id) => {
@@ -153,8 +204,11 @@ impl SamplerHandle {
 
     /// A request that started at `started_ms` ended; `reached` is false when it never got to a
     /// server (a refused or failed connect); `position` is what `request_starting` said. Takes
-    /// an `after` sample when none is left in flight.
-    pub fn request_finished(&self, started_ms: i64, reached: bool, position: ServerPosition) {
+    /// an `after` sample when none is left in flight (see `BACK_TO_BACK`).
+    pub fn request_finished(&self, started_ms: i64, reached: bool, failed: bool, position: ServerPosition) {
+        if failed {
+            self.shared.failed.store(true, Ordering::SeqCst);
+        }
         if position.pid.is_none() {
             let mut server = self.shared.server.lock().expect("sampler state");
             match server.identity {
@@ -170,8 +224,21 @@ impl SamplerHandle {
                 }
             }
         }
+        self.shared.on_wire.fetch_sub(1, Ordering::SeqCst);
         if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.send(Cmd::Sample(Phase::After, None));
+            let run = self.shared.run.load(Ordering::Relaxed);
+            if failed || !self.shared.quiet_sample_is_fresh(run) {
+                self.send(Cmd::Sample(Phase::After, None));
+            } else {
+                self.shared.after_owed.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// A run's requests have all ended: takes the `after` sample left out at its last one.
+    pub async fn run_ended(&self) {
+        if self.shared.after_owed.swap(false, Ordering::SeqCst) {
+            self.sample_and_wait(Phase::After).await;
         }
     }
 
@@ -193,6 +260,15 @@ impl SamplerHandle {
 
     fn send(&self, cmd: Cmd) -> bool {
         self.tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
+    }
+}
+
+/// Sets a flag back to false when dropped.
+struct Lower<'a>(&'a watch::Sender<bool>);
+
+impl Drop for Lower<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
     }
 }
 
@@ -285,7 +361,11 @@ impl State {
         self.note_identity(identity).await;
         self.shared.ready.send_replace(true);
         let run = self.shared.run.load(Ordering::Relaxed);
-        let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
+        let in_flight = self.shared.on_wire.load(Ordering::SeqCst);
+        if in_flight == 0 {
+            *self.shared.quiet.lock().expect("sampler state") = Some((now, run));
+            self.shared.after_owed.store(false, Ordering::SeqCst);
+        }
         self.writer.sample(MemorySample {
             backend: self.backend.clone(),
             pid: identity.map(|i| i.pid),
