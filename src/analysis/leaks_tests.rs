@@ -3,23 +3,10 @@
 //! noise, lives cut short while loading, too little data, odd input, and a million samples.
 
 use super::*;
+use crate::analysis::test_rng::Rng;
 
 const MIN: i64 = 60_000;
 const T0: i64 = 1_750_000_000_000;
-
-/// xorshift64*; `normal` is the sum of 12 uniforms − 6 (sd 1, within ±6).
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
-    }
-}
 
 /// One sample a minute for `minutes`, MB from `mb(minute)` plus noise of sd `sd` MB (≈ ±2 MB at sd 1),
 /// 20 requests served per minute.

@@ -26,4 +26,6 @@ mod request_count;
 mod staircase;
 pub mod stuck;
 pub mod summary;
+#[cfg(test)]
+mod test_rng;
 pub mod trend;

@@ -3,6 +3,7 @@
 //! bucket medians, and a million points.
 
 use super::*;
+use crate::analysis::test_rng::Rng;
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * b.abs().max(1.0)
@@ -17,20 +18,6 @@ fn assert_mk(r: MannKendall, s: i64, [var_s, z, p, tau]: [f64; 4]) {
     assert_eq!(r.s, s, "{r:?}");
     assert!(close(r.var_s, var_s, 1e-12) && close(r.z, z, 1e-12) && close(r.tau, tau, 1e-12), "{r:?}");
     assert!(close(r.p_value, p, 1e-6), "{r:?}");
-}
-
-/// xorshift64* with an approximately normal draw (sum of 12 uniforms − 6).
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
-    }
 }
 
 #[test]
