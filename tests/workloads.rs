@@ -91,9 +91,10 @@ fn back_to_back_requests_are_sampled_with_none_in_flight_at_most_every_20_ms() {
     let before: i64 = one(&conn, "SELECT count(*) FROM memory_samples WHERE phase = 'before'");
     assert_eq!(requests, 400);
     assert!(failed > 0, "the sim failed some requests");
-    // One `before` at most per 20 ms, besides those after a failure: fewer than the requests.
+    // One `before` at most per 20 ms, besides those after a failure (however slow this machine's
+    // requests, so the bound is what is checked, not a count).
+    assert!(before >= 1);
     assert!(before <= failed + span / 20 + 2, "{before} before samples, {failed} failures, over {span} ms");
-    assert!(before < requests, "{before} before samples for {requests} back-to-back requests");
     // The request after a failure has its `before` sample, whatever the last one's age.
     let unsampled: i64 = one(
         &conn,
