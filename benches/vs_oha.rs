@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/cache.rs"]
+mod cache;
+
 const OHA_VERSION: &str = "1.16.0";
 
 fn main() {
@@ -200,18 +203,9 @@ fn children_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn cache() -> PathBuf {
-    std::env::var_os("SOAKD_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        base.join("soakd-test")
-    })
-}
-
 /// oha from the test cache, installed there with cargo when missing.
 fn oha() -> PathBuf {
-    let root = cache().join("oha");
+    let root = cache::cache_dir().join("oha");
     let bin = root.join("bin/oha");
     if !bin.is_file() {
         println!("installing oha {OHA_VERSION} into {} (cargo install --locked, a few minutes)", root.display());
@@ -228,22 +222,8 @@ fn oha() -> PathBuf {
 /// llama-server and the tiny model: from SOAKD_TEST_LLAMA_SERVER / SOAKD_TEST_MODELS, else the
 /// newest that scripts/test-deps left in the test cache.
 fn llama() -> Option<(PathBuf, PathBuf)> {
-    let newest = |prefix: &str, inner: &str| {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(cache())
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
-            .map(|p| p.join(inner))
-            .filter(|p| p.exists())
-            .collect();
-        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        found.pop()
-    };
-    let pick = |var: &str, prefix: &str, inner: &str| {
-        std::env::var_os(var).map(PathBuf::from).or_else(|| newest(prefix, inner))
-    };
-    let server = pick("SOAKD_TEST_LLAMA_SERVER", "llama-server-", "llama-server")?;
-    let model = pick("SOAKD_TEST_MODELS", "model-", "")?.join("babble/model.gguf");
+    let server = cache::installed("SOAKD_TEST_LLAMA_SERVER", "llama-server-", "llama-server")?;
+    let model = cache::installed("SOAKD_TEST_MODELS", "model-", "")?.join("babble/model.gguf");
     (server.is_file() && model.is_file()).then_some((server, model))
 }
 

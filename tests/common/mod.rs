@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod cache;
+pub use cache::cache_dir;
+
 pub const SOAKD: &str = env!("CARGO_BIN_EXE_soakd");
 
 /// Installed test dependencies.
@@ -22,42 +25,15 @@ pub struct Deps {
     pub models: PathBuf,
 }
 
-/// The test cache scripts/test-deps fills: `$SOAKD_TEST_CACHE`, else
-/// `${XDG_CACHE_HOME:-~/.cache}/soakd-test`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("SOAKD_TEST_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        base.join("soakd-test")
-    })
-}
-
 /// The dependencies from `SOAKD_TEST_*` (set by `scripts/test`), else from the default cache.
 pub fn deps() -> Deps {
-    let cache = cache_dir();
-    let newest = |prefix: &str, inner: &str| -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&cache)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
-            .map(|p| p.join(inner))
-            .filter(|p| p.exists())
-            .collect();
-        found.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        found.pop()
-    };
     let pick = |var: &str, prefix: &str, inner: &str| -> PathBuf {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .or_else(|| newest(prefix, inner))
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{var} is not set and nothing was found in {}: run `scripts/test` (it installs the real servers and the tiny model), or `eval \"$(scripts/test-deps)\"` before `cargo test`",
-                    cache.display()
-                )
-            })
+        cache::installed(var, prefix, inner).filter(|p| p.exists()).unwrap_or_else(|| {
+            panic!(
+                "{var} is not set and nothing was found in {}: run `scripts/test` (it installs the real servers and the tiny model), or `eval \"$(scripts/test-deps)\"` before `cargo test`",
+                cache_dir().display()
+            )
+        })
     };
     Deps {
         mlx_server: pick("SOAKD_TEST_MLX_SERVER", "venv-", "bin/mlx_lm.server"),
