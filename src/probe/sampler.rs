@@ -43,10 +43,9 @@ struct Shared {
     in_flight: AtomicU32,
     /// Requests sent and not yet ended: what a sample records as `in_flight`.
     on_wire: AtomicU32,
-    /// Taken to begin a request, so that one that starts while another waits for its `before`
-    /// sample sees `sampling_before` set.
-    starting: Mutex<()>,
     /// True while a `before` sample is being taken: requests that begin meanwhile wait for it.
+    /// Each request is counted into `in_flight` under its lock, so one that begins after the
+    /// first sees it set.
     sampling_before: watch::Sender<bool>,
     /// Latest finished requests that started with no server process known: their start (unix ms)
     /// and whether they reached a server.
@@ -111,7 +110,6 @@ impl Sampler {
             ready: watch::Sender::new(false),
             in_flight: AtomicU32::new(0),
             on_wire: AtomicU32::new(0),
-            starting: Mutex::new(()),
             sampling_before: watch::Sender::new(false),
             recent: Mutex::default(),
             run: AtomicU64::new(0),
@@ -167,14 +165,12 @@ impl SamplerHandle {
     /// flight (see `BACK_TO_BACK`), and returns the server's pid and this request's position in
     /// its life.
     pub async fn request_starting(&self, run: RunKey) -> ServerPosition {
-        let first = {
-            let _starting = self.shared.starting.lock().expect("sampler state");
-            let first = self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
-            if first {
-                self.shared.sampling_before.send_replace(true);
-            }
+        let mut first = false;
+        self.shared.sampling_before.send_if_modified(|sampling| {
+            first = self.shared.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
+            *sampling |= first;
             first
-        };
+        });
         if first {
             // Lowered however this ends, a request given up on mid-sample included.
             let _lowered = Lower(&self.shared.sampling_before);
