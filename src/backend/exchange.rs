@@ -105,6 +105,7 @@ pub(super) async fn exchange(
             && tl.start().elapsed() < STALE_WINDOW
         {
             attempts = 2;
+            http.found_closed();
             first_error = Some(f.error.clone());
             tl.restart(Instant::now());
             continue;

@@ -10,7 +10,12 @@ use crate::text::bounded;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Client, RequestBuilder, Url};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+/// After a pooled connection is found closed, this many requests go on new connections before
+/// the pool is tried again (`Http::found_closed`).
+pub(crate) const FRESH_AFTER_CLOSED: u32 = 100;
 
 pub(crate) struct Http {
     /// One pool per measuring thread (`crate::threads`): a connection is read on the thread
@@ -18,6 +23,9 @@ pub(crate) struct Http {
     pooled: Vec<Client>,
     fresh: Client,
     reuse: bool,
+    /// First attempts still to send on new connections: a server that closes its connections
+    /// after a reply is not sent into a closing one again and again.
+    fresh_left: AtomicU32,
     auth: Option<HeaderValue>,
     side: Side,
     pub(crate) timeouts: Timeouts,
@@ -41,6 +49,7 @@ impl Http {
             pooled: (0..crate::threads::count()).map(|_| build(true)).collect::<Result<_, _>>()?,
             fresh: build(false)?,
             reuse: config.reuse_connections,
+            fresh_left: AtomicU32::new(0),
             auth,
             side: Side::new(config)?,
             timeouts: *timeouts,
@@ -57,14 +66,21 @@ impl Http {
         self.reuse
     }
 
-    /// The client for an attempt: pooled for a first attempt when reuse is on, else a new
+    /// The client for an attempt: pooled for a first attempt when reuse is on and no pooled
+    /// connection was found closed in the last `FRESH_AFTER_CLOSED` requests, else a new
     /// connection.
     pub(crate) fn client(&self, first_attempt: bool) -> &Client {
-        if self.reuse && first_attempt {
-            &self.pooled[crate::threads::current() % self.pooled.len()]
-        } else {
-            &self.fresh
-        }
+        let pooled = self.reuse
+            && first_attempt
+            && self.fresh_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err();
+        if pooled { &self.pooled[crate::threads::current() % self.pooled.len()] } else { &self.fresh }
+    }
+
+    /// A pooled connection turned out closed by the server (the reuse race): the next
+    /// `FRESH_AFTER_CLOSED` requests open their own. llama-server closes every streamed
+    /// connection, so reusing them would cost most requests a wasted attempt.
+    pub(crate) fn found_closed(&self) {
+        self.fresh_left.store(FRESH_AFTER_CLOSED, Ordering::Relaxed);
     }
 
     /// A POST of `body` to `url`, with the bearer token when one is configured.
@@ -119,5 +135,19 @@ mod tests {
         let config = test_config(BackendKind::Ollama, "http://127.0.0.1:11434", None);
         let http = Http::new(&config, &Timeouts::default()).unwrap();
         assert_eq!(http.url("/api/ps").as_str(), "http://127.0.0.1:11434/api/ps");
+    }
+
+    #[test]
+    fn after_a_closed_pooled_connection_the_next_requests_open_their_own() {
+        let config = test_config(BackendKind::OpenAi, "http://127.0.0.1:8080", None);
+        let http = Http::new(&config, &Timeouts::default()).unwrap();
+        let pooled = |c: &Client| std::ptr::eq(c, &http.pooled[0]);
+        assert!(pooled(http.client(true)) && !pooled(http.client(false)), "a retry never reuses");
+        http.found_closed();
+        let fresh = (0..FRESH_AFTER_CLOSED).filter(|_| !pooled(http.client(true))).count();
+        assert_eq!(fresh, FRESH_AFTER_CLOSED as usize);
+        assert!(pooled(http.client(true)), "then the pool is tried again");
+        let never = Http::new(&BackendConfig { reuse_connections: false, ..config }, &Timeouts::default()).unwrap();
+        assert!(!std::ptr::eq(never.client(true), &never.pooled[0]), "reuse_connections = false");
     }
 }

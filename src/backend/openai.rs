@@ -9,7 +9,8 @@
 //! ("connection closed before message completed") although the server is healthy. When the
 //! first attempt fails that way before any response byte, the request is sent once more on a
 //! new connection and `attempts = 2` is recorded; a server that is really gone then fails the
-//! second attempt (`connect_refused`), so no failure is hidden.
+//! second attempt (`connect_refused`), so no failure is hidden. The backend's next requests then
+//! open their own connections (`Http::found_closed`).
 
 use super::chunk::{Body, ToolCalls, error_text};
 use super::exchange::{Attempt, DRAIN_AFTER_DONE, Stop, Try, Wire, exchange, fail, race};
