@@ -38,7 +38,8 @@ fn bouts(l: &Life) -> Vec<(f64, f64)> {
 
 /// Steps that keep coming, in a life not judged as a sawtooth: at least 3 substantial bouts of
 /// rises (substantial: at least a quarter of the largest), spread over at least 40 % of the life
-/// with one in the last third of its judged span; drops under half the rises; more risen than the
+/// with one in the last third of its judged span or the life's end no further from the last than
+/// the longest wait between two (and a quarter); drops under half the rises; more risen than the
 /// practical bar (`practical_sigmas` times the life's noise, at least `min_mb_per_hour` over its
 /// judged span), by the steps and by the series itself (`held`).
 pub(super) fn keeps_stepping(l: &Life, practical_sigmas: f64, min_mb_per_hour: f64) -> bool {
@@ -53,7 +54,12 @@ pub(super) fn keeps_stepping(l: &Life, practical_sigmas: f64, min_mb_per_hour: f
     let risen: f64 = bouts.iter().map(|b| b.1).sum();
     let dropped: f64 = l.shifts.iter().map(|s| -s.delta_mb).filter(|d| *d > 0.0).sum();
     let whole = b - l.pts[0].h;
-    let spread = last - first >= 0.4 * whole && *last >= l.late_h();
+    // Still coming: one in the last third, or the quiet since the last no longer than the
+    // longest wait between two of them (and a quarter): bursts every 45 min in a 2.5 h log can
+    // leave the last third between two steps.
+    let longest_wait = big.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    let coming = *last >= l.late_h() || b - last <= 1.25 * longest_wait;
+    let spread = last - first >= 0.4 * whole && coming;
     let bar = (practical_sigmas * l.noise_mb.max(l.diff_sigma_mb)).max(min_mb_per_hour * (b - a));
     big.len() >= STAIRCASE_RISES && spread && dropped < risen / 2.0 && risen - dropped >= bar && held(l) >= bar
 }
@@ -121,6 +127,10 @@ mod tests {
         assert!((rate - 120.0 / 9.0).abs() < 0.5, "{rate}");
         assert!(!keeps_stepping(&life(&[5.0], 40.0), 5.0, 0.5), "one step");
         assert!(!keeps_stepping(&life(&[1.0, 2.0, 3.0], 40.0), 5.0, 0.5), "steps that stopped early");
+        // Bursts about every 3.9 h: the last step falls just before the last third (8 h), and
+        // the log ends before the next one is due (4 h of quiet, under 1.25 × 3.95 h).
+        assert!(keeps_stepping(&life(&[0.1, 4.0, 7.95], 40.0), 5.0, 0.5), "the next step not yet due");
+        assert!(!keeps_stepping(&life(&[0.5, 2.5, 4.5], 40.0), 5.0, 0.5), "quiet for 3.75 waits");
         // Steps adding up to less than the practical bar (here 5 × noise, at least 20 MB/h × span).
         assert!(!keeps_stepping(&keeps, 5.0, 20.0), "below the bar");
     }
