@@ -67,7 +67,18 @@ fn logs_that_once_fooled_the_method_are_judged_right() {
     // 18 h: read as steps that keep coming, though the series' own interval spans zero. Another
     // whose first lump dissolved over its first minutes while the rest wandered up: the lump was
     // set apart as a warm-up, and the wander read as 10 MB/h of growth.
-    for (class, seed) in [("flat_lumpy_mlx", 405), ("flat_lumpy_mlx", 467)] {
+    // A per-request leak fed in bursts every ~46 min over 2.5 h: three rises of 43–48 MB, the
+    // last 55 min before the end, so none in the last third — called a step (staircase.rs).
+    // A per-token leak (1.24 MB/h) under a sampler whose noise hops by whole MB, and a leak under
+    // load in lumpy noise: rises under the bar a step must pass, taken out of the trend, left
+    // 0.64 and 2.2 MB/h too little to judge (leaks.rs, `grows_as_it_is`).
+    for (class, seed) in [
+        ("flat_lumpy_mlx", 405),
+        ("flat_lumpy_mlx", 467),
+        ("leak_per_request", 723),
+        ("leak_per_token", 708),
+        ("leak_under_load", 770),
+    ] {
         let case = synth::memory::case(class, seed);
         let (s, _) = score::judge_memory(&case, &dir.path().join(format!("{class}-{seed}.db")));
         if s.leak != (s.verdict == "leak") {

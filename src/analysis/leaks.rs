@@ -28,7 +28,9 @@
 //!   time, per request served and per token generated, memory grew and then held, or is levelling off: a plateau (a cache
 //!   filling to its cap: Ollama's MLX runner, llama-server's prompt cache). A leak grows as fast at the end as over the whole.
 //! - Steps: level shifts are taken out of the trend, so one step is a `step`, not a leak (a larger
-//!   context allocated once, a second model copy loaded). Growth that comes only in steps is a
+//!   context allocated once, a second model copy loaded). When every shift is smaller than a step
+//!   must rise (the practical bar) and the trend without them fails, the series as it is faces the
+//!   same tests (`grows_as_it_is`): rises that small are part of the growth. Growth that comes only in steps is a
 //!   leak when the steps keep coming (`staircase`) in lives holding half the samples, and the
 //!   series as it is trends significantly with its slope's 95 % interval above zero (leaks only
 //!   under load, per-request leaks in bursts; lumps of held memory that come and go rise and fall
@@ -52,6 +54,8 @@ pub use super::memory_life::MemPoint;
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const BYTES_PER_MB: f64 = 1e6;
+/// The width of the central 90 % of a standard normal: the 5–95 % spread over it is a sigma.
+const NORMAL_90_WIDTH: f64 = 3.289_707_253_902_945;
 /// Growth of at least this many noise sigmas needs no check on block medians.
 const CLEAR_SIGMAS: f64 = 10.0;
 /// A warm-up that lasts at least this share of its life and rose above the practical bar, then
@@ -209,8 +213,27 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     let cycle_line = if all_sawtooth { seasonal_sen_interval(&cycles, &[]) } else { None };
     let troughs_rise = !all_sawtooth || cycle_line.is_some_and(|c| c.slope_low > 0.0);
     let from_steps = staircase;
-    let leak = (significant && practical && !stopped && blocks_agree && troughs_rise && lives_agree) || staircase;
-    if leak {
+    let trend_leak = significant && practical && !stopped && blocks_agree && troughs_rise && lives_agree;
+    // Rises found in a series that also grows between them, none as large as a step must be
+    // (the practical bar), are part of its growth, not steps of their own: taking them out can
+    // leave too little to judge (a leak in lumpy noise whose lumps were read as rises). The
+    // series as it is then faces the same tests.
+    let rise_bar = (p.practical_sigmas * noise).max(p.min_mb_per_hour);
+    let small_rises = !lives.iter().any(|l| l.sawtooth)
+        && report.steps.iter().any(|s| s.delta_mb > 0.0)
+        && report.steps.iter().all(|s| s.delta_mb.abs() < rise_bar);
+    let as_it_is = (!trend_leak && !staircase && small_rises && lives_agree)
+        .then(|| grows_as_it_is(&lives, &factors, p, longest))
+        .flatten();
+    let leak = trend_leak || staircase || as_it_is.is_some();
+    if let Some((line, mk)) = as_it_is {
+        report.verdict = Verdict::Leak;
+        report.judged_by = "trend";
+        report.p_value = Some(mk.p_value);
+        report.tau = Some(mk.tau);
+        report.mb_per_hour = Some(line.slope);
+        report.mb_per_hour_ci = Some((line.slope_low, line.slope_high));
+    } else if leak {
         report.verdict = Verdict::Leak;
         if from_steps {
             report.judged_by = "steps";
@@ -233,7 +256,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         report.mb_per_hour_ci = judged.map(|l| (l.slope_low, l.slope_high));
         report.judged_by = if lives.iter().any(|l| l.sawtooth) { "troughs" } else { "trend" };
     }
-    let raw_series = report.judged_by == "steps";
+    let raw_series = report.judged_by == "steps" || as_it_is.is_some();
     let per = |of: fn(&Pt) -> Option<f64>| {
         let groups: Vec<(Vec<f64>, Vec<f64>)> =
             lives.iter().map(|l| l.by(raw_series, of).into_iter().unzip()).collect();
@@ -246,7 +269,6 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
 
     if !leak {
         let latest = lives.iter().max_by_key(|l| l.last_ms);
-        let rise_bar = (p.practical_sigmas * noise).max(p.min_mb_per_hour);
         report.plateau = if significant && practical && stopped && blocks_agree {
             latest.and_then(|l| plateau_after(l, l.pts[l.start].mb, late_start(l)))
         } else {
@@ -268,6 +290,49 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     }
     report.reason = reason(&report, p, significant, practical, stopped);
     report
+}
+
+/// The trend tests on the lives' series as they are (level shifts left in): significant, at
+/// least `min_mb_per_hour` and `practical_sigmas` times the series' own noise over the longest
+/// life, as fast in the last thirds, and on block medians unless clear. The line and the test
+/// when it grows.
+fn grows_as_it_is(
+    lives: &[Life],
+    factors: &[f64],
+    p: &LeakParams,
+    longest: f64,
+) -> Option<(super::trend::TheilSen, super::trend::MannKendall)> {
+    let raw: Vec<(Vec<f64>, Vec<f64>)> = lives.iter().map(|l| l.raw.iter().copied().unzip()).collect();
+    let mk = seasonal_kendall_modified(&raw.iter().map(|g| g.1.clone()).collect::<Vec<_>>())?;
+    let line = seasonal_sen_interval(&raw, factors)?;
+    let spread = |(h, mb): &(Vec<f64>, Vec<f64>)| {
+        let l = theil_sen(h, mb)?;
+        let residuals = h.iter().zip(mb).map(|(h, m)| m - l.intercept - l.slope * h);
+        let [lo, hi] = crate::measure::stats::percentiles(residuals, [5.0, 95.0]);
+        lo.zip(hi).map(|(lo, hi)| (hi - lo) / NORMAL_90_WIDTH)
+    };
+    let noise = weighted_median(raw.iter().filter_map(|g| Some((spread(g)?, g.0.len() as f64))))?;
+    let late: Vec<(Vec<f64>, Vec<f64>)> = lives
+        .iter()
+        .map(|l| {
+            let from = l.late_h();
+            l.raw.iter().filter(|(h, _)| *h >= from).copied().unzip()
+        })
+        .collect();
+    let late_factors: Vec<f64> = late.iter().map(|g| super::trend::hamed_rao_factor(&g.1)).collect();
+    let kept_on =
+        seasonal_sen_interval(&late, &late_factors).is_some_and(|l| l.slope_high >= p.persist_share * line.slope);
+    let clear = line.slope * longest >= CLEAR_SIGMAS * noise || {
+        let blocks: Vec<Vec<f64>> = lives.iter().map(|l| block_medians(&l.raw)).collect();
+        super::trend::seasonal_kendall(&blocks).is_some_and(|m| m.p_value < p.alpha && m.z > 0.0)
+    };
+    let grows = mk.p_value < p.alpha
+        && mk.z > 0.0
+        && line.slope >= p.min_mb_per_hour
+        && line.slope * longest >= p.practical_sigmas * noise
+        && kept_on
+        && clear;
+    grows.then_some((line, mk))
 }
 
 /// The warm-up every life of this log is given at least, hours from its first sample: the longest
