@@ -41,9 +41,11 @@
 //! Plateau when it grew significantly and then stopped (or a long warm-up filled and held); Step
 //! when a level shift is all the growth there is; otherwise NoLeak.
 
-use super::memory_life::{Life, Pt};
+use super::memory_life::{self, Life, Pt};
 use super::staircase;
-use super::trend::{seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope, theil_sen};
+use super::trend::{
+    MannKendall, TheilSen, seasonal_kendall_modified, seasonal_sen_interval, seasonal_sen_slope, theil_sen,
+};
 use crate::measure::stats::median;
 use statrs::distribution::{Binomial, DiscreteCDF};
 
@@ -54,8 +56,6 @@ pub use super::memory_life::MemPoint;
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
 const BYTES_PER_MB: f64 = 1e6;
-/// The width of the central 90 % of a standard normal: the 5–95 % spread over it is a sigma.
-const NORMAL_90_WIDTH: f64 = 3.289_707_253_902_945;
 /// Growth of at least this many noise sigmas needs no check on block medians.
 const CLEAR_SIGMAS: f64 = 10.0;
 /// A warm-up that lasts at least this share of its life and rose above the practical bar, then
@@ -152,7 +152,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     // Sawtooth lives keep releasing: their levelled series is a staircase whose last third holds
     // too few cycles to judge persistence by.
     let late: Vec<(Vec<f64>, Vec<f64>)> =
-        lives.iter().map(|l| if l.sawtooth { (Vec::new(), Vec::new()) } else { last_third(l) }).collect();
+        lives.iter().map(|l| if l.sawtooth { (Vec::new(), Vec::new()) } else { last_third(l, &l.trend) }).collect();
     let late_factors: Vec<f64> = late.iter().map(|g| super::trend::hamed_rao_factor(&g.1)).collect();
     let late_line = seasonal_sen_interval(&late, &late_factors);
     // Against the requests served and the tokens generated too, when they are known: a workload
@@ -223,7 +223,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         && report.steps.iter().any(|s| s.delta_mb > 0.0)
         && report.steps.iter().all(|s| s.delta_mb.abs() < rise_bar);
     let as_it_is = (!trend_leak && !staircase && small_rises && lives_agree)
-        .then(|| grows_as_it_is(&lives, &factors, p, longest))
+        .then(|| grows_as_it_is(&lives, &raw, raw_line?, raw_mk?, p, longest))
         .flatten();
     let leak = trend_leak || staircase || as_it_is.is_some();
     if let Some((line, mk)) = as_it_is {
@@ -294,31 +294,23 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
 
 /// The trend tests on the lives' series as they are (level shifts left in): significant, at
 /// least `min_mb_per_hour` and `practical_sigmas` times the series' own noise over the longest
-/// life, as fast in the last thirds, and on block medians unless clear. The line and the test
-/// when it grows.
+/// life, as fast in the last thirds, and on block medians unless clear. `raw` holds each life's
+/// series as it is, `line` and `mk` their seasonal Sen line and Kendall test (`detect_leak` has
+/// them for the staircase already); both are given back when it grows.
 fn grows_as_it_is(
     lives: &[Life],
-    factors: &[f64],
+    raw: &[(Vec<f64>, Vec<f64>)],
+    line: TheilSen,
+    mk: MannKendall,
     p: &LeakParams,
     longest: f64,
-) -> Option<(super::trend::TheilSen, super::trend::MannKendall)> {
-    let raw: Vec<(Vec<f64>, Vec<f64>)> = lives.iter().map(|l| l.raw.iter().copied().unzip()).collect();
-    let mk = seasonal_kendall_modified(&raw.iter().map(|g| g.1.clone()).collect::<Vec<_>>())?;
-    let line = seasonal_sen_interval(&raw, factors)?;
+) -> Option<(TheilSen, MannKendall)> {
     let spread = |(h, mb): &(Vec<f64>, Vec<f64>)| {
         let l = theil_sen(h, mb)?;
-        let residuals = h.iter().zip(mb).map(|(h, m)| m - l.intercept - l.slope * h);
-        let [lo, hi] = crate::measure::stats::percentiles(residuals, [5.0, 95.0]);
-        lo.zip(hi).map(|(lo, hi)| (hi - lo) / NORMAL_90_WIDTH)
+        Some(memory_life::spread(h.iter().zip(mb).map(|(h, m)| m - l.intercept - l.slope * h)))
     };
     let noise = weighted_median(raw.iter().filter_map(|g| Some((spread(g)?, g.0.len() as f64))))?;
-    let late: Vec<(Vec<f64>, Vec<f64>)> = lives
-        .iter()
-        .map(|l| {
-            let from = l.late_h();
-            l.raw.iter().filter(|(h, _)| *h >= from).copied().unzip()
-        })
-        .collect();
+    let late: Vec<(Vec<f64>, Vec<f64>)> = lives.iter().map(|l| last_third(l, &l.raw)).collect();
     let late_factors: Vec<f64> = late.iter().map(|g| super::trend::hamed_rao_factor(&g.1)).collect();
     let kept_on =
         seasonal_sen_interval(&late, &late_factors).is_some_and(|l| l.slope_high >= p.persist_share * line.slope);
@@ -379,10 +371,10 @@ fn block_medians(series: &[(f64, f64)]) -> Vec<f64> {
     mb.chunks(len).filter_map(|c| median(c.iter().copied())).collect()
 }
 
-/// The last third (by time) of a life's judged trend.
-fn last_third(l: &Life) -> (Vec<f64>, Vec<f64>) {
+/// The last third (by time) of one of a life's series (`trend` or `raw`).
+fn last_third(l: &Life, series: &[(f64, f64)]) -> (Vec<f64>, Vec<f64>) {
     let from = l.late_h();
-    l.trend.iter().filter(|(h, _)| *h >= from).copied().unzip()
+    series.iter().filter(|(h, _)| *h >= from).copied().unzip()
 }
 
 /// Index in `pts` where the last third of the judged part begins.

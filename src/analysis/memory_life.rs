@@ -180,10 +180,7 @@ impl Life {
             cycle_noise.max(level_sd)
         } else {
             theil_sen(&th, &tm).map_or(diff_sigma_mb, |line| {
-                let residuals: Vec<f64> =
-                    th.iter().zip(&tm).map(|(h, m)| m - line.intercept - line.slope * h).collect();
-                let [lo, hi] = crate::measure::stats::percentiles(residuals, [5.0, 95.0]);
-                lo.zip(hi).map_or(0.0, |(lo, hi)| (hi - lo) / NORMAL_90_WIDTH)
+                spread(th.iter().zip(&tm).map(|(h, m)| m - line.intercept - line.slope * h))
             })
         };
         let autocorrelation = hamed_rao_factor(&tm);
@@ -497,8 +494,14 @@ fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
             out.push((*h, at_begin + residual));
         }
     }
+    (out, levels, spread(residuals))
+}
+
+/// The sigma of residuals from their 5–95 % spread over a normal's (0 with none): lumps that
+/// hold for a while widen it, a few outliers do not.
+pub(crate) fn spread(residuals: impl IntoIterator<Item = f64>) -> f64 {
     let [lo, hi] = crate::measure::stats::percentiles(residuals, [5.0, 95.0]);
-    (out, levels, lo.zip(hi).map_or(0.0, |(lo, hi)| (hi - lo) / NORMAL_90_WIDTH))
+    lo.zip(hi).map_or(0.0, |(lo, hi)| (hi - lo) / NORMAL_90_WIDTH)
 }
 
 #[cfg(test)]
