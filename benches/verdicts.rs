@@ -1,7 +1,10 @@
 //! The verdicts' validation over many seeds (`cargo bench --bench verdicts [-- --seeds N]
-//! [memory|crash|CLASS]`): synthetic soak logs of every memory and crash class in
-//! `tests/synth` (the shapes of docs/failure-shapes.md), each class drawing its parameters from wide
-//! ranges per seed, written into the schema with plain SQL, then judged by `soakd report`.
+//! [--first-seed S] [--noise-scale X] [--cadence-scale X] [-v] [--keep DIR] [memory|crash|CLASS]`):
+//! synthetic soak logs of every memory and crash class in `tests/synth` (the shapes of
+//! docs/failure-shapes.md), each class drawing its parameters from wide ranges per seed, written
+//! into the schema with plain SQL, then judged by `soakd report`. `--noise-scale` and
+//! `--cadence-scale` draw the memory classes' noise up to X times larger and their idle samples X
+//! times further apart: the same verdicts asked of shapes outside the ranges they were tuned on.
 //!
 //! Prints per class the share of seeds judged right, and over all classes: leak recall, false
 //! leaks on servers that do not leak, the median and worst slope error, verdicts that change with
@@ -26,7 +29,15 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let flag_values: Vec<usize> = ["--seeds", "--first-seed", "--keep"]
+    let scale = |flag: &str| -> f64 {
+        let value = args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+        value.map_or(1.0, |v| {
+            v.parse().ok().filter(|x: &f64| *x > 0.0).unwrap_or_else(|| panic!("{flag} takes a number > 0, not {v}"))
+        })
+    };
+    let stretch = synth::memory::Stretch { noise: scale("--noise-scale"), cadence: scale("--cadence-scale") };
+    synth::memory::stretch(stretch);
+    let flag_values: Vec<usize> = ["--seeds", "--first-seed", "--keep", "--noise-scale", "--cadence-scale"]
         .iter()
         .filter_map(|f| args.iter().position(|a| a == f).map(|i| i + 1))
         .collect();
@@ -139,7 +150,12 @@ fn main() {
             pct(alarms, random.len())
         );
     }
-    println!("({} seeds per class from seed {first}, {:.0} s)", seeds, started.elapsed().as_secs_f64());
+    let stretched = if (stretch.noise, stretch.cadence) == (1.0, 1.0) {
+        String::new()
+    } else {
+        format!(", memory noise ×{} and idle cadence ×{}", stretch.noise, stretch.cadence)
+    };
+    println!("({seeds} seeds per class from seed {first}{stretched}, {:.0} s)", started.elapsed().as_secs_f64());
 }
 
 fn pct(a: usize, b: usize) -> f64 {

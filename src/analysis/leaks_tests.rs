@@ -183,6 +183,24 @@ fn a_sawtooth_over_a_rising_floor_is_a_leak() {
     assert!((r.mb_per_hour.unwrap() - 5.0).abs() < 0.5 && r.reason.contains("after each release"), "{r:?}");
 }
 
+#[test]
+fn a_sawtooth_whose_releases_drift_between_the_points_is_no_leak() {
+    // Each level is read midway between the points either side of its release; here the release
+    // drifts through that gap from one cycle to the next, and the levels rise 22 MB over 15 h on
+    // a floor that is flat. That is less than one gap's worth of ramp (about 45 MB): no leak.
+    let points = fixture(include_str!("../../tests/fixtures/sawtooth_beat_life.txt"));
+    assert_eq!(points.len(), 300);
+    let r = detect_leak(&[Lifetime { pid: 1, points: points.clone() }], None, &LeakParams::default());
+    assert!(r.verdict != Verdict::Leak && r.judged_by == "troughs", "{r:?}");
+    // The same life over a floor that rises 10 MB/h (150 MB, three gaps' worth) is a leak.
+    let rising: Vec<MemPoint> = (points.iter())
+        .map(|p| MemPoint { bytes: p.bytes + 10.0 * 1e6 * (p.at_ms - T0) as f64 / 3_600_000.0, ..*p })
+        .collect();
+    let r = detect_leak(&[Lifetime { pid: 1, points: rising }], None, &LeakParams::default());
+    assert_eq!(r.verdict, Verdict::Leak, "{r:?}");
+    assert!((r.mb_per_hour.unwrap() - 10.0).abs() < 2.0, "{r:?}");
+}
+
 /// A life kept in tests/fixtures: lines of seconds since its first point and MB.
 fn fixture(text: &str) -> Vec<MemPoint> {
     (text.lines().filter(|l| !l.starts_with('#')))

@@ -103,6 +103,9 @@ pub(crate) struct Life {
     pub sawtooth: bool,
     /// A sawtooth's cycles: (hours at the cycle's start, its level there, MB).
     pub cycles: Vec<(f64, f64)>,
+    /// How far a cycle's level can be off because its release fell somewhere between two points:
+    /// the median over the cycles of their ramp times the gap their release fell in, MB.
+    pub cycle_blur_mb: f64,
     /// What the trend is judged on, after the warm-up: (hours, MB).
     pub trend: Vec<(f64, f64)>,
     /// The same points as they were (shifts not removed), for rates when growth comes in steps.
@@ -160,10 +163,10 @@ impl Life {
             .map_or(0.0, |(b, a)| b - a);
         let sawtooth = drops >= MIN_RELEASES && dropped >= net;
         let raw: Vec<(f64, f64)> = rest.iter().map(|p| (p.h, p.mb)).collect();
-        let (trend, cycles, cycle_noise) = if sawtooth {
+        let Deramped { trend, cycles, cycle_noise, cycle_blur_mb } = if sawtooth {
             deramp(&pts, start, &releases)
         } else {
-            (without_shifts(&pts, start, &shifts), Vec::new(), 0.0)
+            Deramped { trend: without_shifts(&pts, start, &shifts), ..Deramped::default() }
         };
         let (th, tm): (Vec<f64>, Vec<f64>) = trend.iter().copied().unzip();
         let noise_mb = if sawtooth {
@@ -193,6 +196,7 @@ impl Life {
             shifts,
             sawtooth,
             cycles,
+            cycle_blur_mb,
             trend,
             raw,
             noise_mb,
@@ -461,10 +465,8 @@ fn without_shifts(pts: &[Pt], start: usize, shifts: &[Shift]) -> Vec<(f64, f64)>
 
 /// A sawtooth without its ramps. Cycles begin at the warm-up's end and at each drop; each cycle of
 /// 4 points or more follows its own Theil–Sen line (shorter ones the median ramp of all), and each
-/// point becomes its cycle's level at the cycle's start plus its residual about the line. Returns
-/// that series, the cycles' (start, level) where the release was seen closely, and the residuals'
-/// spread.
-fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
+/// point becomes its cycle's level at the cycle's start plus its residual about the line.
+fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> Deramped {
     let mut bounds: Vec<usize> = vec![start];
     bounds.extend(shifts.iter().filter(|s| s.delta_mb < 0.0).map(|s| s.index));
     bounds.push(pts.len());
@@ -478,6 +480,7 @@ fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
     let spacing = median(pts[start..].windows(2).map(|w| w[1].h - w[0].h)).unwrap_or(0.0);
     let gap = |i: usize| if i > start { pts[i].h - pts[i - 1].h } else { spacing };
     let (mut out, mut levels, mut residuals) = (Vec::with_capacity(pts.len() - start), Vec::new(), Vec::new());
+    let mut blurs = Vec::new();
     for (w, (h, mb)) in bounds.windows(2).zip(&cycles) {
         let begin = pts[w[0]].h - gap(w[0]) / 2.0;
         let line = if h.len() >= 4 { theil_sen(h, mb) } else { None };
@@ -487,6 +490,9 @@ fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
         };
         if gap(w[0]) <= 3.0 * spacing {
             levels.push((begin, at_begin));
+            if w[0] > start {
+                blurs.push(slope.max(0.0) * gap(w[0]));
+            }
         }
         for (h, m) in h.iter().zip(mb) {
             let residual = m - at_begin - slope * (h - begin);
@@ -494,7 +500,19 @@ fn deramp(pts: &[Pt], start: usize, shifts: &[Shift]) -> (Series, Series, f64) {
             out.push((*h, at_begin + residual));
         }
     }
-    (out, levels, spread(residuals))
+    Deramped { trend: out, cycles: levels, cycle_noise: spread(residuals), cycle_blur_mb: median(blurs).unwrap_or(0.0) }
+}
+
+/// A life's series to judge, and for a sawtooth what `deramp` learnt of its cycles.
+#[derive(Default)]
+struct Deramped {
+    trend: Series,
+    /// (start, level) of the cycles whose release was seen closely.
+    cycles: Series,
+    /// The spread of the points about their cycles' lines, MB.
+    cycle_noise: f64,
+    /// The median over those cycles of their ramp times the gap their release fell in, MB.
+    cycle_blur_mb: f64,
 }
 
 /// The sigma of residuals from their 5–95 % spread over a normal's (0 with none): lumps that

@@ -41,6 +41,27 @@ pub const CLASSES: &[Class] = &[
     ("leak_plus_step", leak_plus_step),
 ];
 
+/// How far outside its usual ranges a case is drawn: noise up to `noise` times larger (a leak stays
+/// as clear of it as before) and idle samples `cadence` times further apart. 1 and 1 unless the
+/// bench is asked otherwise (`--noise-scale`, `--cadence-scale`): a check that the verdicts hold on
+/// shapes the method was not tuned on.
+#[derive(Debug, Clone, Copy)]
+pub struct Stretch {
+    pub noise: f64,
+    pub cadence: f64,
+}
+
+static STRETCH: std::sync::OnceLock<Stretch> = std::sync::OnceLock::new();
+
+/// Sets the stretch of every case drawn from now on (once, before the first).
+pub fn stretch(s: Stretch) {
+    STRETCH.set(s).expect("the stretch is set once, before any case is drawn");
+}
+
+fn stretched() -> Stretch {
+    *STRETCH.get_or_init(|| Stretch { noise: 1.0, cadence: 1.0 })
+}
+
 /// The case of `class` for `seed`.
 pub fn case(class: &'static str, seed: u64) -> Case<MemTruth> {
     let (_, make) = CLASSES.iter().find(|(n, _)| *n == class).expect("a known class");
@@ -126,6 +147,7 @@ pub enum Noise {
 }
 
 fn noise_pick(rng: &mut Rng, max_sd: f64) -> Noise {
+    let max_sd = max_sd * stretched().noise;
     match rng.int(0, 3) {
         0 | 1 => Noise::White(rng.log_range(0.05, max_sd)),
         2 => Noise::Grainy { sd: rng.log_range(0.05, max_sd), grain: *rng.pick(&[0.004, 0.064, 1.0]) },
@@ -156,7 +178,7 @@ fn plan(rng: &mut Rng, hours: (f64, f64), max_sd: f64) -> Plan {
         hours: rng.range(hours.0, hours.1 + 1e-9),
         workload: workload_pick(rng),
         restarts: Vec::new(),
-        idle_every_s: *rng.pick(&[10.0, 20.0, 30.0, 60.0, 60.0, 120.0]),
+        idle_every_s: *rng.pick(&[10.0, 20.0, 30.0, 60.0, 60.0, 120.0]) * stretched().cadence,
         around_requests: rng.chance(0.6),
         noise: noise_pick(rng, max_sd),
         footprint: rng.chance(0.7),
