@@ -214,9 +214,7 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
     // Each level is read where its release was seen, to within a gap's worth of ramp; when the
     // cycles last close to a whole number of gaps, that error drifts the same way from cycle to
     // cycle, and the levels rise by up to a gap's ramp with no leak at all. The rise must exceed it.
-    let cycle_span = (lives.iter().filter(|l| l.cycles.len() >= 3))
-        .map(|l| l.cycles[l.cycles.len() - 1].0 - l.cycles[0].0)
-        .fold(0.0, f64::max);
+    let cycle_span = cycles.iter().map(|(h, _)| h[h.len() - 1] - h[0]).fold(0.0, f64::max);
     let blur = lives.iter().map(|l| l.cycle_blur_mb).fold(0.0, f64::max);
     let troughs_rise = !all_sawtooth || cycle_line.is_some_and(|c| c.slope_low > 0.0 && c.slope * cycle_span >= blur);
     let from_steps = staircase;
