@@ -525,7 +525,18 @@ exclusive = false
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(8));
+    // Wait for the work itself, not a fixed span: a slow machine may take seconds to start.
+    let enough = |path: &Path| -> Option<bool> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        let n = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).ok();
+        let every = n("SELECT count(*) FROM runs WHERE job = 'every-2s' AND status = 'completed'")?;
+        let skipped = n("SELECT count(*) FROM runs WHERE job = 'slow' AND status = 'skipped'")?;
+        Some(every >= 3 && skipped >= 2)
+    };
+    let waiting = Instant::now();
+    while waiting.elapsed() < Duration::from_secs(45) && enough(&dir.path().join("soakd.db")) != Some(true) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let stopping = Instant::now();
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();
