@@ -72,9 +72,13 @@ fn logs_that_once_fooled_the_method_are_judged_right() {
     // A per-token leak (1.24 MB/h) under a sampler whose noise hops by whole MB, and a leak under
     // load in lumpy noise: rises under the bar a step must pass, taken out of the trend, left
     // 0.64 and 2.2 MB/h too little to judge (leaks.rs, `grows_as_it_is`).
+    // A sawtooth cache whose 44.7-min cycles beat with the stored points' 3-min spacing: where
+    // each release fell between two points drifted one way, and the troughs seemed to rise
+    // 22 MB over 15 h on a flat floor (leaks.rs, `cycle_blur_mb`).
     for (class, seed) in [
         ("flat_lumpy_mlx", 405),
         ("flat_lumpy_mlx", 467),
+        ("sawtooth_cache", 1031),
         ("leak_per_request", 723),
         ("leak_per_token", 708),
         ("leak_under_load", 770),
