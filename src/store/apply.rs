@@ -1,7 +1,8 @@
 //! How the writer's batch of operations becomes rows (`writer` owns the thread, the queue and
 //! when to commit): one transaction per batch, runs and requests named by the keys the handle
 //! handed out mapped to their row ids, a request inserted when it starts (`in_flight`, so a soakd
-//! killed mid-request leaves a row to mark `interrupted`) and completed when it ends, secrets
+//! killed mid-request leaves a row to mark `interrupted`) and completed when it ends — or, when it
+//! starts and ends within one batch, inserted whole (the transaction is the guarantee then), secrets
 //! scrubbed from every error text before it is stored. Tested through `writer`'s tests, which
 //! drive it as the daemon does.
 
@@ -9,8 +10,10 @@ use super::ops::Op;
 use super::rows::{MemorySample, RequestEnd, RequestStart, RunKey, RunStart};
 use super::signals;
 use crate::secrets::scrub;
-use rusqlite::{Connection, Transaction, params};
-use std::collections::{HashMap, VecDeque};
+use rusqlite::{Connection, ToSql, Transaction, params};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::LazyLock;
 
 /// Finished requests whose row ids are remembered, so evidence gathered after a request
 /// ended can still point at it.
@@ -74,6 +77,15 @@ pub(super) fn apply(
     let mut begun: HashMap<RunKey, i64> = HashMap::new();
     let mut finished = Vec::new();
     let mut ended = Vec::new();
+    // Requests that end in this batch: those that also start in it are written whole.
+    let ends: HashMap<u64, &RequestEnd> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::RequestFinished(r) => Some((r.key, &**r)),
+            _ => None,
+        })
+        .collect();
+    let mut whole = HashSet::new();
     for op in batch {
         let run_of = |key: RunKey| begun.get(&key).copied().or_else(|| rows.run(key));
         match op {
@@ -88,14 +100,23 @@ pub(super) fn apply(
             }
             Op::RequestStarted(r) => match run_of(r.run) {
                 Some(run_id) => {
-                    started.insert(r.key, insert_request(&tx, r, run_id)?);
+                    let row = match ends.get(&r.key) {
+                        Some(end) => {
+                            whole.insert(r.key);
+                            insert_whole(&tx, r, run_id, end)?
+                        }
+                        None => insert_request(&tx, r, run_id)?,
+                    };
+                    started.insert(r.key, row);
                 }
                 None => tracing::warn!(key = r.key, "a request started in a run that was never recorded"),
             },
             Op::RequestFinished(r) => {
                 match started.get(&r.key).copied().or_else(|| rows.in_flight.get(&r.key).copied()) {
                     Some(row) => {
-                        update_request(&tx, row, r)?;
+                        if !whole.contains(&r.key) {
+                            update_request(&tx, row, r)?;
+                        }
                         finished.push((r.key, row));
                     }
                     None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
@@ -160,85 +181,174 @@ fn insert_run(tx: &Transaction<'_>, r: &RunStart, owner: (u32, u64)) -> rusqlite
     Ok(tx.last_insert_rowid())
 }
 
+/// The columns a request's start fills (`outcome` aside), in the order of [`Start::values`].
+#[rustfmt::skip]
+const START_COLUMNS: [&str; 16] = [
+    "run_id", "backend", "job", "worker", "seq", "intended_at", "started_at", "stream", "concurrency",
+    "prompt_name", "prompt_chars", "max_tokens", "gap_ms", "server_pid", "server_seq", "machine_in_flight",
+];
+
+/// The columns a request's end fills, in the order of [`Finish::values`].
+#[rustfmt::skip]
+const END_COLUMNS: [&str; 33] = [
+    "outcome", "http_status", "attempts", "first_byte_ms", "ttft_ms", "first_content_ms", "e2e_ms",
+    "gap_p50_ms", "gap_p95_ms", "gap_max_ms", "prompt_tokens", "completion_tokens", "token_source",
+    "decode_tps", "output_tps", "finish_reason", "reasoning_seen", "tool_call_seen", "tool_call_valid",
+    "server_model", "server_prompt_ms", "server_decode_tps", "server_timings", "output", "error",
+    "error_signature", "server_ttft_ms", "server_load_ms", "server_total_ms", "server_prompt_tokens",
+    "server_completion_tokens", "server_stop_reason", "server_peak_bytes",
+];
+
+/// `?from, ?from+1, …` for `n` parameters.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A started request: its row, `in_flight` until its end updates it.
+static INSERT_STARTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO requests ({}, outcome) VALUES ({}, 'in_flight')",
+        START_COLUMNS.join(", "),
+        placeholders(1, START_COLUMNS.len())
+    )
+});
+
+/// A request that started and ended within one batch: one row, written whole.
+static INSERT_WHOLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO requests ({}, {}) VALUES ({})",
+        START_COLUMNS.join(", "),
+        END_COLUMNS.join(", "),
+        placeholders(1, START_COLUMNS.len() + END_COLUMNS.len())
+    )
+});
+
+/// A started request's row, completed.
+static UPDATE_FINISHED: LazyLock<String> = LazyLock::new(|| {
+    let set: Vec<String> = END_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
+    format!("UPDATE requests SET {} WHERE id = ?1", set.join(", "))
+});
+
+/// A request's start as it is stored.
+struct Start<'a> {
+    r: &'a RequestStart,
+    run_id: i64,
+    server_seq: Option<i64>,
+}
+
+impl<'a> Start<'a> {
+    fn new(r: &'a RequestStart, run_id: i64) -> Start<'a> {
+        Start { r, run_id, server_seq: r.server_seq.map(|n| n as i64) }
+    }
+
+    fn values(&self) -> [&dyn ToSql; 16] {
+        let r = self.r;
+        [
+            &self.run_id,
+            &r.backend,
+            &r.job,
+            &r.worker,
+            &r.seq,
+            &r.intended_at,
+            &r.started_at,
+            &r.stream,
+            &r.concurrency,
+            &r.prompt_name,
+            &r.prompt_chars,
+            &r.max_tokens,
+            &r.gap_ms,
+            &r.server_pid,
+            &self.server_seq,
+            &r.machine_in_flight,
+        ]
+    }
+}
+
+/// A request's end as it is stored: its texts scrubbed of secrets.
+struct Finish<'a> {
+    r: &'a RequestEnd,
+    outcome: &'static str,
+    token_source: Option<&'static str>,
+    server_timings: Option<String>,
+    output: Cow<'a, str>,
+    error: Option<String>,
+    error_signature: Option<String>,
+    peak_bytes: Option<i64>,
+}
+
+impl<'a> Finish<'a> {
+    fn new(r: &'a RequestEnd) -> Finish<'a> {
+        let clean = |t: &Option<String>| t.as_deref().map(|t| scrub(t).into_owned());
+        Finish {
+            r,
+            outcome: r.outcome.as_str(),
+            token_source: r.measured.token_source.map(|s| s.as_str()),
+            server_timings: clean(&r.server_timings),
+            output: scrub(&r.output),
+            error: clean(&r.error),
+            error_signature: clean(&r.error_signature),
+            peak_bytes: r.server.peak_memory_bytes.map(|b| b as i64),
+        }
+    }
+
+    fn values(&self) -> [&dyn ToSql; 33] {
+        let (r, m) = (self.r, &self.r.measured);
+        [
+            &self.outcome,
+            &r.http_status,
+            &r.attempts,
+            &m.first_byte_ms,
+            &m.ttft_ms,
+            &m.first_content_ms,
+            &m.e2e_ms,
+            &m.gap_p50_ms,
+            &m.gap_p95_ms,
+            &m.gap_max_ms,
+            &m.prompt_tokens,
+            &m.completion_tokens,
+            &self.token_source,
+            &m.decode_tps,
+            &m.output_tps,
+            &r.finish_reason,
+            &r.reasoning_seen,
+            &r.tool_call_seen,
+            &r.tool_call_valid,
+            &r.server_model,
+            &r.server.prompt_ms,
+            &r.server.decode_tps,
+            &self.server_timings,
+            &self.output,
+            &self.error,
+            &self.error_signature,
+            &r.server.ttft_ms,
+            &r.server.load_ms,
+            &r.server.total_ms,
+            &r.server.prompt_tokens,
+            &r.server.completion_tokens,
+            &r.server.stop_reason,
+            &self.peak_bytes,
+        ]
+    }
+}
+
 fn insert_request(tx: &Transaction<'_>, r: &RequestStart, run_id: i64) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO requests (run_id, backend, job, worker, seq, intended_at, started_at, outcome,
-             stream, concurrency, prompt_name, prompt_chars, max_tokens, gap_ms, server_pid, server_seq,
-             machine_in_flight)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'in_flight', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
-        run_id,
-        r.backend,
-        r.job,
-        r.worker,
-        r.seq,
-        r.intended_at,
-        r.started_at,
-        r.stream,
-        r.concurrency,
-        r.prompt_name,
-        r.prompt_chars,
-        r.max_tokens,
-        r.gap_ms,
-        r.server_pid,
-        r.server_seq.map(|n| n as i64),
-        r.machine_in_flight,
-    ])?;
+    tx.prepare_cached(&INSERT_STARTED)?.execute(&Start::new(r, run_id).values()[..])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// A request whose end is in the same batch (and so the same transaction) as its start: no
+/// `in_flight` row is ever committed for it, and one insert does the work of an insert and an update.
+fn insert_whole(tx: &Transaction<'_>, r: &RequestStart, run_id: i64, end: &RequestEnd) -> rusqlite::Result<i64> {
+    let (start, finish) = (Start::new(r, run_id), Finish::new(end));
+    let values: Vec<&dyn ToSql> = start.values().into_iter().chain(finish.values()).collect();
+    tx.prepare_cached(&INSERT_WHOLE)?.execute(&values[..])?;
     Ok(tx.last_insert_rowid())
 }
 
 fn update_request(tx: &Transaction<'_>, row: i64, r: &RequestEnd) -> rusqlite::Result<()> {
-    let m = &r.measured;
-    let clean = |t: &Option<String>| t.as_deref().map(|t| scrub(t).into_owned());
-    tx.prepare_cached(
-        "UPDATE requests SET outcome = ?2, http_status = ?3, attempts = ?4, first_byte_ms = ?5,
-             ttft_ms = ?6, first_content_ms = ?7, e2e_ms = ?8, gap_p50_ms = ?9, gap_p95_ms = ?10,
-             gap_max_ms = ?11, prompt_tokens = ?12, completion_tokens = ?13, token_source = ?14,
-             decode_tps = ?15, output_tps = ?16, finish_reason = ?17, reasoning_seen = ?18,
-             tool_call_seen = ?19, tool_call_valid = ?20, server_model = ?21, server_prompt_ms = ?22,
-             server_decode_tps = ?23, server_timings = ?24, output = ?25, error = ?26,
-             error_signature = ?27, server_ttft_ms = ?28, server_load_ms = ?29, server_total_ms = ?30,
-             server_prompt_tokens = ?31, server_completion_tokens = ?32, server_stop_reason = ?33,
-             server_peak_bytes = ?34
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        row,
-        r.outcome.as_str(),
-        r.http_status,
-        r.attempts,
-        m.first_byte_ms,
-        m.ttft_ms,
-        m.first_content_ms,
-        m.e2e_ms,
-        m.gap_p50_ms,
-        m.gap_p95_ms,
-        m.gap_max_ms,
-        m.prompt_tokens,
-        m.completion_tokens,
-        m.token_source.map(|s| s.as_str()),
-        m.decode_tps,
-        m.output_tps,
-        r.finish_reason,
-        r.reasoning_seen,
-        r.tool_call_seen,
-        r.tool_call_valid,
-        r.server_model,
-        r.server.prompt_ms,
-        r.server.decode_tps,
-        clean(&r.server_timings),
-        scrub(&r.output),
-        clean(&r.error),
-        clean(&r.error_signature),
-        r.server.ttft_ms,
-        r.server.load_ms,
-        r.server.total_ms,
-        r.server.prompt_tokens,
-        r.server.completion_tokens,
-        r.server.stop_reason,
-        r.server.peak_memory_bytes.map(|b| b as i64),
-    ])?;
+    let finish = Finish::new(r);
+    let values: Vec<&dyn ToSql> = std::iter::once(&row as &dyn ToSql).chain(finish.values()).collect();
+    tx.prepare_cached(&UPDATE_FINISHED)?.execute(&values[..])?;
     Ok(())
 }
 
@@ -264,4 +374,91 @@ fn insert_sample(tx: &Transaction<'_>, s: &MemorySample, run_id: Option<i64>) ->
         run_id,
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::numbers::ServerNumbers;
+    use crate::measure::outcome::Outcome;
+    use crate::measure::timeline::{Measured, TokenSource};
+    use crate::store::writer::tests::{end, run_start, start};
+
+    /// An end with every column filled, a secret in its texts.
+    fn full_end(key: u64) -> RequestEnd {
+        let mut e = end(key, Outcome::ServerReportedCrash);
+        e.measured = Measured {
+            first_byte_ms: Some(1.5),
+            ttft_ms: Some(2.5),
+            first_content_ms: Some(3.5),
+            e2e_ms: 40.0,
+            gap_p50_ms: Some(0.5),
+            gap_p95_ms: Some(0.9),
+            gap_max_ms: Some(1.1),
+            prompt_tokens: Some(7),
+            completion_tokens: Some(16),
+            token_source: Some(TokenSource::Usage),
+            decode_tps: Some(400.0),
+            output_tps: Some(380.0),
+        };
+        e.http_status = Some(500);
+        e.attempts = 2;
+        e.tool_call_seen = true;
+        e.tool_call_valid = Some(false);
+        e.server_model = Some("m".into());
+        e.server = ServerNumbers {
+            prompt_ms: Some(1.0),
+            ttft_ms: Some(2.0),
+            decode_tps: Some(3.0),
+            load_ms: Some(4.0),
+            total_ms: Some(5.0),
+            prompt_tokens: Some(6),
+            completion_tokens: Some(7),
+            stop_reason: Some("eos".into()),
+            peak_memory_bytes: Some(1 << 30),
+        };
+        e.server_timings = Some(r#"{"n": 1}"#.into());
+        e.error = Some("HTTP 500: Authorization: Bearer sk-abcdefghijklmnopqrstuvwx failed".into());
+        e.error_signature = Some("HTTP 500".into());
+        e
+    }
+
+    /// Every column of request `seq` but its id and its own numbers.
+    fn row(conn: &Connection, seq: u32) -> Vec<rusqlite::types::Value> {
+        let mut stmt = conn.prepare("SELECT * FROM requests WHERE seq = ?1").unwrap();
+        let skip = ["id", "seq", "server_seq"];
+        let keep: Vec<usize> =
+            (0..stmt.column_count()).filter(|&i| !skip.contains(&stmt.column_name(i).unwrap())).collect();
+        stmt.query_row([seq], |r| keep.iter().map(|&i| r.get(i)).collect()).unwrap()
+    }
+
+    #[test]
+    fn a_request_written_whole_is_the_row_an_insert_and_an_update_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::open(&dir.path().join("a.db")).unwrap();
+        let mut rows = Rows::default();
+        let run = RunKey(1);
+        let mut batch = |ops: Vec<Op>, rows: &mut Rows| apply(&mut conn, &ops, rows, (1, 1)).unwrap();
+        batch(vec![Op::BeginRun(Box::new(run_start("j", "b")), run)], &mut rows);
+        // Request 1 starts and ends in one batch; request 2 in two.
+        let finished = batch(
+            vec![Op::RequestStarted(Box::new(start(1, run))), Op::RequestFinished(Box::new(full_end(1)))],
+            &mut rows,
+        );
+        assert_eq!(finished.len(), 1);
+        batch(vec![Op::RequestStarted(Box::new(start(2, run)))], &mut rows);
+        let conn = super::super::open(&dir.path().join("a.db")).unwrap();
+        let outcome = |seq: u32| -> String {
+            conn.query_row("SELECT outcome FROM requests WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(outcome(2), "in_flight", "a request still running is committed as in flight");
+        let mut conn2 = super::super::open(&dir.path().join("a.db")).unwrap();
+        apply(&mut conn2, &[Op::RequestFinished(Box::new(full_end(2)))], &mut rows, (1, 1)).unwrap();
+        assert_eq!(outcome(1), "server_reported_crash");
+        let (whole, updated) = (row(&conn, 1), row(&conn, 2));
+        assert_eq!(whole, updated);
+        let error: String = conn.query_row("SELECT error FROM requests WHERE seq = 1", [], |r| r.get(0)).unwrap();
+        assert!(!error.contains("sk-abcdef"), "scrubbed: {error}");
+        assert!(rows.get(1).is_some() && rows.get(2).is_some(), "both rows stay known for late evidence");
+    }
 }

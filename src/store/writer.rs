@@ -334,7 +334,7 @@ fn record_stall(conn: &Connection, waited: Duration, ops: usize, dropped: u64, e
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::measure::outcome::Outcome;
     use crate::measure::timeline::Measured;
@@ -360,7 +360,7 @@ mod tests {
         }
     }
 
-    fn start(key: u64, run: RunKey) -> RequestStart {
+    pub(crate) fn start(key: u64, run: RunKey) -> RequestStart {
         RequestStart {
             key,
             run,
@@ -382,7 +382,7 @@ mod tests {
         }
     }
 
-    fn end(key: u64, outcome: Outcome) -> RequestEnd {
+    pub(crate) fn end(key: u64, outcome: Outcome) -> RequestEnd {
         RequestEnd {
             key,
             outcome,
