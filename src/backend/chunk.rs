@@ -4,15 +4,17 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// A streamed `chat.completion.chunk` or a whole `chat.completion`.
+/// A streamed `chat.completion.chunk` or a whole `chat.completion`. Its texts borrow from the
+/// event they were read from where they hold no escapes: a stream parses one per token.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct Body {
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub choices: Vec<Choice>,
+pub(crate) struct Body<'a> {
+    #[serde(default, borrow)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub choices: Vec<Choice<'a>>,
     #[serde(default)]
     pub usage: Option<Usage>,
     /// llama.cpp's server-side numbers.
@@ -32,28 +34,28 @@ pub(crate) struct Body {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct Choice {
-    #[serde(default)]
-    pub delta: Option<Message>,
-    #[serde(default)]
-    pub message: Option<Message>,
-    #[serde(default)]
-    pub finish_reason: Option<String>,
+pub(crate) struct Choice<'a> {
+    #[serde(default, borrow)]
+    pub delta: Option<Message<'a>>,
+    #[serde(default, borrow)]
+    pub message: Option<Message<'a>>,
+    #[serde(default, borrow)]
+    pub finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct Message {
-    #[serde(default)]
-    pub content: Option<String>,
-    #[serde(default)]
-    pub reasoning_content: Option<String>,
-    #[serde(default)]
-    pub reasoning: Option<String>,
+pub(crate) struct Message<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub reasoning: Option<Cow<'a, str>>,
     #[serde(default)]
     pub tool_calls: Option<Vec<ToolCallPart>>,
 }
 
-impl Message {
+impl Message<'_> {
     pub fn reasoning(&self) -> Option<&str> {
         self.reasoning_content.as_deref().or(self.reasoning.as_deref()).filter(|s| !s.is_empty())
     }

@@ -149,7 +149,7 @@ impl Wire for OpenAi {
                 calls.add(parts);
             }
         }
-        tl.finish_reason = choice.finish_reason.clone();
+        tl.finish_reason = choice.finish_reason.as_deref().map(str::to_string);
         Ok(())
     }
 }
@@ -185,7 +185,7 @@ fn take_chunk(chunk: Body, tl: &mut Timeline, calls: &mut ToolCalls, now: Instan
             }
         }
         if let Some(reason) = &choice.finish_reason {
-            tl.finish_reason = Some(reason.clone());
+            tl.finish_reason = Some(reason.to_string());
         }
     }
     Ok(())
@@ -210,7 +210,10 @@ fn keep_server_fields(body: &Body, tl: &mut Timeline) {
     {
         tl.usage(u.prompt_tokens, c);
     }
-    if let Some(m) = &body.model {
+    // Every chunk names the model: kept once, unless it changes.
+    if let Some(m) = body.model.as_deref()
+        && tl.server_model.as_deref() != Some(m)
+    {
         tl.server_model = Some(bounded(m, 256));
     }
     let mut server = serde_json::Map::new();
@@ -306,7 +309,7 @@ fn stream_error(e: EventStreamError<StreamFault>, tl: &Timeline) -> Attempt {
 mod tests {
     use super::*;
 
-    fn chunk(json: &str) -> Body {
+    fn chunk(json: &str) -> Body<'_> {
         serde_json::from_str(json).expect("test JSON")
     }
 
