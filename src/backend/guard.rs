@@ -36,8 +36,12 @@ pin_project! {
     pub(crate) struct Guarded<S> {
         #[pin]
         inner: S,
+        // Armed for the stall limit after the data seen when it was last set; data since then
+        // only moves `last_data`, and the timer is moved on when it fires early (a reset per
+        // chunk would cost a clock read and a timer-wheel update per token).
         #[pin]
         timer: Sleep,
+        last_data: Instant,
         stall: Duration,
         line: usize,
         failed: bool,
@@ -46,7 +50,7 @@ pin_project! {
 
 impl<S> Guarded<S> {
     pub(crate) fn new(inner: S, stall: Duration) -> Self {
-        Guarded { inner, timer: tokio::time::sleep(stall), stall, line: 0, failed: false }
+        Guarded { inner, timer: tokio::time::sleep(stall), last_data: Instant::now(), stall, line: 0, failed: false }
     }
 }
 
@@ -63,7 +67,7 @@ where
         }
         match this.inner.poll_next(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                this.timer.as_mut().reset(Instant::now() + *this.stall);
+                *this.last_data = Instant::now();
                 *this.line = match bytes.iter().rposition(|b| *b == b'\n') {
                     Some(pos) => bytes.len() - pos - 1,
                     None => *this.line + bytes.len(),
@@ -79,12 +83,20 @@ where
                 Poll::Ready(Some(Err(StreamFault::Transport(e))))
             }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.timer.poll(cx) {
-                Poll::Ready(()) => {
-                    *this.failed = true;
-                    Poll::Ready(Some(Err(StreamFault::Stalled(*this.stall))))
+            Poll::Pending => loop {
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Pending => break Poll::Pending,
+                    Poll::Ready(()) => {
+                        let due = *this.last_data + *this.stall;
+                        if due > this.timer.deadline() {
+                            // Data came since the timer was set: the silence began then.
+                            this.timer.as_mut().reset(due);
+                            continue;
+                        }
+                        *this.failed = true;
+                        break Poll::Ready(Some(Err(StreamFault::Stalled(*this.stall))));
+                    }
                 }
-                Poll::Pending => Poll::Pending,
             },
         }
     }
@@ -108,6 +120,28 @@ mod tests {
         assert!(matches!(g.next().await, Some(Err(StreamFault::Stalled(_)))));
         assert!(started.elapsed() >= Duration::from_secs(5));
         assert!(g.next().await.is_none(), "nothing after a fault");
+    }
+
+    /// Data every 3 s for 12 s under a 5 s limit is no stall; the silence after it is, counted
+    /// from the last data, not from when the timer was first set.
+    #[tokio::test(start_paused = true)]
+    async fn the_stall_limit_counts_from_the_last_data() {
+        let inner = futures_util::stream::unfold(0, |n| async move {
+            if n == 4 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Some((ok("data: 1\n\n"), n + 1))
+        })
+        .chain(futures_util::stream::pending());
+        let started = Instant::now();
+        let mut g = Box::pin(Guarded::new(inner, Duration::from_secs(5)));
+        for _ in 0..4 {
+            assert!(matches!(g.next().await, Some(Ok(_))));
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(12));
+        assert!(matches!(g.next().await, Some(Err(StreamFault::Stalled(_)))));
+        assert_eq!(started.elapsed(), Duration::from_secs(17), "5 s after the last data");
     }
 
     #[tokio::test]
