@@ -12,7 +12,7 @@ use super::signals;
 use crate::secrets::scrub;
 use rusqlite::{Connection, ToSql, Transaction, params};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
 
 /// Finished requests whose row ids are remembered, so evidence gathered after a request
@@ -85,7 +85,6 @@ pub(super) fn apply(
             _ => None,
         })
         .collect();
-    let mut whole = HashSet::new();
     for op in batch {
         let run_of = |key: RunKey| begun.get(&key).copied().or_else(|| rows.run(key));
         match op {
@@ -101,27 +100,22 @@ pub(super) fn apply(
             Op::RequestStarted(r) => match run_of(r.run) {
                 Some(run_id) => {
                     let row = match ends.get(&r.key) {
-                        Some(end) => {
-                            whole.insert(r.key);
-                            insert_whole(&tx, r, run_id, end)?
-                        }
+                        Some(end) => insert_whole(&tx, r, run_id, end)?,
                         None => insert_request(&tx, r, run_id)?,
                     };
                     started.insert(r.key, row);
                 }
                 None => tracing::warn!(key = r.key, "a request started in a run that was never recorded"),
             },
-            Op::RequestFinished(r) => {
-                match started.get(&r.key).copied().or_else(|| rows.in_flight.get(&r.key).copied()) {
-                    Some(row) => {
-                        if !whole.contains(&r.key) {
-                            update_request(&tx, row, r)?;
-                        }
-                        finished.push((r.key, row));
-                    }
-                    None => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
+            Op::RequestFinished(r) => match (started.get(&r.key), rows.in_flight.get(&r.key)) {
+                // Started in this batch too: written whole at its start.
+                (Some(&row), _) => finished.push((r.key, row)),
+                (None, Some(&row)) => {
+                    update_request(&tx, row, r)?;
+                    finished.push((r.key, row));
                 }
-            }
+                (None, None) => tracing::warn!(key = r.key, "a request ended that was never recorded as started"),
+            },
             Op::Sample(s) => insert_sample(&tx, s, s.run.and_then(run_of))?,
             Op::Event(e) => {
                 tx.prepare_cached("INSERT INTO events (backend, kind, at, detail) VALUES (?1, ?2, ?3, ?4)")?
@@ -452,8 +446,7 @@ mod tests {
             conn.query_row("SELECT outcome FROM requests WHERE seq = ?1", [seq], |r| r.get(0)).unwrap()
         };
         assert_eq!(outcome(2), "in_flight", "a request still running is committed as in flight");
-        let mut conn2 = super::super::open(&dir.path().join("a.db")).unwrap();
-        apply(&mut conn2, &[Op::RequestFinished(Box::new(full_end(2)))], &mut rows, (1, 1)).unwrap();
+        batch(vec![Op::RequestFinished(Box::new(full_end(2)))], &mut rows);
         assert_eq!(outcome(1), "server_reported_crash");
         let (whole, updated) = (row(&conn, 1), row(&conn, 2));
         assert_eq!(whole, updated);
