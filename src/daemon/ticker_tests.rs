@@ -25,6 +25,22 @@ fn on_time_firings_are_not_catch_ups() {
     assert!(plan.poll(at(10, 5, 1)).0.is_empty(), "nothing fires twice");
 }
 
+/// Polls land a few ms past their second; the next fire time is still the next whole second, so
+/// a job firing every second keeps firing on time instead of that far (then further) behind.
+#[test]
+fn polls_past_a_second_sleep_until_the_next_whole_second() {
+    let every_second = vec![CronExpr::parse("* * * * * *").unwrap()];
+    let mut plan = Plan::new(every_second, at(10, 0, 0) + chrono::Duration::milliseconds(600));
+    for s in 1..=5 {
+        assert_eq!(plan.next_fire(), Some(at(10, 0, s)), "second {s}");
+        let (due, _) = plan.poll(at(10, 0, s) + chrono::Duration::milliseconds(2));
+        assert_eq!((due.len(), due[0].planned, due[0].missed), (1, at(10, 0, s), 0));
+    }
+    // Woken 3.5 s late: the fire times at :06, :07 and :08 were missed, :09 fires.
+    let (due, _) = plan.poll(at(10, 0, 9) + chrono::Duration::milliseconds(500));
+    assert_eq!((due[0].planned, due[0].missed), (at(10, 0, 9), 3));
+}
+
 #[test]
 fn a_jump_of_hours_fires_each_job_once() {
     let mut plan = Plan::new(crons(), at(10, 0, 30));

@@ -48,20 +48,37 @@ impl CronExpr {
 
     /// The latest fire time at or before `at` — the instant a firing seen at `at` was planned for.
     pub fn latest_at_or_before(&self, at: DateTime<Local>) -> Option<DateTime<Local>> {
-        use chrono::Timelike;
-        let whole_second = at.with_nanosecond(0).unwrap_or(at);
-        self.cron.find_previous_occurrence(&whole_second, true).ok()
+        self.cron.find_previous_occurrence(&whole_second(at), true).ok()
     }
 
     /// How many fire times lie in `(after, before)`, counting at most `cap`.
     pub fn count_between(&self, after: DateTime<Local>, before: DateTime<Local>, cap: usize) -> usize {
-        self.cron.iter_after(after).take_while(|t| *t < before).take(cap).count()
+        self.fire_times_after(after).take_while(|t| *t < before).take(cap).count()
     }
 
-    /// The next `n` fire times after `after`.
+    /// The next `n` fire times after `after`, each on a whole second.
     pub fn next_after(&self, after: DateTime<Local>, n: usize) -> Vec<DateTime<Local>> {
-        self.cron.iter_after(after).take(n).collect()
+        self.fire_times_after(after).take(n).collect()
     }
+
+    /// The fire times after `after`, one after another. Not croner's `iter_after`: in 3.0 it
+    /// keeps the fraction of a second it starts from (every fire time would be that far past its
+    /// second) and steps a second past each one found before searching on, so it skips every
+    /// other second of `* * * * * *`.
+    fn fire_times_after(&self, after: DateTime<Local>) -> impl Iterator<Item = DateTime<Local>> + '_ {
+        let mut at = whole_second(after);
+        std::iter::from_fn(move || {
+            at = self.cron.find_next_occurrence(&at, false).ok()?;
+            Some(at)
+        })
+    }
+}
+
+/// `at` without its fraction of a second. Fire times are whole seconds, so none lies between
+/// the two.
+fn whole_second(at: DateTime<Local>) -> DateTime<Local> {
+    use chrono::Timelike;
+    at.with_nanosecond(0).unwrap_or(at)
 }
 
 /// The schedule tokio-cron-scheduler makes of `normalised`: a job built from it (never added to
@@ -109,5 +126,19 @@ mod tests {
         assert_eq!((next[2].minute(), next[2].second()), (45, 30));
         let planned = c.latest_at_or_before(next[1] + chrono::Duration::milliseconds(400)).unwrap();
         assert_eq!(planned, next[1]);
+    }
+
+    /// The daemon polls at a fraction past a second; the fire times it sleeps towards are still
+    /// whole seconds, one after another, and none between the poll and its second is counted.
+    #[test]
+    fn fire_times_after_a_fraction_of_a_second_are_whole_seconds() {
+        let c = CronExpr::parse("* * * * * *").unwrap();
+        let second = Local.with_ymd_and_hms(2026, 1, 1, 10, 7, 0).single().expect("unambiguous");
+        let polled = second + chrono::Duration::milliseconds(600);
+        let next = c.next_after(polled, 3);
+        let expected: Vec<_> = (1..=3).map(|s| second + chrono::Duration::seconds(s)).collect();
+        assert_eq!(next, expected);
+        assert_eq!(c.count_between(polled, second + chrono::Duration::seconds(4), 100), 3);
+        assert_eq!(c.count_between(second, polled, 100), 0);
     }
 }
