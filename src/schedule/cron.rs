@@ -1,11 +1,12 @@
 //! Cron expressions, parsed by tokio-cron-scheduler itself (croner, seconds required,
-//! day-of-month AND day-of-week): its job data gives the fire-time schedule the daemon's ticker
-//! follows, so `soakd check` reports what the daemon will do.
+//! day-of-month AND day-of-week): its job data gives the pattern, and `fire_times` walks it for
+//! the daemon's ticker and for `soakd check`, so `check` reports what the daemon will do.
 //!
 //! Accepted: 6 fields `sec min hour day-of-month month day-of-week`, an optional 7th `year`,
 //! 5-field standard cron (run at second 0), and `@hourly`, `@daily`, `@weekly`, `@monthly`,
 //! `@yearly`. Times are local.
 
+use super::fire_times;
 use chrono::{DateTime, Local};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -48,7 +49,7 @@ impl CronExpr {
 
     /// The latest fire time at or before `at` — the instant a firing seen at `at` was planned for.
     pub fn latest_at_or_before(&self, at: DateTime<Local>) -> Option<DateTime<Local>> {
-        self.cron.find_previous_occurrence(&whole_second(at), true).ok()
+        fire_times::latest(&self.cron, &whole_second(at))
     }
 
     /// How many fire times lie in `(after, before)`, counting at most `cap`.
@@ -56,34 +57,32 @@ impl CronExpr {
         self.fire_times_after(after).take_while(|t| *t < before).take(cap).count()
     }
 
-    /// The next `n` fire times after `after`, each on a whole second.
+    /// The next `n` fire times after `after`.
     pub fn next_after(&self, after: DateTime<Local>, n: usize) -> Vec<DateTime<Local>> {
         self.fire_times_after(after).take(n).collect()
     }
 
-    /// The fire times after `after`, one after another. Not croner's `iter_after`: in 3.0 it
-    /// keeps the fraction of a second it starts from (every fire time would be that far past its
-    /// second) and steps a second past each one found before searching on, so it skips every
-    /// other second of `* * * * * *`.
+    /// The fire times after `after`, one after another (see `fire_times`).
     fn fire_times_after(&self, after: DateTime<Local>) -> impl Iterator<Item = DateTime<Local>> + '_ {
-        let mut at = whole_second(after);
-        std::iter::from_fn(move || {
-            at = self.cron.find_next_occurrence(&at, false).ok()?;
-            Some(at)
-        })
+        std::iter::successors(fire_times::next(&self.cron, &whole_second(after)), |t| fire_times::next(&self.cron, t))
+    }
+
+    #[cfg(test)]
+    pub(super) fn cron(&self) -> &Cron {
+        &self.cron
     }
 }
 
-/// `at` without its fraction of a second. Fire times are whole seconds, so none lies between
-/// the two.
+/// `at` without its fraction of a second: fire times are whole seconds, so none lies between
+/// the two. By arithmetic on the instant: `with_nanosecond` resolves the wall time again, which
+/// fails in the hour that autumn repeats.
 fn whole_second(at: DateTime<Local>) -> DateTime<Local> {
-    use chrono::Timelike;
-    at.with_nanosecond(0).unwrap_or(at)
+    at - chrono::Duration::nanoseconds(i64::from(at.timestamp_subsec_nanos()))
 }
 
 /// The schedule tokio-cron-scheduler makes of `normalised`: a job built from it (never added to
-/// a scheduler) and the fire-time schedule in its data — so soakd's own ticker fires on exactly
-/// the times tokio-cron-scheduler would, behind its sleep and clock-jump guard.
+/// a scheduler) and the pattern in its data — so soakd's own ticker accepts exactly what
+/// tokio-cron-scheduler would, and fires behind its sleep and clock-jump guard.
 fn scheduled(normalised: &str) -> Option<Cron> {
     let mut job = tokio_cron_scheduler::Job::new(normalised, |_, _| {}).ok()?;
     job.job_data().ok()?.schedule()

@@ -5,6 +5,7 @@
 
 mod cron;
 mod digest;
+mod fire_times;
 mod parse;
 pub mod prompts;
 
