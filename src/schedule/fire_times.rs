@@ -21,34 +21,31 @@ const MAX_CHANGES: usize = 8;
 
 /// The first fire time after `after` (exclusive), `after` a whole second.
 pub fn next<Tz: TimeZone>(cron: &Cron, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-    let tz = after.timezone();
-    let (mut from, mut inclusive) = (after.clone(), false);
-    for _ in 0..MAX_CHANGES {
-        let offset = offset_at(&tz, &from);
-        let found = cron.find_next_occurrence(&from.with_timezone(&offset), inclusive).ok()?.with_timezone(&tz);
-        if offset_at(&tz, &found) == offset {
-            if repeated_pass(cron, &found) {
-                (from, inclusive) = (found, false);
-                continue;
-            }
-            return Some(found);
-        }
-        let change = first_change(&tz, &from, &found);
-        if gap_holds_a_fixed_time(cron, &tz, &change) {
-            return Some(change);
-        }
-        (from, inclusive) = (change, true);
-    }
-    None
+    search(cron, after, false, Way::Forward)
 }
 
 /// The latest fire time at or before `at`, `at` a whole second.
 pub fn latest<Tz: TimeZone>(cron: &Cron, at: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-    let tz = at.timezone();
-    let (mut from, mut inclusive) = (at.clone(), true);
+    search(cron, at, true, Way::Back)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Forward,
+    Back,
+}
+
+fn search<Tz: TimeZone>(cron: &Cron, start: &DateTime<Tz>, inclusive: bool, way: Way) -> Option<DateTime<Tz>> {
+    let tz = start.timezone();
+    let (mut from, mut inclusive) = (start.clone(), inclusive);
     for _ in 0..MAX_CHANGES {
         let offset = offset_at(&tz, &from);
-        let found = cron.find_previous_occurrence(&from.with_timezone(&offset), inclusive).ok()?.with_timezone(&tz);
+        let wall = from.with_timezone(&offset);
+        let found = match way {
+            Way::Forward => cron.find_next_occurrence(&wall, inclusive),
+            Way::Back => cron.find_previous_occurrence(&wall, inclusive),
+        };
+        let found = found.ok()?.with_timezone(&tz);
         if offset_at(&tz, &found) == offset {
             if repeated_pass(cron, &found) {
                 (from, inclusive) = (found, false);
@@ -56,12 +53,17 @@ pub fn latest<Tz: TimeZone>(cron: &Cron, at: &DateTime<Tz>) -> Option<DateTime<T
             }
             return Some(found);
         }
-        // `from`'s offset began at `change`; nothing in it fired up to `from`.
-        let change = first_change(&tz, &found, &from);
+        // The offset changed between `from` and `found`: nothing fired in `from`'s offset before
+        // the change (after it, looking back); go on from the change in the other offset.
+        let change = match way {
+            Way::Forward => first_change(&tz, &from, &found),
+            Way::Back => first_change(&tz, &found, &from),
+        };
         if gap_holds_a_fixed_time(cron, &tz, &change) {
             return Some(change);
         }
-        (from, inclusive) = (change - Duration::seconds(1), true);
+        from = if way == Way::Forward { change } else { change - Duration::seconds(1) };
+        inclusive = true;
     }
     None
 }
