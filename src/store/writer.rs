@@ -4,8 +4,9 @@
 //!
 //! Measuring never waits on SQLite: a run is named by a `RunKey` the handle hands out at once
 //! (the thread maps it to `runs.id`), and rows queue in memory while another process holds the
-//! database (someone's `sqlite3` session, a backup). The thread retries a busy database until it
-//! frees up, losing nothing; a write that waited over a second is a `db_stall` event. The queue
+//! database (someone's `sqlite3` session, a backup) or the disk is full. The thread retries until
+//! the database or the disk frees up, losing nothing; a write that waited over a second is a
+//! `db_stall` event. The queue
 //! is bounded: past `MAX_QUEUED` operations, new memory samples are dropped (and counted in the
 //! next `db_stall`), never a request or an event.
 
@@ -40,7 +41,8 @@ const MAX_QUEUED: usize = 200_000;
 /// A write that waited this long for the database is a `db_stall` event.
 const STALL: Duration = Duration::from_secs(1);
 
-/// How long a busy database is retried before a batch is given up (logged as an error).
+/// How long a busy database or a full disk is retried before a batch is given up (logged as an
+/// error).
 const BUSY_GIVE_UP: Duration = Duration::from_secs(600);
 
 /// What the writer did, for benchmarks and the closing log line.
@@ -253,19 +255,35 @@ fn run(
                 Err(e) => {
                     stats.failed_transactions += 1;
                     attempt += 1;
-                    // Another process holds the database: wait for it, however long (the rows
-                    // queue meanwhile); anything else gets five tries.
-                    let busy = is_busy(&e);
-                    let give_up = if busy { began.elapsed() >= BUSY_GIVE_UP } else { attempt >= 5 };
+                    // Another process holds the database, or the disk is full: wait for it (the
+                    // rows queue meanwhile); anything else gets five tries.
+                    let wait = waits(&e);
+                    let give_up = match wait {
+                        Some(_) => began.elapsed() >= BUSY_GIVE_UP,
+                        None => attempt >= 5,
+                    };
                     if give_up {
                         tracing::error!(db = %path.display(), error = %e, ops = batch.len(), "giving up on a batch of rows");
                         break;
                     }
-                    if !busy {
-                        tracing::warn!(db = %path.display(), error = %e, "writing to the database failed; retrying");
+                    match wait {
+                        Some(Wait::Busy) => {}
+                        Some(Wait::Full) if attempt > 1 => {}
+                        Some(Wait::Full) => tracing::error!(
+                            db = %path.display(),
+                            error = %e,
+                            "the disk is full: rows wait in memory until space is freed on it"
+                        ),
+                        None => {
+                            tracing::warn!(db = %path.display(), error = %e, "writing to the database failed; retrying")
+                        }
                     }
                     last_error = Some(e.to_string());
-                    std::thread::sleep(Duration::from_millis(if busy { 50 } else { 200 * attempt }));
+                    std::thread::sleep(match wait {
+                        Some(Wait::Busy) => Duration::from_millis(50),
+                        Some(Wait::Full) => Duration::from_millis(500),
+                        None => Duration::from_millis(200 * attempt),
+                    });
                 }
             }
         }
@@ -311,8 +329,22 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Op>, batch: &mut Vec<Op>) {
     }
 }
 
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+/// What a failed write waits for, if it is worth waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Another process holds the database.
+    Busy,
+    /// The disk (or SQLite's page limit) is full.
+    Full,
+}
+
+fn waits(e: &rusqlite::Error) -> Option<Wait> {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
+    match e.sqlite_error_code()? {
+        DatabaseBusy | DatabaseLocked => Some(Wait::Busy),
+        DiskFull => Some(Wait::Full),
+        _ => None,
+    }
 }
 
 /// The `db_stall` event: how long a write waited, for how many operations, and how many memory
@@ -491,6 +523,51 @@ pub(super) mod tests {
         assert_eq!(count("SELECT count(*) FROM runs WHERE status = 'completed'"), 1);
         let ms = count("SELECT json_extract(detail, '$.ms') FROM events WHERE kind = 'db_stall'");
         assert!((1_000..10_000).contains(&ms), "a db_stall of about 2 s: {ms}");
+    }
+
+    /// The disk fills up (here: the log reaches SQLite's page limit) for longer than the five
+    /// tries any other error gets: the rows wait in the queue, land once space is freed, and the
+    /// wait is a `db_stall` event that says why.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_disk_holds_the_rows_until_space_is_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let conn = super::super::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE pad (x BLOB); PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        for _ in 0..400 {
+            conn.execute("INSERT INTO pad VALUES (zeroblob(4000))", []).unwrap();
+        }
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        let writer = Writer::start(conn, path.clone());
+        let h = writer.handle();
+        let run = h.begin_run(run_start("j", "b"));
+        for key in 1..=500 {
+            h.request_started(start(key, run));
+            h.request_finished(end(key, Outcome::Ok));
+        }
+        h.end_run(run, RunStatus::Completed, 99, 500);
+        std::thread::sleep(Duration::from_secs(4));
+        let freer = super::super::open(&path).unwrap();
+        freer.execute("DELETE FROM pad", []).unwrap();
+        drop(freer);
+        assert!(h.run_id(run).await.is_some());
+        drop(h);
+        let stats = writer.finish();
+        assert!(stats.failed_transactions >= 5, "the disk was full for a while: {stats:?}");
+        let conn = super::super::open(&path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM requests WHERE outcome = 'ok'"), 500);
+        assert_eq!(count("SELECT count(*) FROM runs WHERE status = 'completed'"), 1);
+        let (ms, error): (i64, String) = conn
+            .query_row(
+                "SELECT json_extract(detail, '$.ms'), json_extract(detail, '$.error') FROM events WHERE kind = 'db_stall'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(ms >= 3_000, "a db_stall of about 4 s: {ms}");
+        assert!(error.contains("full"), "{error}");
     }
 
     #[tokio::test]
