@@ -2,8 +2,9 @@
 //! (`cargo bench --bench report_90d`). The log is generated once (about a minute) and kept in
 //! `target/bench-data/`; the figures are the wall times of building the report for the whole
 //! window (as `soakd report` does, backends side by side, and as the daemon does, one at a time),
-//! a digest of its last 24 hours and a digest of the whole window (neither saved, one backend at
-//! a time), and the process's peak RSS. Then, on a log of long replies (100,000 requests with
+//! a digest of its last 24 hours and of the whole window as the daemon makes them (one backend at
+//! a time, not saved), the whole window's again as `soakd digest` makes it (side by side), and
+//! the process's peak RSS. Then, on a log of long replies (100,000 requests with
 //! 6 KB replies, also kept), the report read through the covering index `requests_report`
 //! (migration 0009) and, in the same run, through the slim index it replaced.
 
@@ -66,13 +67,16 @@ fn main() {
     );
     same_answers_from_rows(&conn, window, to, &report);
     let mut conn = conn;
-    for (label, hours) in [("24 h", 24), ("90-day", DAYS * 24)] {
+    // As the daemon makes its digest (one backend at a time), then as `soakd digest` does.
+    for (label, hours, parallel) in [("24 h", 24, false), ("90-day", DAYS * 24, false), ("90-day", DAYS * 24, true)] {
         let window = soakd::report::Window { from: to - hours * 3_600_000, to };
         let t = Instant::now();
-        let digest = soakd::digest::build(&mut conn, window, to, false).expect("digest");
+        let how = soakd::digest::How { save: false, parallel };
+        let digest = soakd::digest::build(&mut conn, window, to, how).expect("digest");
         println!(
-            "digest_{}: built in {:.2} s ({} KiB of HTML), peak RSS so far {} MiB",
+            "digest_{}{}: built in {:.2} s ({} KiB of HTML), peak RSS so far {} MiB",
             label.replace(' ', ""),
+            if parallel { " (soakd digest: backends side by side)" } else { " (the daemon's way)" },
             t.elapsed().as_secs_f64(),
             digest.html.len() / 1024,
             peak_rss_mib()

@@ -181,7 +181,14 @@ pub async fn run(db: &Path, seconds: u64) -> anyhow::Result<ExitCode> {
     println!("  sqlite3 {} \"{}\"", db.display(), crate::store::shown::FIRST_FAILURES);
     println!("  soakd report --db {} --since 1h --format markdown", db.display());
     let eml = db.with_extension("eml");
-    let made = crate::digest::run::make(&db, std::slice::from_ref(&db), &Default::default(), Some(window), now, false)?;
+    let made = crate::digest::run::make(
+        &db,
+        std::slice::from_ref(&db),
+        &Default::default(),
+        Some(window),
+        now,
+        crate::digest::How { save: false, parallel: true },
+    )?;
     let bytes = made.message.formatted();
     std::fs::write(&eml, &bytes).with_context(|| format!("cannot write the digest to {}", eml.display()))?;
     println!();

@@ -55,8 +55,10 @@ pub async fn run(
     };
     match action {
         Action::Print | Action::Html | Action::Out(_) => {
-            let made =
-                tokio::task::spawn_blocking(move || run::make(&db, &logs, &mail_cfg, window, now, false)).await??;
+            let made = tokio::task::spawn_blocking(move || {
+                run::make(&db, &logs, &mail_cfg, window, now, crate::digest::How { save: false, parallel: true })
+            })
+            .await??;
             match action {
                 Action::Print => print!("{}", made.digest.text),
                 Action::Html => print!("{}", made.digest.html),
@@ -81,7 +83,8 @@ pub async fn run(
             )?;
             if matches!(action, Action::Send) {
                 let (db2, cfg2) = (db.clone(), mail_cfg.clone());
-                let (id, made) = tokio::task::spawn_blocking(move || run::queue(&db2, &logs, &cfg2, now)).await??;
+                let (id, made) =
+                    tokio::task::spawn_blocking(move || run::queue(&db2, &logs, &cfg2, now, true)).await??;
                 eprintln!("soakd: digest stored in the outbox (id {id}): \"{}\"", made.digest.subject);
             }
             let done = send::flush(&db, &smtp, false).await?;

@@ -28,6 +28,16 @@ use crate::report::{self, Window};
 use crate::store::outbox;
 use rusqlite::Connection;
 
+/// How a digest is made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct How {
+    /// Save each log's findings in it: what the next digest compares against.
+    pub save: bool,
+    /// Build backends side by side, one per core, for a person waiting on `soakd digest` (as
+    /// `soakd report` does); the daemon's digest takes one core from the machine it measures.
+    pub parallel: bool,
+}
+
 /// A composed digest, before it becomes a mail.
 #[derive(Debug, Clone)]
 pub struct Digest {
@@ -53,17 +63,16 @@ pub fn window(conn: &Connection, cfg: &crate::config::mail::DigestConfig, now: i
 
 /// Builds one digest over several logs (a lab's machines): each log's report, changes (against
 /// that log's own previous digest) and chart series, then side by side with every backend named
-/// `backend @ host` as `report::merge` names them. With `save`, each log's findings are saved in
-/// it. One log: `build`.
-pub fn build_fleet(logs: &mut [(String, Connection)], window: Window, now: i64, save: bool) -> anyhow::Result<Digest> {
+/// `backend @ host` as `report::merge` names them. One log: `build`.
+pub fn build_fleet(logs: &mut [(String, Connection)], window: Window, now: i64, how: How) -> anyhow::Result<Digest> {
     if let [(_, conn)] = logs {
-        return Ok(build(conn, window, now, save)?);
+        return Ok(build(conn, window, now, how)?);
     }
     let mut built = Vec::new();
     for (label, conn) in logs.iter_mut() {
-        let mut report = report::build::build(conn, window, &[], now)?;
+        let mut report = report_of(conn, window, now, how)?;
         let changes = changes::since_previous_digest(conn, &report.findings)?;
-        if save {
+        if how.save {
             report::save_findings(conn, &mut report, now)?;
         }
         let series = series::load(conn, &report)?;
@@ -83,16 +92,21 @@ pub fn build_fleet(logs: &mut [(String, Connection)], window: Window, now: i64, 
     Ok(compose_digest(report, changes, &series))
 }
 
-/// Builds the digest for `window`. With `save`, the report's findings are saved (as `soakd
+/// Builds the digest for `window`. With `how.save`, the report's findings are saved (as `soakd
 /// report` does), so the next digest can say what changed.
-pub fn build(conn: &mut Connection, window: Window, now: i64, save: bool) -> rusqlite::Result<Digest> {
-    let mut report = report::build::build(conn, window, &[], now)?;
+pub fn build(conn: &mut Connection, window: Window, now: i64, how: How) -> rusqlite::Result<Digest> {
+    let mut report = report_of(conn, window, now, how)?;
     let changes = changes::since_previous_digest(conn, &report.findings)?;
-    if save {
+    if how.save {
         report::save_findings(conn, &mut report, now)?;
     }
     let series = series::load(conn, &report)?;
     Ok(compose_digest(report, changes, &series))
+}
+
+fn report_of(conn: &Connection, window: Window, now: i64, how: How) -> rusqlite::Result<Report> {
+    let options = report::build::Options { parallel: how.parallel, ..Default::default() };
+    report::build::build_with(conn, window, &[], now, options)
 }
 
 fn compose_digest(report: Report, changes: changes::Changes, series: &series::Series) -> Digest {

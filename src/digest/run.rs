@@ -22,15 +22,14 @@ pub struct Made {
 }
 
 /// Composes the digest of `logs` (one, or a lab's several) for the window since the previous
-/// digest in `outbox_db`'s outbox (or `window` when given). `save`: save the report's findings
-/// in each log (what the next digest compares against).
+/// digest in `outbox_db`'s outbox (or `window` when given).
 pub fn make(
     outbox_db: &Path,
     logs: &[PathBuf],
     mail_cfg: &MailConfig,
     window: Option<Window>,
     now: i64,
-    save: bool,
+    how: super::How,
 ) -> anyhow::Result<Made> {
     let window = match window {
         Some(w) => w,
@@ -40,7 +39,7 @@ pub fn make(
     for db in logs {
         conns.push((crate::report::log_label(db), crate::store::open_existing(db)?));
     }
-    let digest = super::build_fleet(&mut conns, window, now, save)?;
+    let digest = super::build_fleet(&mut conns, window, now, how)?;
     let message_id = mail::message_id("digest", now, "");
     let date = SystemTime::UNIX_EPOCH + Duration::from_millis(now.max(0) as u64);
     let message = mail::digest_message(&digest, &Addresses::of(mail_cfg.smtp.as_ref()), &message_id, date)?;
@@ -48,9 +47,15 @@ pub fn make(
 }
 
 /// Makes the digest of `logs`, saves their findings and stores it in `outbox_db`'s outbox.
-/// Returns the outbox id.
-pub fn queue(outbox_db: &Path, logs: &[PathBuf], mail_cfg: &MailConfig, now: i64) -> anyhow::Result<(i64, Made)> {
-    let made = make(outbox_db, logs, mail_cfg, None, now, true)?;
+/// Returns the outbox id. `parallel`: see `How`.
+pub fn queue(
+    outbox_db: &Path,
+    logs: &[PathBuf],
+    mail_cfg: &MailConfig,
+    now: i64,
+    parallel: bool,
+) -> anyhow::Result<(i64, Made)> {
+    let made = make(outbox_db, logs, mail_cfg, None, now, super::How { save: true, parallel })?;
     let conn = crate::store::open(outbox_db)?;
     let row = mail::outbox_row(
         "digest",
@@ -95,8 +100,10 @@ pub async fn mail_round(db: PathBuf, cfg: MailConfig, last_check: &std::sync::Mu
 pub async fn daemon_digest(db: PathBuf, cfg: MailConfig) {
     let Some(smtp) = cfg.smtp.clone() else { return };
     let db2 = db.clone();
-    let queued =
-        tokio::task::spawn_blocking(move || queue(&db2, std::slice::from_ref(&db2), &cfg, crate::time::now_ms())).await;
+    let queued = tokio::task::spawn_blocking(move || {
+        queue(&db2, std::slice::from_ref(&db2), &cfg, crate::time::now_ms(), false)
+    })
+    .await;
     match queued {
         Ok(Ok((id, made))) => tracing::info!(id, subject = %made.digest.subject, "digest queued"),
         Ok(Err(e)) => {
