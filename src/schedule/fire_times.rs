@@ -46,18 +46,14 @@ fn search<Tz: TimeZone>(cron: &Cron, start: &DateTime<Tz>, inclusive: bool, way:
             Way::Back => cron.find_previous_occurrence(&wall, inclusive),
         };
         let found = found.ok()?.with_timezone(&tz);
-        if offset_at(&tz, &found) == offset {
+        // Nothing fired in `from`'s offset before it changes (after it began, looking back): go
+        // on from the change in the other offset.
+        let Some(change) = change_between(&tz, &from, &found, way) else {
             if repeated_pass(cron, &found) {
                 (from, inclusive) = (found, false);
                 continue;
             }
             return Some(found);
-        }
-        // The offset changed between `from` and `found`: nothing fired in `from`'s offset before
-        // the change (after it, looking back); go on from the change in the other offset.
-        let change = match way {
-            Way::Forward => first_change(&tz, &from, &found),
-            Way::Back => first_change(&tz, &found, &from),
         };
         if gap_holds_a_fixed_time(cron, &tz, &change) {
             return Some(change);
@@ -70,6 +66,29 @@ fn search<Tz: TimeZone>(cron: &Cron, start: &DateTime<Tz>, inclusive: bool, way:
 
 fn offset_at<Tz: TimeZone>(tz: &Tz, at: &DateTime<Tz>) -> FixedOffset {
     tz.offset_from_utc_datetime(&at.naive_utc()).fix()
+}
+
+/// Where `from`'s offset ends on the way to `found` (going forward: the first change after
+/// `from`; looking back: the change `from`'s offset began at), to the second. Offsets are compared
+/// a day apart, then the day that changes is halved: a zone changes at most once a day, and a
+/// search for a yearly time crosses two changes, which the two ends alone would not show.
+fn change_between<Tz: TimeZone>(tz: &Tz, from: &DateTime<Tz>, found: &DateTime<Tz>, way: Way) -> Option<DateTime<Tz>> {
+    let offset = offset_at(tz, from);
+    let mut near = from.clone();
+    while near != *found {
+        let far = match way {
+            Way::Forward => (near.clone() + Duration::days(1)).min(found.clone()),
+            Way::Back => (near.clone() - Duration::days(1)).max(found.clone()),
+        };
+        if offset_at(tz, &far) != offset {
+            return Some(match way {
+                Way::Forward => first_change(tz, &near, &far),
+                Way::Back => first_change(tz, &far, &near),
+            });
+        }
+        near = far;
+    }
+    None
 }
 
 /// The first instant in `(early, late]` whose offset is `late`'s, to the second; the two differ.
@@ -173,6 +192,29 @@ mod tests {
         let c = cron("0 30 2 * * *");
         assert_eq!(latest(&c, &berlin(3, 29, 3, 10)).unwrap().to_rfc3339(), "2026-03-29T03:00:00+02:00");
         assert_eq!(latest(&c, &berlin(3, 29, 1, 0)).unwrap().to_rfc3339(), "2026-03-28T02:30:00+01:00");
+    }
+
+    /// A yearly time in the hour autumn repeats: the search from January crosses spring's change
+    /// too, and still finds the first pass (both, for an interval job).
+    #[test]
+    fn a_yearly_time_in_the_repeated_hour_is_found_across_both_changes() {
+        let fixed = cron("0 30 2 25 10 *");
+        assert_eq!(walk("0 30 2 25 10 *", berlin(1, 1, 0, 0), 1), ["2026-10-25T02:30:00+02:00"]);
+        assert_eq!(latest(&fixed, &berlin(12, 31, 0, 0)).unwrap().to_rfc3339(), "2026-10-25T02:30:00+02:00");
+        assert_eq!(
+            walk("0 */30 2 25 10 *", berlin(1, 1, 0, 0), 4),
+            [
+                "2026-10-25T02:00:00+02:00",
+                "2026-10-25T02:30:00+02:00",
+                "2026-10-25T02:00:00+01:00",
+                "2026-10-25T02:30:00+01:00"
+            ]
+        );
+        let interval = cron("0 */30 2 25 10 *");
+        assert_eq!(latest(&interval, &berlin(12, 31, 0, 0)).unwrap().to_rfc3339(), "2026-10-25T02:30:00+01:00");
+        // And a yearly time in the hour spring skips, from the autumn before.
+        let skipped = Berlin.with_ymd_and_hms(2025, 11, 1, 0, 0, 0).unwrap();
+        assert_eq!(walk("0 30 2 29 3 *", skipped, 1), ["2026-03-29T03:00:00+02:00"]);
     }
 
     /// Walking forward and looking back agree, second by second, over both changes of a year in
