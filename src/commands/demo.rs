@@ -249,7 +249,7 @@ async fn tally(db: PathBuf, from: i64, shutdown: Shutdown) {
         let line = tokio::task::spawn_blocking({
             let db = db.clone();
             move || -> rusqlite::Result<String> {
-                let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                let conn = crate::store::open_read_only(&db)?;
                 let totals = crate::store::queries::totals_since(&conn, from)?;
                 let parts: Vec<String> =
                     totals.iter().map(|(b, n, failed)| format!("{b} {n} requests ({failed} failed)")).collect();

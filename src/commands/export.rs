@@ -6,7 +6,7 @@ use crate::cli::ExportFormat as Format;
 use crate::config;
 use crate::store::export::{self, Cell, Table};
 use anyhow::Context;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,8 +31,7 @@ pub fn run(flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     if !db.exists() {
         anyhow::bail!("{}: no such database (name one with --db PATH)", db.display());
     }
-    let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("opening {} read-only", db.display()))?;
+    let conn = crate::store::open_read_only(&db).with_context(|| format!("opening {} read-only", db.display()))?;
     let stdout = std::io::stdout().lock();
     let written = match args.format {
         Format::Jsonl => jsonl(&conn, args.table, (from, to), std::io::BufWriter::new(stdout)),

@@ -6,7 +6,6 @@ use crate::config;
 use crate::report::window::utc;
 use crate::store::{queries, retention};
 use crate::time::now_ms;
-use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -83,7 +82,7 @@ fn database_lines(db: &Path, now: i64, config: Option<&config::Config>) -> Vec<(
     let wal = size(PathBuf::from(format!("{}-wal", db.display())));
     let mut out = vec![("database", format!("{}, {} (+ {} write-ahead log)", db.display(), mib(meta.len()), mib(wal)))];
     // Read-only, without migrations: status must not change a database it only looks at.
-    let conn = match Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+    let conn = match crate::store::open_read_only(db) {
         Ok(c) => c,
         Err(e) => {
             out.push(("error", format!("cannot read it: {e}")));

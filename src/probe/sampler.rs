@@ -496,7 +496,7 @@ impl State {
     ) -> Option<T> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+            let conn = crate::store::open_read_only(&db).ok()?;
             query(&conn).ok()
         })
         .await

@@ -143,9 +143,7 @@ fn each_backend<A: Send, B: Send>(
     std::thread::scope(|s| {
         for _ in 1..threads {
             s.spawn(|| {
-                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                if let Ok(reader) = Connection::open_with_flags(&path, flags) {
-                    let _ = reader.busy_timeout(std::time::Duration::from_secs(10));
+                if let Ok(reader) = crate::store::open_read_only(&path) {
                     work(&reader);
                 }
             });

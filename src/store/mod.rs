@@ -83,6 +83,16 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Opens the log at `path` read-only, without migrations (it is not changed), for one thread.
+/// Reads in WAL mode do not wait for soakd's writer; the rare busy moment (the WAL being reset
+/// or recovered) is waited out for up to 10 s instead of failing the read.
+pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 /// Opens an existing log (for a report or a digest), failing if there is none. Its schema is
 /// brought up to date first — the queries need the newest columns — so an older log gains the
 /// new (empty) columns and tables; nothing else in it changes.
