@@ -95,12 +95,20 @@ pub struct Row<'s> {
 }
 
 impl Row<'_> {
+    /// Column `i`'s value and its type, from one lookup of the column (each `sqlite3_column_*`
+    /// call looks it up anew, so reading the type and then the value looked it up twice).
     #[inline]
-    fn kind(&self, i: usize) -> Result<(c_int, c_int)> {
+    fn kind(&self, i: usize) -> Result<(*mut ffi::sqlite3_value, c_int)> {
         let col =
             c_int::try_from(i).ok().filter(|c| *c < self.rows.columns).ok_or_else(|| Error::InvalidColumnIndex(i))?;
-        // SAFETY: a column of the current row.
-        Ok((col, unsafe { ffi::sqlite3_column_type(self.rows.stmt, col) }))
+        // SAFETY: a column of the current row. The value is "unprotected" (SQLite takes no mutex
+        // to read it), which is sound here: the connection is used by one thread at a time
+        // (rusqlite's `Connection` is not `Sync`, and the rows borrow it), and the value is read
+        // before the next step, as the borrow of `Rows` ensures.
+        unsafe {
+            let value = ffi::sqlite3_column_value(self.rows.stmt, col);
+            Ok((value, ffi::sqlite3_value_type(value)))
+        }
     }
 
     /// An integer column; NULL is `None`, any other type an error (as rusqlite's `get`).
@@ -109,7 +117,7 @@ impl Row<'_> {
         match self.kind(i)? {
             (_, ffi::SQLITE_NULL) => Ok(None),
             // SAFETY: a column of the current row, holding an integer.
-            (col, ffi::SQLITE_INTEGER) => Ok(Some(unsafe { ffi::sqlite3_column_int64(self.rows.stmt, col) })),
+            (value, ffi::SQLITE_INTEGER) => Ok(Some(unsafe { ffi::sqlite3_value_int64(value) })),
             (_, t) => Err(Error::InvalidColumnType(i, String::new(), type_of(t))),
         }
     }
@@ -126,9 +134,7 @@ impl Row<'_> {
         match self.kind(i)? {
             (_, ffi::SQLITE_NULL) => Ok(None),
             // SAFETY: a column of the current row, holding a number.
-            (col, ffi::SQLITE_FLOAT | ffi::SQLITE_INTEGER) => {
-                Ok(Some(unsafe { ffi::sqlite3_column_double(self.rows.stmt, col) }))
-            }
+            (value, ffi::SQLITE_FLOAT | ffi::SQLITE_INTEGER) => Ok(Some(unsafe { ffi::sqlite3_value_double(value) })),
             (_, t) => Err(Error::InvalidColumnType(i, String::new(), type_of(t))),
         }
     }
@@ -138,12 +144,12 @@ impl Row<'_> {
     pub fn bytes(&self, i: usize) -> Result<Option<&[u8]>> {
         match self.kind(i)? {
             (_, ffi::SQLITE_NULL) => Ok(None),
-            (col, ffi::SQLITE_TEXT) => {
+            (value, ffi::SQLITE_TEXT) => {
                 // SAFETY: text first, then its length (SQLite's documented order); the bytes stay
                 // valid until the next step, which needs `&mut Rows` while this row borrows it.
                 unsafe {
-                    let p = ffi::sqlite3_column_text(self.rows.stmt, col);
-                    let n = ffi::sqlite3_column_bytes(self.rows.stmt, col);
+                    let p = ffi::sqlite3_value_text(value);
+                    let n = ffi::sqlite3_value_bytes(value);
                     if p.is_null() {
                         return Ok(Some(&[]));
                     }
