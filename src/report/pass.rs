@@ -70,12 +70,11 @@ pub fn gather(
 ) -> rusqlite::Result<Gathered> {
     let mut g = Gathered { served, ..Gathered::default() };
     let mut sketched = Sketched::read(conn, name, from, to, include_contended)?;
-    let mut from_sketch = sketched.hours.clone();
     let mut local_hour = LocalHour::default();
     // The hour being filled for the drift analysis, closed when a row of a later hour arrives.
     let mut hour: (i64, Vec<Observation>) = (i64::MIN, Vec::new());
-    let latencies = |at_ms: i64| from_sketch.find(at_ms).is_none();
-    queries::each_request(conn, name, from, to, latencies, |r: RequestRow| {
+    let without_latencies = sketched.hours.hours.clone();
+    queries::each_request(conn, name, from, to, &without_latencies, |r: RequestRow| {
         g.rows += 1;
         g.served.push(&r);
         g.load_ms = match (g.load_ms, r.server_load_ms) {
@@ -273,19 +272,12 @@ impl Sketched {
         flush(g, &mut hour);
         for hour_at in reread {
             let mut observed = Vec::new();
-            queries::each_request(
-                conn,
-                name,
-                hour_at,
-                hour_at + HOUR_MS,
-                |_| true,
-                |r| {
-                    if &*r.outcome == "ok" && (include_contended || !r.ran_beside_others()) {
-                        g.latencies(&r);
-                        observed.push(observation(&r));
-                    }
-                },
-            )?;
+            queries::each_request(conn, name, hour_at, hour_at + HOUR_MS, &[], |r| {
+                if &*r.outcome == "ok" && (include_contended || !r.ran_beside_others()) {
+                    g.latencies(&r);
+                    observed.push(observation(&r));
+                }
+            })?;
             g.hours.extend(hourly(&observed));
         }
         g.hours.sort_by_key(|h| h.hour_start_ms);
