@@ -487,17 +487,22 @@ pub fn failures_per_bucket(
     to: i64,
     bucket_ms: i64,
 ) -> rusqlite::Result<Vec<(i64, u64)>> {
-    // `outcome <> 'ok'` lets the failures' partial index serve it: a month of successes is not read.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT (started_at - ?2) / ?4, count(*) FROM requests
-         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'ok' AND {}
-         GROUP BY 1 ORDER BY 1",
-        failure_sql()
-    ))?;
+    let mut stmt = conn.prepare_cached(&failures_per_bucket_sql())?;
     stmt.query_map(rusqlite::params![backend, from, to, bucket_ms], |r| {
         Ok((from + r.get::<_, i64>(0)? * bucket_ms, r.get::<_, i64>(1)? as u64))
     })?
     .collect()
+}
+
+/// `outcome <> 'ok'` lets the failures' partial index (migration 0012) answer it alone: a month
+/// of successes is not read (a test checks the plan).
+fn failures_per_bucket_sql() -> String {
+    format!(
+        "SELECT (started_at - ?2) / ?4, count(*) FROM requests
+         WHERE backend = ?1 AND started_at >= ?2 AND started_at < ?3 AND outcome <> 'ok' AND {}
+         GROUP BY 1 ORDER BY 1",
+        failure_sql()
+    )
 }
 
 /// The TTFTs of the backend's successful requests in the window, by bucket of `bucket_ms` from
@@ -608,6 +613,22 @@ mod tests {
                 ["SEARCH requests USING COVERING INDEX requests_report (backend=? AND started_at>? AND started_at<?)"]
             );
         }
+    }
+
+    #[test]
+    fn failures_per_bucket_reads_the_failures_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("log.db")).unwrap();
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", failures_per_bucket_sql())).unwrap();
+        let plan: Vec<String> = explain
+            .query_map(rusqlite::params!["b", 0, 1, 1000], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan[0],
+            "SEARCH requests USING COVERING INDEX requests_failures (backend=? AND started_at>? AND started_at<?)"
+        );
     }
 
     #[test]
