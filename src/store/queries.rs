@@ -251,6 +251,7 @@ fn segments(from: i64, to: i64, hours: &[i64]) -> Vec<(i64, i64, bool)> {
     out
 }
 
+/// `each_request` over one run of the window, through `sql` (one of the two statements above).
 fn each_request_of(
     conn: &Connection,
     sql: &str,
