@@ -10,7 +10,7 @@ use crate::analysis::drift::{HourStats, Observation, hourly};
 use crate::measure::distribution::{Distribution, EXACT_UP_TO, new_sketch};
 use crate::measure::outcome::{stored_counts_as_failure, stored_is_counted};
 use crate::store::latency_hours::{self, HourSketch, Kept, Measure};
-use crate::store::queries::{self, RequestRow};
+use crate::store::request_rows::{self, RequestRow};
 use crate::store::retention::HOUR_MS;
 use chrono::{Local, TimeZone, Timelike};
 use rusqlite::Connection;
@@ -74,7 +74,7 @@ pub fn gather(
     // The hour being filled for the drift analysis, closed when a row of a later hour arrives.
     let mut hour: (i64, Vec<Observation>) = (i64::MIN, Vec::new());
     let without_latencies = sketched.hours.hours.clone();
-    queries::each_request(conn, name, from, to, &without_latencies, |r: RequestRow| {
+    request_rows::each_request(conn, name, from, to, &without_latencies, |r: RequestRow| {
         g.rows += 1;
         g.served.push(&r);
         g.load_ms = match (g.load_ms, r.server_load_ms) {
@@ -272,7 +272,7 @@ impl Sketched {
         flush(g, &mut hour);
         for hour_at in reread {
             let mut observed = Vec::new();
-            queries::each_request(conn, name, hour_at, hour_at + HOUR_MS, &[], |r| {
+            request_rows::each_request(conn, name, hour_at, hour_at + HOUR_MS, &[], |r| {
                 if &*r.outcome == "ok" && (include_contended || !r.ran_beside_others()) {
                     g.latencies(&r);
                     observed.push(observation(&r));
@@ -286,7 +286,7 @@ impl Sketched {
 }
 
 /// Hours in time order, looked up by rows that come in time order.
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct HourSet {
     hours: Vec<i64>,
     /// The last hour found.

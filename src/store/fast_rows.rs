@@ -1,5 +1,5 @@
 //! Reading millions of rows: a statement stepped and read through SQLite's C API, for the two
-//! reads a long report spends its time in (`queries::each_request`, `memory::each_idle_sample`).
+//! reads a long report spends its time in (`request_rows::each_request`, `memory::each_idle_sample`).
 //! rusqlite's `Row::get` checks the column count and goes through a `ValueRef` for every value,
 //! about a third of reading a 90-day log's columns; here a value is its type and its read, with
 //! the same checks rusqlite makes (an integer column holding text is an error, an integer out of

@@ -17,6 +17,7 @@ mod ops;
 pub mod outbox;
 pub mod queries;
 mod recover;
+pub mod request_rows;
 pub mod retention;
 pub mod rows;
 pub mod shown;
