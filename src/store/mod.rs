@@ -49,6 +49,7 @@ pub const MIGRATION_FILES: &[(&str, &str)] = &[
     ("0010_latency_hours.sql", include_str!("../../db/0010_latency_hours.sql")),
     ("0011_life_points.sql", include_str!("../../db/0011_life_points.sql")),
     ("0012_failures_index.sql", include_str!("../../db/0012_failures_index.sql")),
+    ("0013_failure_details.sql", include_str!("../../db/0013_failure_details.sql")),
 ];
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
