@@ -69,9 +69,16 @@ pub fn unavailable(r: &Attempt) -> bool {
         return true;
     }
     let text = r.error().or(r.signature().map(|s| &**s)).unwrap_or("");
-    let lower = text.chars().take(512).collect::<String>().to_lowercase();
-    UNAVAILABLE.iter().any(|p| lower.contains(p))
+    let head = text.char_indices().nth(512).map_or(text, |(end, _)| &text[..end]);
+    UNAVAILABLE_TEXT.is_match(head)
 }
+
+/// `UNAVAILABLE`, any of them, in any case: one pass over a failure's text, no copy of it (a
+/// crash-looping server's log holds hundreds of thousands of failures).
+static UNAVAILABLE_TEXT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    let any: Vec<String> = UNAVAILABLE.iter().map(|p| regex::escape(p)).collect();
+    regex::Regex::new(&format!("(?i){}", any.join("|"))).expect("escaped phrases make a valid pattern")
+});
 
 /// Runs of failures in start order, counted as the requests stream past: each run is an episode,
 /// ended by a success (its recovery: from the run's first failure to that success) or by the end
@@ -196,6 +203,25 @@ mod tests {
         let failure =
             Some(Box::new(FailureDetail { error: error.map(Arc::from), http_status: status, ..Default::default() }));
         Attempt { at_ms, failed: outcome != "ok", outcome: Arc::from(outcome), failure, ..Default::default() }
+    }
+
+    #[test]
+    fn a_server_not_there_is_read_from_its_words_in_any_case_within_their_first_512_characters() {
+        let says = |error: &str| unavailable(&row(0, "http_error", Some(error), Some(500)));
+        assert!(says(r#"HTTP 500: {"error":"Model is Unloaded."}"#));
+        assert!(says("SERVICE UNAVAILABLE"));
+        assert!(says(&format!("{}loading model", "é".repeat(499))));
+        assert!(!says(&format!("{}loading model", "é".repeat(500))));
+        assert!(!says("model crashed while loading"));
+        // A failure without its text is read from its signature.
+        let signature = Attempt {
+            failure: Some(Box::new(FailureDetail {
+                signature: Some(Arc::from("http <n>: no model loaded")),
+                ..Default::default()
+            })),
+            ..row(0, "http_error", None, Some(500))
+        };
+        assert!(unavailable(&signature));
     }
 
     #[test]

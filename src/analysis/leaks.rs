@@ -199,8 +199,15 @@ pub fn detect_leak(lifetimes: &[Lifetime], available_bytes: Option<f64>, p: &Lea
         lives.iter().filter(|l| staircase::keeps_stepping(l, p.practical_sigmas, p.min_mb_per_hour)).collect();
     let stepping: usize = stepping_lives.iter().map(|l| l.trend.len()).sum();
     let raw: Vec<(Vec<f64>, Vec<f64>)> = lives.iter().map(|l| l.raw.iter().copied().unzip()).collect();
-    let raw_line = seasonal_sen_interval(&raw, &factors);
-    let raw_mk = seasonal_kendall_modified(&raw.iter().map(|g| g.1.clone()).collect::<Vec<_>>());
+    // Without shifts the series as it is is the trend's series (the usual case): its tests are the trend's.
+    let (raw_line, raw_mk) = if raw == trend {
+        (line, mk)
+    } else {
+        (
+            seasonal_sen_interval(&raw, &factors),
+            seasonal_kendall_modified(&raw.iter().map(|g| g.1.clone()).collect::<Vec<_>>()),
+        )
+    };
     let staircase = stepping * 2 >= judged_points
         && raw_mk.is_some_and(|m| m.p_value < p.alpha && m.z > 0.0)
         && raw_line.is_some_and(|l| l.slope >= p.min_mb_per_hour && l.slope_low > 0.0);

@@ -138,11 +138,8 @@ fn each_request_of(
             continue;
         }
         let (at_ms, id) = (r.int(0)?.unwrap_or_default(), r.int(1)?.unwrap_or_default());
-        let [ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps] = if latencies {
-            [r.real(13)?, r.real(14)?, r.real(15)?, r.real(16)?, r.real(17)?]
-        } else {
-            [None; 5]
-        };
+        let [ttft_ms, first_content_ms, e2e_ms, decode_tps, output_tps] =
+            if latencies { [r.real(13)?, r.real(14)?, r.real(15)?, r.real(16)?, r.real(17)?] } else { [None; 5] };
         let failure = if &*outcome == "ok" { None } else { failures.find(at_ms, id, strings)? };
         let (e2e_ms, signature, http_status, error) = match failure {
             Some(f) => (f.e2e_ms, f.signature, f.http_status, f.error),
@@ -265,9 +262,11 @@ mod tests {
     fn the_report_pass_reads_the_covering_index_alone() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(&dir.path().join("log.db")).unwrap();
-        for (sql, index) in
-            [(EACH_REQUEST, "requests_report"), (EACH_REQUEST_NO_LATENCIES, "requests_report"), (FAILURES, "requests_failures")]
-        {
+        for (sql, index) in [
+            (EACH_REQUEST, "requests_report"),
+            (EACH_REQUEST_NO_LATENCIES, "requests_report"),
+            (FAILURES, "requests_failures"),
+        ] {
             let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let plan: Vec<String> = explain
                 .query_map(rusqlite::params!["b", 0, 1], |r| r.get(3))
@@ -329,7 +328,14 @@ mod tests {
         }
         let mut seen = Vec::new();
         each_request(&conn, "b", 0, 3 * H, &[H], |r| {
-            seen.push((r.at_ms, r.outcome.to_string(), r.ttft_ms, r.e2e_ms, r.error.as_deref().map(String::from), r.http_status))
+            seen.push((
+                r.at_ms,
+                r.outcome.to_string(),
+                r.ttft_ms,
+                r.e2e_ms,
+                r.error.as_deref().map(String::from),
+                r.http_status,
+            ))
         })
         .unwrap();
         let boom = |id: u32| Some(format!("boom {id}"));
