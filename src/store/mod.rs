@@ -115,8 +115,15 @@ pub fn recover_interrupted(conn: &Connection, path: &Path) -> Result<recover::Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The steps of SQLite's plan for `sql` with `params` (`EXPLAIN QUERY PLAN`'s detail column):
+    /// what the tests that pin a query to its index read.
+    pub(crate) fn query_plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        explain.query_map(params, |r| r.get(3)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
 
     #[test]
     fn every_migration_file_is_listed_in_order() {

@@ -411,12 +411,8 @@ mod tests {
     fn failures_per_bucket_reads_the_failures_index_alone() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(&dir.path().join("log.db")).unwrap();
-        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", failures_per_bucket_sql())).unwrap();
-        let plan: Vec<String> = explain
-            .query_map(rusqlite::params!["b", 0, 1, 1000], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let plan =
+            crate::store::tests::query_plan(&conn, &failures_per_bucket_sql(), rusqlite::params!["b", 0, 1, 1000]);
         assert_eq!(
             plan[0],
             "SEARCH requests USING COVERING INDEX requests_failures (backend=? AND started_at>? AND started_at<?)"

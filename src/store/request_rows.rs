@@ -1,7 +1,8 @@
 //! A backend's finished requests in a window, streamed in time order for the report's one pass
-//! (`report::pass`): read from the covering index `requests_report` alone, through `fast_rows`,
-//! with the strings that repeat down a column shared and the latency columns left unread where
-//! an hour's latencies are kept apart.
+//! (`report::pass`): what every request has from the covering index `requests_report`, what only
+//! a failure has from the failures' covering index `requests_failures`, the two merged as they
+//! stream, through `fast_rows`; the strings that repeat down a column shared, and the latency
+//! columns left unread where an hour's latencies are kept apart.
 
 use rusqlite::Connection;
 
@@ -267,12 +268,7 @@ mod tests {
             (EACH_REQUEST_NO_LATENCIES, "requests_report"),
             (FAILURES, "requests_failures"),
         ] {
-            let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let plan: Vec<String> = explain
-                .query_map(rusqlite::params!["b", 0, 1], |r| r.get(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = crate::store::tests::query_plan(&conn, sql, rusqlite::params!["b", 0, 1]);
             // No table lookup (the replies' overflow pages), no sort.
             assert_eq!(
                 plan,
